@@ -1,0 +1,216 @@
+//! Preparing a spawn in the parent: every allocation, lookup and fd the
+//! child will use is made here, before the clone.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::ptr;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::pipe::PipeFlags;
+
+use super::stdio::Kind;
+use super::{Command, Containment};
+use crate::child::{Child, ChildStderr, ChildStdin, ChildStdout};
+use crate::error::{SpawnError, SpawnStage};
+use crate::sys::child_exec::{ChildPlan, FdAction, GroupAction, Stage};
+use crate::sys::clone::{self, CloneOptions};
+use crate::sys::env;
+
+/// `PATH` when none is set, as glibc's execvp.
+const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
+
+pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
+    let program = || cmd.program_lossy();
+    if let Some(reason) = &cmd.invalid {
+        return Err(SpawnError::Invalid { program: program(), reason: reason.clone() });
+    }
+    let os_err = |stage, source| SpawnError::Os { program: program(), stage, source };
+
+    // argv and envp.
+    let mut argv: Vec<*const libc::c_char> = Vec::with_capacity(cmd.args.len() + 1);
+    argv.extend(cmd.args.iter().map(|a| a.as_ptr()));
+    argv.push(ptr::null());
+    let env_strings = build_env(cmd);
+    let envp_vec: Option<Vec<*const libc::c_char>> = env_strings.as_ref().map(|v| {
+        let mut p: Vec<_> = v.iter().map(|s| s.as_ptr()).collect();
+        p.push(ptr::null());
+        p
+    });
+    let envp = match &envp_vec {
+        Some(v) => v.as_ptr(),
+        None => env::environ(),
+    };
+
+    // PATH candidates.
+    let candidates = candidates(cmd);
+    let candidate_ptrs: Vec<*const libc::c_char> = candidates.iter().map(|c| c.as_ptr()).collect();
+
+    // Stdio: parent ends kept, child ends closed once the child has exec'd.
+    let mut child_ends: Vec<OwnedFd> = Vec::new();
+    let mut actions: Vec<FdAction> = Vec::with_capacity(3 + cmd.fds.len());
+    let mut null: Option<OwnedFd> = None;
+    let (mut p_in, mut p_out, mut p_err) = (None, None, None);
+    let mut stderr_to_stdout = false;
+    for (n, s) in [(0, &cmd.stdin), (1, &cmd.stdout), (2, &cmd.stderr)] {
+        match &s.0 {
+            Kind::Inherit => {}
+            Kind::Null => {
+                if null.is_none() {
+                    let fd = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(|e| os_err(SpawnStage::Pipe, e.into()))?;
+                    null = Some(fd);
+                }
+                let src = null.as_ref().map_or(-1, |f| f.as_raw_fd());
+                actions.push(FdAction { src, dst: n });
+            }
+            Kind::Piped => {
+                let (r, w) =
+                    rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| os_err(SpawnStage::Pipe, e.into()))?;
+                let (mine, theirs) = if n == 0 { (w, r) } else { (r, w) };
+                actions.push(FdAction { src: theirs.as_raw_fd(), dst: n });
+                child_ends.push(theirs);
+                match n {
+                    0 => p_in = Some(mine),
+                    1 => p_out = Some(mine),
+                    _ => p_err = Some(mine),
+                }
+            }
+            Kind::Fd(fd) => actions.push(FdAction { src: fd.as_raw_fd(), dst: n }),
+            Kind::SameAsStdout => {
+                if n != 2 {
+                    return Err(SpawnError::Invalid {
+                        program: program(),
+                        reason: crate::error::InvalidCommand::SameAsStdout,
+                    });
+                }
+                stderr_to_stdout = true;
+            }
+        }
+    }
+    for (dst, fd) in &cmd.fds {
+        actions.push(FdAction { src: fd.as_raw_fd(), dst: *dst });
+    }
+    // If some source fd is also some other action's target, dup2 in order
+    // could overwrite it before use: then the child first moves every
+    // source above all targets.
+    let conflict = actions
+        .iter()
+        .enumerate()
+        .any(|(i, a)| actions.iter().enumerate().any(|(j, b)| i != j && a.src == b.dst));
+    let shuffle_min = conflict.then(|| actions.iter().map(|a| a.dst).max().unwrap_or(2).max(2) + 1);
+    let mut scratch = vec![-1i32; if conflict { actions.len() } else { 0 }];
+
+    let use_close_range = env::close_range_cloexec();
+    let group = match cmd.containment {
+        Containment::ProcessGroup => GroupAction::NewGroup,
+        Containment::Session => GroupAction::NewSession,
+        Containment::Inherit => GroupAction::Inherit,
+    };
+    let mut plan = ChildPlan {
+        candidates: &candidate_ptrs,
+        argv: argv.as_ptr(),
+        envp,
+        group,
+        fd_actions: &actions,
+        shuffle_min,
+        shuffle_scratch: scratch.as_mut_ptr(),
+        stderr_to_stdout,
+        use_close_range,
+        cloexec_fallback_max: if use_close_range { 0 } else { env::highest_open_fd() },
+        reset_all_handlers: false,
+        default_signals: cmd.default_signals,
+        pdeathsig: cmd.pdeathsig.map_or(0, |s| s.as_raw()),
+        expected_ppid: if cmd.pdeathsig.is_some() { env::getpid() } else { 0 },
+        groups: cmd.groups.as_deref(),
+        drop_groups: cmd.uid.is_some() && cmd.groups.is_none(),
+        gid: cmd.gid,
+        uid: cmd.uid,
+        cwd: cmd.cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+        block: ptr::null(),
+    };
+    let spawned = clone::spawn(&mut plan, &CloneOptions { cgroup: None }).map_err(|f| {
+        let stage = match f.stage {
+            None => SpawnStage::Clone,
+            Some(Stage::ProcessGroup) => SpawnStage::ProcessGroup,
+            Some(Stage::Fds) => SpawnStage::Fds,
+            Some(Stage::Signals) => SpawnStage::Signals,
+            Some(Stage::ParentDeath) => SpawnStage::ParentDeath,
+            Some(Stage::Credentials) => SpawnStage::Credentials,
+            Some(Stage::Chdir) => SpawnStage::Chdir,
+            Some(Stage::Exec) => SpawnStage::Exec,
+        };
+        os_err(stage, f.error)
+    })?;
+    drop(child_ends);
+    Ok(Child::new(
+        spawned.pidfd,
+        spawned.pid as u32,
+        p_in.map(ChildStdin::from_fd),
+        p_out.map(ChildStdout::from_fd),
+        p_err.map(ChildStderr::from_fd),
+        cmd.kill_on_drop,
+        cmd.containment,
+    ))
+}
+
+/// The child's environment as `KEY=VALUE` strings, or `None` to pass the
+/// parent's `environ` unchanged.
+fn build_env(cmd: &Command) -> Option<Vec<CString>> {
+    if !cmd.env.clear && cmd.env.vars.is_empty() {
+        return None;
+    }
+    let mut merged: std::collections::BTreeMap<OsString, OsString> = if cmd.env.clear {
+        Default::default()
+    } else {
+        std::env::vars_os().collect()
+    };
+    for (k, v) in &cmd.env.vars {
+        match v {
+            Some(v) => merged.insert(k.clone(), v.clone()),
+            None => merged.remove(k),
+        };
+    }
+    Some(
+        merged
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let mut b = k.into_vec();
+                b.push(b'=');
+                b.extend_from_slice(v.as_bytes());
+                // Inherited entries cannot hold NULs; ours were checked.
+                CString::new(b).ok()
+            })
+            .collect(),
+    )
+}
+
+/// The paths `execve` tries, in order: the program itself if it contains
+/// a `/`, else each `PATH` entry joined with it (an empty entry is the
+/// current directory). The `PATH` is the child's if the command sets it.
+fn candidates(cmd: &Command) -> Vec<CString> {
+    let prog = cmd.program.as_bytes();
+    if prog.contains(&b'/') {
+        return vec![cmd.program.clone()];
+    }
+    let from_cmd = cmd.env.vars.get(OsStr::new("PATH"));
+    let path: Vec<u8> = match from_cmd {
+        Some(Some(p)) => p.as_bytes().to_vec(),
+        Some(None) => DEFAULT_PATH.to_vec(),
+        None if cmd.env.clear => DEFAULT_PATH.to_vec(),
+        None => std::env::var_os("PATH").map_or_else(|| DEFAULT_PATH.to_vec(), |p| p.into_vec()),
+    };
+    path.split(|&b| b == b':')
+        .filter_map(|dir| {
+            let mut full = Vec::with_capacity(dir.len() + 1 + prog.len());
+            if dir.is_empty() {
+                full.extend_from_slice(b"./");
+            } else {
+                full.extend_from_slice(dir);
+                full.push(b'/');
+            }
+            full.extend_from_slice(prog);
+            CString::new(full).ok()
+        })
+        .collect()
+}

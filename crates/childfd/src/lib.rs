@@ -1,0 +1,71 @@
+//! Spawn and supervise Linux child processes that cannot be lost, stolen,
+//! leaked or hung on.
+//!
+//! - [`Command`] builds a child like `std::process::Command`, plus fd
+//!   mapping, credentials, parent-death signal and containment.
+//! - [`Command::spawn`] creates it with `clone3(CLONE_PIDFD | CLONE_VM |
+//!   CLONE_VFORK | CLONE_CLEAR_SIGHAND)` and `exit_signal = 0`: the cost of
+//!   a spawn does not grow with the parent's memory, and the pidfd exists
+//!   from the first instant.
+//! - [`Child`] waits (`poll` + `waitid(P_PIDFD)`), recovers a status another
+//!   reaper stole (`PIDFD_INFO_EXIT`), signals through the pidfd, and never
+//!   leaves a zombie when dropped.
+//!
+//! ```
+//! use childfd::{Command, Stdio};
+//! use std::io::Read;
+//! use std::time::Duration;
+//!
+//! let mut child = Command::new("echo").arg("hello").stdout(Stdio::piped()).spawn()?;
+//! let mut out = String::new();
+//! child.take_stdout().expect("piped").read_to_string(&mut out)?;
+//! let status = child.wait_timeout(Duration::from_secs(10))?.expect("exited");
+//! assert!(status.success());
+//! assert_eq!(out, "hello\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Kernel requirements
+//!
+//! Linux 5.4 or later. Newer features are probed once at run time:
+//! `clone3` (5.3; refused by some seccomp profiles, then legacy `clone`
+//! is used), `close_range` (5.11; else fds are marked close-on-exec one by
+//! one), `PIDFD_INFO_EXIT` (6.15; else a stolen status is reported as
+//! [`WaitError::StatusUnavailable`], never made up).
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+mod child;
+mod command;
+mod error;
+mod signal;
+mod status;
+mod sys;
+
+pub use child::{Child, ChildStderr, ChildStdin, ChildStdout, pending_reaps};
+pub use command::{Command, Containment, Stdio};
+pub use error::{InvalidCommand, SignalError, SpawnError, SpawnStage, WaitError};
+pub use signal::Signal;
+pub use status::ExitStatus;
+pub use sys::clone::Method as SpawnMethod;
+
+/// How this process creates children (probed once; see [`SpawnMethod`]).
+pub fn spawn_method() -> SpawnMethod {
+    sys::clone::method()
+}
+
+/// Switches that force the fallbacks for older kernels, so that tests can
+/// check them on a new one. Process-wide and irreversible; not for
+/// production use.
+#[doc(hidden)]
+pub mod force_fallback {
+    /// Behave as a kernel without `PIDFD_INFO_EXIT` (before 6.15).
+    pub fn no_pidfd_exit_info() {
+        crate::sys::pidfd::disable_exit_info();
+    }
+
+    /// Behave as a kernel without `close_range(CLOSE_RANGE_CLOEXEC)` (before 5.11).
+    pub fn no_close_range() {
+        crate::sys::env::disable_close_range();
+    }
+}

@@ -1,0 +1,387 @@
+//! Creating the child: `clone3(CLONE_PIDFD | CLONE_VM | CLONE_VFORK |
+//! CLONE_CLEAR_SIGHAND)` with `exit_signal = 0`, on a dedicated stack.
+//!
+//! The child runs [`child_main`] on its own stack (mapped here, with a
+//! guard page) inside the parent's address space, until it calls `execve`
+//! or exits; `CLONE_VFORK` keeps the spawning thread suspended until then,
+//! so the parent reads the child's report from the [`SpawnBlock`] with no
+//! pipe and no extra syscall. All signals are blocked in the spawning
+//! thread around the clone, so no parent signal handler can run on the
+//! child's side of the shared memory.
+//!
+//! # Methods and fallbacks
+//!
+//! Probed once per process and cached ([`method`]):
+//!
+//! | method | when | cost |
+//! |---|---|---|
+//! | [`Method::Clone3Vm`] | x86_64, `clone3` available | the kernel limit |
+//! | [`Method::CloneVm`] | x86_64, `clone3` refused (`ENOSYS`, or `EPERM` from a seccomp filter) | same; resets caught signal handlers by hand |
+//! | [`Method::Clone3Fork`] | other architectures, or forced | copies the page tables, like `fork` |
+//!
+//! The environment variable `CHILDFD_SPAWN_METHOD` (`clone3-vm`, `clone-vm`,
+//! `clone3-fork`), read once, forces a method: useful under tools that
+//! cannot follow `CLONE_VM` children, and used by the fallback tests.
+//!
+//! # Caveats
+//!
+//! The fork-style method is correct but its cost grows with the parent's
+//! memory (about 28 ms per GiB resident, measured on the reference machine).
+
+use core::ffi::c_long;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+
+use super::child_exec::{ChildPlan, SpawnBlock, Stage, child_main};
+
+/// How children are created; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `clone3` with `CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND`.
+    Clone3Vm,
+    /// Legacy `clone` with `CLONE_VM | CLONE_VFORK | CLONE_PIDFD`.
+    CloneVm,
+    /// `clone3` with `CLONE_VFORK | CLONE_PIDFD` but without `CLONE_VM`.
+    Clone3Fork,
+}
+
+impl Method {
+    /// Whether the child shares the parent's memory.
+    pub(crate) fn shares_memory(self) -> bool {
+        !matches!(self, Method::Clone3Fork)
+    }
+}
+
+/// The spawn method of this process: probed at first use, then cached.
+pub fn method() -> Method {
+    static METHOD: OnceLock<Method> = OnceLock::new();
+    *METHOD.get_or_init(|| {
+        let forced = std::env::var("CHILDFD_SPAWN_METHOD").ok();
+        match forced.as_deref() {
+            Some("clone3-vm") => return Method::Clone3Vm,
+            Some("clone-vm") => return Method::CloneVm,
+            Some("clone3-fork") => return Method::Clone3Fork,
+            _ => {}
+        }
+        let clone3 = clone3_available();
+        if cfg!(target_arch = "x86_64") {
+            if clone3 { Method::Clone3Vm } else { Method::CloneVm }
+        } else {
+            Method::Clone3Fork
+        }
+    })
+}
+
+/// Probes `clone3` without creating anything: with a NULL argument of size
+/// 0 a kernel that has it answers `EINVAL`; `ENOSYS` (old kernel or a
+/// container's seccomp profile) and `EPERM` (seccomp) mean refused.
+fn clone3_available() -> bool {
+    // SAFETY: clone3 with size 0 is rejected by the kernel before it reads
+    // the (null) argument or creates anything.
+    let r = unsafe { super::raw::sc!(libc::SYS_clone3, 0, 0) };
+    !(r == -(libc::ENOSYS as isize) || r == -(libc::EPERM as isize))
+}
+
+/// The `clone3` argument structure (`struct clone_args`, version 2).
+#[repr(C, align(8))]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+const PAGE: usize = 4096;
+/// Usable stack of the child. The child code needs a few hundred bytes;
+/// this leaves room for unoptimised builds.
+const STACK_SIZE: usize = 64 * 1024;
+
+/// A private mapping: `[guard page][stack ...][spawn block page]`.
+struct Arena {
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the arena is plain memory owned by whoever holds the value.
+unsafe impl Send for Arena {}
+
+impl Arena {
+    /// Maps a new arena; `shared` gives a `MAP_SHARED` mapping so a
+    /// fork-style child's writes to the spawn block reach the parent.
+    fn new(shared: bool) -> io::Result<Arena> {
+        let len = PAGE + STACK_SIZE + PAGE;
+        let kind = if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        // SAFETY: anonymous mapping with no address hint.
+        let base = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                kind | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let arena = Arena { base: base.cast(), len };
+        // SAFETY: the first page lies inside the mapping just created.
+        if unsafe { libc::mprotect(base, PAGE, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(arena)
+    }
+
+    /// Highest address of the stack (16-byte aligned).
+    fn stack_top(&self) -> *mut u8 {
+        // SAFETY: within the mapping.
+        unsafe { self.base.add(PAGE + STACK_SIZE) }
+    }
+
+    fn stack_bottom(&self) -> *mut u8 {
+        // SAFETY: within the mapping.
+        unsafe { self.base.add(PAGE) }
+    }
+
+    fn block(&self) -> &SpawnBlock {
+        // SAFETY: the last page is readable, writable, page-aligned and only
+        // used for the block; all-zero bytes are a valid SpawnBlock.
+        unsafe { &*(self.stack_top() as *const SpawnBlock) }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: we own the mapping and no child runs on it any more.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+/// Arenas kept for reuse: one per concurrently spawning thread, at most.
+static POOL: Mutex<Vec<Arena>> = Mutex::new(Vec::new());
+const POOL_MAX: usize = 16;
+
+fn take_arena(shared: bool) -> io::Result<Arena> {
+    if !shared {
+        if let Some(a) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(a);
+        }
+    }
+    Arena::new(shared)
+}
+
+fn give_back(arena: Arena, shared: bool) {
+    if shared {
+        return;
+    }
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.len() < POOL_MAX {
+        pool.push(arena);
+    }
+}
+
+/// A created child: its pidfd and pid.
+pub(crate) struct Spawned {
+    pub pidfd: OwnedFd,
+    pub pid: i32,
+}
+
+/// Why a spawn failed: the stage and errno.
+pub(crate) struct Failure {
+    pub stage: Option<Stage>,
+    pub error: io::Error,
+}
+
+/// Options of the clone itself (not of the child's steps).
+pub(crate) struct CloneOptions<'a> {
+    /// Place the child into this cgroup (`CLONE_INTO_CGROUP`).
+    pub cgroup: Option<std::os::fd::BorrowedFd<'a>>,
+}
+
+/// Creates the child and runs `plan` in it.
+///
+/// On success the child has called `execve`. On failure in the child, the
+/// failed child has been reaped before this returns.
+///
+/// `plan.block` and `plan.reset_all_handlers` are filled in here.
+pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result<Spawned, Failure> {
+    let method = method();
+    let shared = !method.shares_memory();
+    let arena = take_arena(shared).map_err(|error| Failure { stage: None, error })?;
+    let block = arena.block();
+    block.errno.store(0, Ordering::Relaxed);
+    block.stage.store(0, Ordering::Relaxed);
+    plan.block = block;
+    plan.reset_all_handlers = method == Method::CloneVm;
+
+    let result = {
+        let _mask = super::signals::BlockAll::new();
+        match method {
+            Method::Clone3Vm => clone3(plan, &arena, opts, true),
+            Method::Clone3Fork => clone3(plan, &arena, opts, false),
+            Method::CloneVm => legacy_clone(plan, &arena, opts),
+        }
+    };
+    let errno = block.errno.load(Ordering::Acquire);
+    let stage = Stage::from_u32(block.stage.load(Ordering::Relaxed));
+    give_back(arena, shared);
+
+    let spawned = result.map_err(|error| Failure { stage: None, error })?;
+    if errno != 0 {
+        // The child failed before exec and has exited (CLONE_VFORK resumed
+        // us at its exit). Reap it now so no zombie is left; exit_signal is
+        // 0, hence __WALL.
+        let _ = super::pidfd::wait(std::os::fd::AsFd::as_fd(&spawned.pidfd), super::pidfd::Block::Yes);
+        return Err(Failure { stage, error: io::Error::from_raw_os_error(errno) });
+    }
+    Ok(spawned)
+}
+
+fn clone3(
+    plan: &ChildPlan<'_>,
+    arena: &Arena,
+    opts: &CloneOptions<'_>,
+    share_vm: bool,
+) -> io::Result<Spawned> {
+    let mut pidfd: i32 = -1;
+    let mut flags = libc::CLONE_PIDFD as u64 | libc::CLONE_VFORK as u64 | CLONE_CLEAR_SIGHAND;
+    if share_vm {
+        flags |= libc::CLONE_VM as u64;
+    }
+    let mut args = CloneArgs {
+        flags,
+        pidfd: &mut pidfd as *mut i32 as u64,
+        exit_signal: 0,
+        stack: arena.stack_bottom() as u64,
+        stack_size: STACK_SIZE as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(cg) = opts.cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = std::os::fd::AsRawFd::as_raw_fd(&cg) as u64;
+    }
+    // SAFETY: `args` is a valid clone_args; the child runs child_main on the
+    // arena's stack with `plan`, which outlives the call (we are suspended
+    // by CLONE_VFORK until the child execs or exits).
+    let r = unsafe {
+        clone_trampoline(
+            libc::SYS_clone3,
+            [&args as *const CloneArgs as usize, core::mem::size_of::<CloneArgs>(), 0, 0, 0],
+            plan,
+        )
+    };
+    finish(r, pidfd)
+}
+
+fn legacy_clone(plan: &ChildPlan<'_>, arena: &Arena, opts: &CloneOptions<'_>) -> io::Result<Spawned> {
+    if opts.cgroup.is_some() {
+        // Legacy clone cannot place a child into a cgroup atomically.
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    let mut pidfd: i32 = -1;
+    // exit_signal = 0 is the low byte of the flags.
+    let flags = (libc::CLONE_PIDFD | libc::CLONE_VM | libc::CLONE_VFORK) as usize;
+    // x86_64 argument order: flags, stack, parent_tid, child_tid, tls; with
+    // CLONE_PIDFD the pidfd is written through `parent_tid`.
+    // SAFETY: as in clone3; the stack pointer is the top of the arena stack.
+    let r = unsafe {
+        clone_trampoline(
+            libc::SYS_clone,
+            [flags, arena.stack_top() as usize, &mut pidfd as *mut i32 as usize, 0, 0],
+            plan,
+        )
+    };
+    finish(r, pidfd)
+}
+
+fn finish(r: isize, pidfd: i32) -> io::Result<Spawned> {
+    if r < 0 {
+        return Err(io::Error::from_raw_os_error(-(r as i32)));
+    }
+    // SAFETY: the kernel returned a new pidfd that nobody else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Spawned { pidfd, pid: r as i32 })
+}
+
+/// Runs a clone-family syscall; in the child, calls [`child_main`] on the
+/// new stack and never comes back. Returns the syscall's result in the parent.
+///
+/// # Safety
+///
+/// `args` must be valid for `nr` and, if they request a new stack, that
+/// stack must be mapped, writable, 16-byte aligned at its top and unused.
+/// `plan` must stay valid until the child execs or exits (`CLONE_VFORK`).
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone_trampoline(nr: c_long, args: [usize; 5], plan: &ChildPlan<'_>) -> isize {
+    let ret: isize;
+    let entry: unsafe extern "C" fn(*const ChildPlan<'_>) -> ! = child_main;
+    // SAFETY: in the parent this is a plain syscall (rcx and r11 clobbered).
+    // In the child (rax == 0) the kernel has switched rsp to the top of the
+    // new stack: clear the frame pointer, pass `plan` in rdi and call the
+    // entry, which never returns (`ud2` is unreachable). r12/r13 are
+    // preserved across `syscall`, so the child still has them.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            in("r10") args[3],
+            in("r8") args[4],
+            in("r12") plan as *const ChildPlan<'_>,
+            in("r13") entry,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Fork-style version for architectures without a trampoline: only valid
+/// without `CLONE_VM` (the child returns through copied frames of its own).
+///
+/// # Safety
+///
+/// As for the x86_64 version; `args` must not request `CLONE_VM`.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn clone_trampoline(nr: c_long, args: [usize; 5], plan: &ChildPlan<'_>) -> isize {
+    // The child continues on a private copy of this stack, so the arena's
+    // stack is not used: clear it from clone_args.
+    // SAFETY: args[0] points to a live CloneArgs (only clone3 reaches here).
+    unsafe {
+        let ca = args[0] as *mut CloneArgs;
+        (*ca).stack = 0;
+        (*ca).stack_size = 0;
+    }
+    // SAFETY: forwarded from the caller.
+    let r = unsafe { super::raw::syscall6(nr, [args[0], args[1], args[2], args[3], args[4], 0]) };
+    if r == 0 {
+        // SAFETY: we are the fork-style child with a private copy of `plan`.
+        unsafe { child_main(plan) }
+    }
+    r
+}

@@ -1,0 +1,63 @@
+//! Facts about the calling process needed to prepare a spawn.
+
+use core::ffi::c_char;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The process's `environ` array, for a child that inherits the environment
+/// unchanged (no copy, as `posix_spawn` does).
+///
+/// # Caveats
+///
+/// Like every reader of the environment, this races with
+/// `std::env::set_var` in another thread, which is why `set_var` is
+/// `unsafe`: its caller promises no concurrent readers.
+pub(crate) fn environ() -> *const *const c_char {
+    unsafe extern "C" {
+        static environ: *const *const c_char;
+    }
+    // SAFETY: reading the pointer value of libc's `environ`; see Caveats.
+    unsafe { environ }
+}
+
+static CLOSE_RANGE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 yes, 2 no
+
+/// Whether `close_range(.., CLOSE_RANGE_CLOEXEC)` works (Linux 5.11),
+/// probed once on an empty range of fds so nothing is touched.
+pub(crate) fn close_range_cloexec() -> bool {
+    match CLOSE_RANGE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            // Probe on the highest possible range: no fd is there.
+            // SAFETY: marks no fd (the range is empty of open fds).
+            let r = unsafe {
+                libc::syscall(libc::SYS_close_range, u32::MAX - 1, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+            };
+            let ok = r == 0;
+            CLOSE_RANGE.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+            ok
+        }
+    }
+}
+
+/// Forces the `close_range` fallback, as on a kernel before 5.11. Tests only.
+pub(crate) fn disable_close_range() {
+    CLOSE_RANGE.store(2, Ordering::Relaxed);
+}
+
+/// The highest fd number open now (from `/proc/self/fd`), for the
+/// fallback that marks fds close-on-exec one by one.
+pub(crate) fn highest_open_fd() -> i32 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .max()
+                .unwrap_or(2)
+        })
+        .unwrap_or(1024)
+}
+
+/// `getpid()`.
+pub(crate) fn getpid() -> i32 {
+    rustix::process::getpid().as_raw_nonzero().get()
+}

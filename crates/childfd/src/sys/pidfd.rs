@@ -1,0 +1,183 @@
+//! Operations on a pidfd: wait, exit-status recovery, signals, readiness.
+//!
+//! See [pidfd_open(2)](https://man7.org/linux/man-pages/man2/pidfd_open.2.html),
+//! [waitid(2)](https://man7.org/linux/man-pages/man2/waitid.2.html) and
+//! [pidfd_send_signal(2)](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+/// Whether [`wait`] may block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Block {
+    Yes,
+    No,
+}
+
+/// `waitid(P_PIDFD, fd, WEXITED | __WALL [| WNOHANG])`: reaps the child if
+/// it has exited and returns its raw wait status (`code << 8`, or the
+/// signal number with `0x80` for a core dump).
+///
+/// `__WALL` is required: a child whose exec failed still has
+/// `exit_signal = 0`, which plain `WEXITED` does not see.
+///
+/// Returns `Ok(None)` with [`Block::No`] when the child is still running.
+///
+/// # Errors
+///
+/// `ECHILD` when the process was reaped by someone else (or is not our
+/// child); other errors from waitid(2).
+pub(crate) fn wait(fd: BorrowedFd<'_>, block: Block) -> io::Result<Option<i32>> {
+    let mut flags = libc::WEXITED | libc::__WALL;
+    if block == Block::No {
+        flags |= libc::WNOHANG;
+    }
+    loop {
+        // SAFETY: siginfo_t is plain data and all-zero is a valid value,
+        // which also makes `si_pid == 0` mean "nothing reaped" with WNOHANG.
+        let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+        // SAFETY: `info` is a valid out-pointer; P_PIDFD takes the fd as id.
+        let r = unsafe { libc::waitid(libc::P_PIDFD, fd.as_raw_fd() as libc::id_t, &mut info, flags) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: waitid filled in a SIGCHLD siginfo (or left it zeroed).
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        let raw = match info.si_code {
+            libc::CLD_EXITED => (status & 0xff) << 8,
+            libc::CLD_KILLED => status & 0x7f,
+            libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+            _ => return Err(io::Error::other("waitid returned an unexpected si_code")),
+        };
+        return Ok(Some(raw));
+    }
+}
+
+/// `struct pidfd_info`, first version (64 bytes), from `linux/pidfd.h`.
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    exit_code: i32,
+}
+
+const PIDFD_INFO_EXIT: u64 = 0x8;
+/// `_IOWR(0xFF, 11, struct pidfd_info)` with the 64-byte struct.
+const PIDFD_GET_INFO: libc::c_ulong = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
+
+/// The answer of [`exit_info`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitInfo {
+    /// The raw wait status recorded by the kernel at exit.
+    Status(i32),
+    /// The kernel has this feature but has not recorded an exit (yet).
+    NotYet,
+    /// This kernel cannot report exit statuses through pidfds (before 6.15).
+    Unsupported,
+}
+
+static EXIT_INFO_SUPPORT: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 yes, 2 no
+
+/// Forces [`exit_info`] to answer `Unsupported`, as on a kernel before 6.15.
+/// Only for tests of the documented fallback.
+pub(crate) fn disable_exit_info() {
+    EXIT_INFO_SUPPORT.store(2, Ordering::Relaxed);
+}
+
+/// `ioctl(pidfd, PIDFD_GET_INFO)` asking for `PIDFD_INFO_EXIT` (Linux 6.15):
+/// the exit status of a process, available even after another reaper took
+/// it.
+pub(crate) fn exit_info(fd: BorrowedFd<'_>) -> ExitInfo {
+    if EXIT_INFO_SUPPORT.load(Ordering::Relaxed) == 2 {
+        return ExitInfo::Unsupported;
+    }
+    let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..PidfdInfo::default() };
+    // SAFETY: `info` is a writable 64-byte pidfd_info matching the size
+    // encoded in the request number.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), PIDFD_GET_INFO, &mut info as *mut PidfdInfo) };
+    if r == -1 {
+        let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        return match e {
+            // No such ioctl on this kernel (before 6.13).
+            libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP => {
+                EXIT_INFO_SUPPORT.store(2, Ordering::Relaxed);
+                ExitInfo::Unsupported
+            }
+            // Gone, and no exit recorded yet: a concurrent reaper is still
+            // between taking the zombie and releasing it.
+            _ => ExitInfo::NotYet,
+        };
+    }
+    if info.mask & PIDFD_INFO_EXIT != 0 {
+        EXIT_INFO_SUPPORT.store(1, Ordering::Relaxed);
+        ExitInfo::Status(info.exit_code)
+    } else {
+        // Before 6.15 the bit is never set; callers retry a bounded number
+        // of times and then report the status as unavailable.
+        ExitInfo::NotYet
+    }
+}
+
+/// `pidfd_send_signal(fd, sig, NULL, flags)`.
+///
+/// # Errors
+///
+/// `ESRCH` once the process has exited (zombie or reaped): the pidfd refers
+/// to that process only, so the signal can never reach another one.
+pub(crate) fn send_signal(fd: BorrowedFd<'_>, sig: i32, flags: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments and a null siginfo.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            core::ptr::null::<libc::siginfo_t>(),
+            flags,
+        )
+    };
+    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9): signal the process group the
+/// pidfd's process leads, by its `struct pid`.
+#[allow(dead_code)] // used by tree signalling (containment)
+pub(crate) const PIDFD_SIGNAL_PROCESS_GROUP: u32 = 4;
+
+/// Waits until `fd` is readable (the process exited) or `timeout` passes
+/// (`None`: forever); `ppoll(2)` with nanosecond timeout. Returns whether it
+/// is readable. `EINTR` returns `Ok(false)` early; callers loop on their
+/// deadline.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let ts = timeout.map(|d| Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    match rustix::event::poll(&mut fds, ts.as_ref()) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,31 @@
+//! The spawning thread's signal mask around the clone.
+
+/// Blocks every signal in the calling thread until dropped, then restores
+/// the previous mask (`pthread_sigmask(SIG_SETMASK)`).
+///
+/// Used around the clone so that no signal handler of the parent can run in
+/// the child while it shares the parent's memory.
+pub(crate) struct BlockAll {
+    old: libc::sigset_t,
+}
+
+impl BlockAll {
+    pub(crate) fn new() -> BlockAll {
+        // SAFETY: sigset_t is plain data; sigfillset initialises it, and
+        // pthread_sigmask only reads `all` and writes `old`.
+        unsafe {
+            let mut all: libc::sigset_t = core::mem::zeroed();
+            let mut old: libc::sigset_t = core::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            BlockAll { old }
+        }
+    }
+}
+
+impl Drop for BlockAll {
+    fn drop(&mut self) {
+        // SAFETY: restores a mask previously returned by the kernel.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, core::ptr::null_mut()) };
+    }
+}
