@@ -1,1 +1,220 @@
+//! Helper programs and hygiene checks for childfd's tests and benchmarks.
+//!
+//! - [`EXIT0`], [`PAUSE`]: static children without libc (built by
+//!   `build.rs`), so spawn costs are not hidden behind the dynamic loader.
+//! - [`Hygiene`]: serialises a test within its binary and checks
+//!   afterwards that it left no child (zombie or running), no extra fd and
+//!   at most the expected threads.
+//! - [`seccomp_deny`]: makes one syscall fail, to force fallback paths.
+#![allow(unsafe_code)]
+#![allow(clippy::undocumented_unsafe_blocks)]
 
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Path of a static program that exits 0 at once.
+pub const EXIT0: &str = env!("CHILDFD_TESTBIN_EXIT0");
+/// Path of a static program that waits for a signal forever.
+pub const PAUSE: &str = env!("CHILDFD_TESTBIN_PAUSE");
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The process's open fds, by number.
+pub fn open_fds() -> BTreeSet<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn is_epoll(fd: i32) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|l| l.to_string_lossy() == "anon_inode:[eventpoll]")
+}
+
+/// Open fds with what they point to, for failure messages.
+pub fn describe_fds() -> Vec<(i32, String)> {
+    open_fds()
+        .into_iter()
+        .map(|fd| {
+            let l = std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string());
+            (fd, l.unwrap_or_else(|e| e.to_string()))
+        })
+        .collect()
+}
+
+/// Names (`comm`) of this process's threads.
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+                .map(|s| s.trim_end().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Number of threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").expect("read /proc/self/task").count()
+}
+
+/// A process as read from `/proc/<pid>/stat`.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    /// Pid.
+    pub pid: i32,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Process group.
+    pub pgrp: i32,
+    /// Session.
+    pub session: i32,
+    /// State letter (`Z` for zombie).
+    pub state: char,
+    /// Command name.
+    pub comm: String,
+}
+
+/// Every process on the system (that could be read).
+pub fn processes() -> Vec<Proc> {
+    let mut v = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return v };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if let Some(p) = read_stat(pid) {
+            v.push(p);
+        }
+    }
+    v
+}
+
+/// Reads `/proc/<pid>/stat`.
+pub fn read_stat(pid: i32) -> Option<Proc> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let comm = s[open + 1..close].to_string();
+    let mut rest = s[close + 2..].split(' ');
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
+    let session = rest.next()?.parse().ok()?;
+    Some(Proc { pid, ppid, pgrp, session, state, comm })
+}
+
+/// Children of this process (zombie or not).
+pub fn children() -> Vec<Proc> {
+    let me = std::process::id() as i32;
+    processes().into_iter().filter(|p| p.ppid == me).collect()
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    read_stat(pid).is_some_and(|p| p.state != 'Z' && p.state != 'X')
+}
+
+/// Polls `cond` every few milliseconds until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A test's check that it leaves nothing behind. Holds a lock so tests of
+/// one binary run one at a time (their process-wide checks would see each
+/// other otherwise).
+#[derive(Debug)]
+pub struct Hygiene {
+    _serial: MutexGuard<'static, ()>,
+    fds: BTreeSet<i32>,
+    threads: usize,
+}
+
+impl Hygiene {
+    /// Takes the lock and records the fds and threads now.
+    pub fn start() -> Hygiene {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        Hygiene { _serial: serial, fds: open_fds(), threads: thread_count() }
+    }
+
+    /// Asserts (waiting a bounded time for background reaping) that this
+    /// process has no children, the same fds as at start, and at most
+    /// `extra_threads` more threads. Children found are killed by pid
+    /// (they are ours) before failing.
+    #[track_caller]
+    pub fn finish(self, extra_threads: usize) {
+        let no_children = eventually(Duration::from_secs(20), || children().is_empty());
+        if !no_children {
+            let left = children();
+            for p in &left {
+                unsafe { libc::kill(p.pid, libc::SIGKILL) };
+            }
+            for _ in &left {
+                unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::__WALL) };
+            }
+            panic!("test left children behind: {left:?}");
+        }
+        // childfd's background reaper keeps one epoll fd for the whole
+        // process once started: the only new fd allowed.
+        let fds_ok = eventually(Duration::from_secs(5), || {
+            let now = open_fds();
+            let new: Vec<_> = now.difference(&self.fds).collect();
+            self.fds.is_subset(&now) && (new.is_empty() || (new.len() == 1 && is_epoll(*new[0])))
+        });
+        assert!(fds_ok, "fds changed: before {:?}, after {:?}", self.fds, describe_fds());
+        // The test harness may start threads for other tests meanwhile
+        // (blocked on the serial lock), so count the library's own threads,
+        // which are named `childfd-*`, and bound the total far below one
+        // per child.
+        let ours = thread_names().iter().filter(|n| n.starts_with("childfd-")).count();
+        assert!(ours <= extra_threads, "childfd threads: {:?}", thread_names());
+        let threads = thread_count();
+        assert!(
+            threads <= self.threads + extra_threads + 8,
+            "threads grew from {} to {threads}: {:?}",
+            self.threads,
+            thread_names()
+        );
+    }
+}
+
+/// Installs a seccomp filter on the calling thread (and what it spawns)
+/// that makes syscall `nr` fail with `errno`; everything else is allowed.
+///
+/// # Panics
+///
+/// If the filter cannot be installed.
+pub fn seccomp_deny(nr: i64, errno: i32) {
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
+    let arch = if cfg!(target_arch = "x86_64") { AUDIT_ARCH_X86_64 } else { AUDIT_ARCH_AARCH64 };
+    let stmt = |code: u16, k: u32| libc::sock_filter { code, jt: 0, jf: 0, k };
+    let jump = |code: u16, k: u32, jt: u8, jf: u8| libc::sock_filter { code, jt, jf, k };
+    let ld_w_abs = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
+    let filter = [
+        stmt(ld_w_abs, 4), // seccomp_data.arch
+        jump(jeq, arch, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+        stmt(ld_w_abs, 0), // seccomp_data.nr
+        jump(jeq, nr as u32, 0, 1),
+        stmt(ret, libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0, "PR_SET_NO_NEW_PRIVS");
+        let r = libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog);
+        assert_eq!(r, 0, "PR_SET_SECCOMP: {}", std::io::Error::last_os_error());
+    }
+}
