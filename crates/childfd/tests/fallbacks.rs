@@ -1,0 +1,110 @@
+//! Each fallback for older kernels or restricted environments, forced on
+//! this machine and checked to work.
+//!
+//! Fallbacks are process-wide, so each scenario runs in its own process:
+//! `main` re-runs this binary with `CHILDFD_FALLBACK_SCENARIO` set.
+//! `harness = false` keeps the scenario process single-threaded (a seccomp
+//! filter applies to the thread that installs it and what it spawns).
+
+use std::io::{ErrorKind, Read};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use childfd::{Command, SpawnMethod, SpawnStage, Stdio};
+
+const SCENARIOS: &[&str] =
+    &["clone3-enosys", "clone3-eperm", "forced-clone3-fork", "forced-clone-vm", "no-close-range", "no-exit-info"];
+
+fn main() {
+    match std::env::var("CHILDFD_FALLBACK_SCENARIO") {
+        Ok(s) => scenario(&s),
+        Err(_) => {
+            for s in SCENARIOS {
+                let out = std::process::Command::new(std::env::current_exe().unwrap())
+                    .env("CHILDFD_FALLBACK_SCENARIO", s)
+                    .env_remove("CHILDFD_SPAWN_METHOD")
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+                assert!(out.status.success(), "scenario {s} failed ({}):\n{text}", out.status);
+                print!("{text}");
+            }
+        }
+    }
+}
+
+/// What every method must still do right.
+fn basic_checks(expected: SpawnMethod) {
+    assert_eq!(childfd::spawn_method(), expected);
+    for n in [0, 3, 77] {
+        let c = Command::new("sh").args(["-c", &format!("exit {n}")]).spawn().unwrap();
+        assert_eq!(c.wait_timeout(Duration::from_secs(30)).unwrap().unwrap().code(), Some(n));
+    }
+    let mut c = Command::new("echo").arg("hi").stdout(Stdio::piped()).spawn().unwrap();
+    let mut s = String::new();
+    c.take_stdout().unwrap().read_to_string(&mut s).unwrap();
+    assert_eq!(s, "hi\n");
+    c.wait().unwrap();
+    let e = Command::new("/no/such/program").spawn().unwrap_err();
+    assert_eq!((e.kind(), e.stage()), (ErrorKind::NotFound, SpawnStage::Exec));
+    let e = Command::new("true").current_dir("/no/such/dir").spawn().unwrap_err();
+    assert_eq!((e.kind(), e.stage()), (ErrorKind::NotFound, SpawnStage::Chdir));
+    // A fd without O_CLOEXEC must not leak.
+    let secret = std::fs::File::open("/etc/hostname").unwrap();
+    rustix::io::fcntl_setfd(&secret, rustix::io::FdFlags::empty()).unwrap();
+    let fd = secret.as_raw_fd();
+    let c = Command::new("sh").args(["-c", &format!("test ! -e /proc/self/fd/{fd}")]).spawn().unwrap();
+    assert!(c.wait().unwrap().success(), "fd {fd} leaked");
+    assert!(childfd_testbin::children().is_empty(), "zombies left: {:?}", childfd_testbin::children());
+    println!("scenario ok: method {expected:?}");
+}
+
+fn scenario(name: &str) {
+    let native = if cfg!(target_arch = "x86_64") { SpawnMethod::Clone3Vm } else { SpawnMethod::Clone3Fork };
+    let legacy = if cfg!(target_arch = "x86_64") { SpawnMethod::CloneVm } else { SpawnMethod::Clone3Fork };
+    match name {
+        // A container runtime's seccomp profile refusing clone3.
+        "clone3-enosys" => {
+            childfd_testbin::seccomp_deny(libc::SYS_clone3, libc::ENOSYS);
+            basic_checks(legacy);
+        }
+        "clone3-eperm" => {
+            childfd_testbin::seccomp_deny(libc::SYS_clone3, libc::EPERM);
+            basic_checks(legacy);
+        }
+        // The method of architectures without the CLONE_VM trampoline.
+        "forced-clone3-fork" => {
+            // SAFETY-free: single-threaded process, before any spawn.
+            unsafe { std::env::set_var("CHILDFD_SPAWN_METHOD", "clone3-fork") };
+            basic_checks(SpawnMethod::Clone3Fork);
+        }
+        "forced-clone-vm" => {
+            unsafe { std::env::set_var("CHILDFD_SPAWN_METHOD", "clone-vm") };
+            basic_checks(SpawnMethod::CloneVm);
+        }
+        // Kernels before 5.11: fds marked close-on-exec one by one.
+        "no-close-range" => {
+            childfd::force_fallback::no_close_range();
+            basic_checks(native);
+        }
+        // Kernels before 6.15: a stolen status is an error, never made up.
+        "no-exit-info" => {
+            childfd::force_fallback::no_pidfd_exit_info();
+            let c = Command::new("sh").args(["-c", "exit 5"]).spawn().unwrap();
+            // Steal it, as a foreign reaper would, once it has exited.
+            let pid = c.id() as i32;
+            let mut st = 0;
+            assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+            assert_eq!(libc::WEXITSTATUS(st), 5);
+            match c.wait_timeout(Duration::from_secs(30)) {
+                Err(childfd::WaitError::StatusUnavailable { pid: p }) => assert_eq!(p, pid as u32),
+                other => panic!("expected StatusUnavailable, got {other:?}"),
+            }
+            // Not stolen: still reported normally.
+            let c = Command::new("sh").args(["-c", "exit 6"]).spawn().unwrap();
+            assert_eq!(c.wait().unwrap().code(), Some(6));
+            println!("scenario ok: stolen status reported as StatusUnavailable");
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
