@@ -18,7 +18,11 @@ fn main() {
             .status()
             .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
         assert!(status.success(), "building {src} failed");
-        println!("cargo:rustc-env=CHILDFD_TESTBIN_{}={}", name.to_uppercase(), bin.display());
+        println!(
+            "cargo:rustc-env=CHILDFD_TESTBIN_{}={}",
+            name.to_uppercase(),
+            bin.display()
+        );
     }
     println!("cargo:rerun-if-env-changed=CC");
 }

@@ -7,7 +7,10 @@
 //!   at most the expected threads.
 //! - [`seccomp_deny`]: makes one syscall fail, to force fallback paths.
 #![allow(unsafe_code)]
-#![allow(clippy::undocumented_unsafe_blocks)]
+#![allow(
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block
+)]
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
@@ -29,7 +32,8 @@ pub fn open_fds() -> BTreeSet<i32> {
 }
 
 fn is_epoll(fd: i32) -> bool {
-    std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|l| l.to_string_lossy() == "anon_inode:[eventpoll]")
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[eventpoll]")
 }
 
 /// Open fds with what they point to, for failure messages.
@@ -37,7 +41,8 @@ pub fn describe_fds() -> Vec<(i32, String)> {
     open_fds()
         .into_iter()
         .map(|fd| {
-            let l = std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string());
+            let l =
+                std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string());
             (fd, l.unwrap_or_else(|e| e.to_string()))
         })
         .collect()
@@ -57,7 +62,9 @@ pub fn thread_names() -> Vec<String> {
 
 /// Number of threads of this process.
 pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").expect("read /proc/self/task").count()
+    std::fs::read_dir("/proc/self/task")
+        .expect("read /proc/self/task")
+        .count()
 }
 
 /// A process as read from `/proc/<pid>/stat`.
@@ -80,9 +87,13 @@ pub struct Proc {
 /// Every process on the system (that could be read).
 pub fn processes() -> Vec<Proc> {
     let mut v = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return v };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return v;
+    };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if let Some(p) = read_stat(pid) {
             v.push(p);
         }
@@ -101,7 +112,14 @@ pub fn read_stat(pid: i32) -> Option<Proc> {
     let ppid = rest.next()?.parse().ok()?;
     let pgrp = rest.next()?.parse().ok()?;
     let session = rest.next()?.parse().ok()?;
-    Some(Proc { pid, ppid, pgrp, session, state, comm })
+    Some(Proc {
+        pid,
+        ppid,
+        pgrp,
+        session,
+        state,
+        comm,
+    })
 }
 
 /// Children of this process (zombie or not).
@@ -143,7 +161,11 @@ impl Hygiene {
     /// Takes the lock and records the fds and threads now.
     pub fn start() -> Hygiene {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        Hygiene { _serial: serial, fds: open_fds(), threads: thread_count() }
+        Hygiene {
+            _serial: serial,
+            fds: open_fds(),
+            threads: thread_count(),
+        }
     }
 
     /// Asserts (waiting a bounded time for background reaping) that this
@@ -170,13 +192,25 @@ impl Hygiene {
             let new: Vec<_> = now.difference(&self.fds).collect();
             self.fds.is_subset(&now) && (new.is_empty() || (new.len() == 1 && is_epoll(*new[0])))
         });
-        assert!(fds_ok, "fds changed: before {:?}, after {:?}", self.fds, describe_fds());
+        assert!(
+            fds_ok,
+            "fds changed: before {:?}, after {:?}",
+            self.fds,
+            describe_fds()
+        );
         // The test harness may start threads for other tests meanwhile
         // (blocked on the serial lock), so count the library's own threads,
         // which are named `childfd-*`, and bound the total far below one
         // per child.
-        let ours = thread_names().iter().filter(|n| n.starts_with("childfd-")).count();
-        assert!(ours <= extra_threads, "childfd threads: {:?}", thread_names());
+        let ours = thread_names()
+            .iter()
+            .filter(|n| n.starts_with("childfd-"))
+            .count();
+        assert!(
+            ours <= extra_threads,
+            "childfd threads: {:?}",
+            thread_names()
+        );
         let threads = thread_count();
         assert!(
             threads <= self.threads + extra_threads + 8,
@@ -196,8 +230,17 @@ impl Hygiene {
 pub fn seccomp_deny(nr: i64, errno: i32) {
     const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
     const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
-    let arch = if cfg!(target_arch = "x86_64") { AUDIT_ARCH_X86_64 } else { AUDIT_ARCH_AARCH64 };
-    let stmt = |code: u16, k: u32| libc::sock_filter { code, jt: 0, jf: 0, k };
+    let arch = if cfg!(target_arch = "x86_64") {
+        AUDIT_ARCH_X86_64
+    } else {
+        AUDIT_ARCH_AARCH64
+    };
+    let stmt = |code: u16, k: u32| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
     let jump = |code: u16, k: u32, jt: u8, jf: u8| libc::sock_filter { code, jt, jf, k };
     let ld_w_abs = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
@@ -208,13 +251,98 @@ pub fn seccomp_deny(nr: i64, errno: i32) {
         stmt(ret, libc::SECCOMP_RET_ALLOW),
         stmt(ld_w_abs, 0), // seccomp_data.nr
         jump(jeq, nr as u32, 0, 1),
-        stmt(ret, libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)),
+        stmt(
+            ret,
+            libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA),
+        ),
         stmt(ret, libc::SECCOMP_RET_ALLOW),
     ];
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut _,
+    };
     unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0, "PR_SET_NO_NEW_PRIVS");
-        let r = libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog);
+        assert_eq!(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+            0,
+            "PR_SET_NO_NEW_PRIVS"
+        );
+        let r = libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        );
         assert_eq!(r, 0, "PR_SET_SECCOMP: {}", std::io::Error::last_os_error());
     }
+}
+
+/// `kill(pid, sig)`; whether it succeeded. Only for pids the test owns.
+pub fn kill(pid: i32, sig: i32) -> bool {
+    unsafe { libc::kill(pid, sig) == 0 }
+}
+
+/// `waitpid(-1, WNOHANG)`, as a PID-1 reaper or a careless library calls
+/// it: the pid reaped, if any.
+pub fn reap_any_nohang() -> Option<i32> {
+    let mut st = 0;
+    let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+    (r > 0).then_some(r)
+}
+
+/// Blocking `waitpid(pid)`; the raw wait status.
+pub fn waitpid(pid: i32) -> i32 {
+    let mut st = 0;
+    let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+    assert_eq!(
+        r,
+        pid,
+        "waitpid({pid}): {}",
+        std::io::Error::last_os_error()
+    );
+    st
+}
+
+/// SIGCHLD set to `SIG_IGN` (the kernel then auto-reaps children) until
+/// dropped.
+#[derive(Debug)]
+pub struct SigchldIgnored {
+    old: libc::sighandler_t,
+}
+
+impl SigchldIgnored {
+    /// Sets SIGCHLD to `SIG_IGN`.
+    pub fn new() -> SigchldIgnored {
+        SigchldIgnored {
+            old: unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) },
+        }
+    }
+}
+
+impl Default for SigchldIgnored {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SigchldIgnored {
+    fn drop(&mut self) {
+        unsafe { libc::signal(libc::SIGCHLD, self.old) };
+    }
+}
+
+/// Runs `f` in a `fork`ed child, which then exits 0; returns the raw wait
+/// status.
+///
+/// # Safety
+///
+/// The calling process must be single-threaded (after `fork` only the
+/// calling thread exists; locks held by others would never be released).
+pub unsafe fn in_forked_child(f: fn()) -> i32 {
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        f();
+        unsafe { libc::_exit(0) };
+    }
+    waitpid(pid)
 }

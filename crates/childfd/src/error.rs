@@ -155,7 +155,9 @@ pub enum WaitError {
     /// Another reaper in this process took the exit status and this kernel
     /// cannot report it afterwards (`PIDFD_INFO_EXIT` needs Linux 6.15).
     /// childfd never substitutes a made-up status.
-    #[error("exit status of process {pid} is unavailable: another reaper took it and the kernel cannot report it")]
+    #[error(
+        "exit status of process {pid} is unavailable: another reaper took it and the kernel cannot report it"
+    )]
     StatusUnavailable {
         /// The (former) pid.
         pid: u32,

@@ -62,7 +62,11 @@ signals! {
 impl Signal {
     /// The signal with number `n`, if `1 <= n <= 64`.
     pub const fn new(n: i32) -> Option<Signal> {
-        if n >= 1 && n <= 64 { Some(Signal(n)) } else { None }
+        if n >= 1 && n <= 64 {
+            Some(Signal(n))
+        } else {
+            None
+        }
     }
 
     /// The signal number.

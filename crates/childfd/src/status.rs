@@ -29,13 +29,21 @@ impl ExitStatus {
 
     /// The exit code, if the child exited (rather than being killed).
     pub fn code(&self) -> Option<i32> {
-        if self.raw & 0x7f == 0 { Some((self.raw >> 8) & 0xff) } else { None }
+        if self.raw & 0x7f == 0 {
+            Some((self.raw >> 8) & 0xff)
+        } else {
+            None
+        }
     }
 
     /// The signal that killed the child, if any.
     pub fn signal(&self) -> Option<Signal> {
         let sig = self.raw & 0x7f;
-        if sig != 0 && sig != 0x7f { Signal::new(sig) } else { None }
+        if sig != 0 && sig != 0x7f {
+            Signal::new(sig)
+        } else {
+            None
+        }
     }
 
     /// Whether the child dumped core when killed.

@@ -12,8 +12,14 @@ use std::time::Duration;
 
 use childfd::{Command, SpawnMethod, SpawnStage, Stdio};
 
-const SCENARIOS: &[&str] =
-    &["clone3-enosys", "clone3-eperm", "forced-clone3-fork", "forced-clone-vm", "no-close-range", "no-exit-info"];
+const SCENARIOS: &[&str] = &[
+    "clone3-enosys",
+    "clone3-eperm",
+    "forced-clone3-fork",
+    "forced-clone-vm",
+    "no-close-range",
+    "no-exit-info",
+];
 
 fn main() {
     match std::env::var("CHILDFD_FALLBACK_SCENARIO") {
@@ -25,8 +31,13 @@ fn main() {
                     .env_remove("CHILDFD_SPAWN_METHOD")
                     .output()
                     .unwrap();
-                let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-                assert!(out.status.success(), "scenario {s} failed ({}):\n{text}", out.status);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    out.status.success(),
+                    "scenario {s} failed ({}):\n{text}",
+                    out.status
+                );
                 print!("{text}");
             }
         }
@@ -37,31 +48,68 @@ fn main() {
 fn basic_checks(expected: SpawnMethod) {
     assert_eq!(childfd::spawn_method(), expected);
     for n in [0, 3, 77] {
-        let c = Command::new("sh").args(["-c", &format!("exit {n}")]).spawn().unwrap();
-        assert_eq!(c.wait_timeout(Duration::from_secs(30)).unwrap().unwrap().code(), Some(n));
+        let c = Command::new("sh")
+            .args(["-c", &format!("exit {n}")])
+            .spawn()
+            .unwrap();
+        assert_eq!(
+            c.wait_timeout(Duration::from_secs(30))
+                .unwrap()
+                .unwrap()
+                .code(),
+            Some(n)
+        );
     }
-    let mut c = Command::new("echo").arg("hi").stdout(Stdio::piped()).spawn().unwrap();
+    let mut c = Command::new("echo")
+        .arg("hi")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut s = String::new();
     c.take_stdout().unwrap().read_to_string(&mut s).unwrap();
     assert_eq!(s, "hi\n");
     c.wait().unwrap();
     let e = Command::new("/no/such/program").spawn().unwrap_err();
-    assert_eq!((e.kind(), e.stage()), (ErrorKind::NotFound, SpawnStage::Exec));
-    let e = Command::new("true").current_dir("/no/such/dir").spawn().unwrap_err();
-    assert_eq!((e.kind(), e.stage()), (ErrorKind::NotFound, SpawnStage::Chdir));
+    assert_eq!(
+        (e.kind(), e.stage()),
+        (ErrorKind::NotFound, SpawnStage::Exec)
+    );
+    let e = Command::new("true")
+        .current_dir("/no/such/dir")
+        .spawn()
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.stage()),
+        (ErrorKind::NotFound, SpawnStage::Chdir)
+    );
     // A fd without O_CLOEXEC must not leak.
     let secret = std::fs::File::open("/etc/hostname").unwrap();
     rustix::io::fcntl_setfd(&secret, rustix::io::FdFlags::empty()).unwrap();
     let fd = secret.as_raw_fd();
-    let c = Command::new("sh").args(["-c", &format!("test ! -e /proc/self/fd/{fd}")]).spawn().unwrap();
+    let c = Command::new("sh")
+        .args(["-c", &format!("test ! -e /proc/self/fd/{fd}")])
+        .spawn()
+        .unwrap();
     assert!(c.wait().unwrap().success(), "fd {fd} leaked");
-    assert!(childfd_testbin::children().is_empty(), "zombies left: {:?}", childfd_testbin::children());
+    assert!(
+        childfd_testbin::children().is_empty(),
+        "zombies left: {:?}",
+        childfd_testbin::children()
+    );
     println!("scenario ok: method {expected:?}");
 }
 
 fn scenario(name: &str) {
-    let native = if cfg!(target_arch = "x86_64") { SpawnMethod::Clone3Vm } else { SpawnMethod::Clone3Fork };
-    let legacy = if cfg!(target_arch = "x86_64") { SpawnMethod::CloneVm } else { SpawnMethod::Clone3Fork };
+    let native = if cfg!(target_arch = "x86_64") {
+        SpawnMethod::Clone3Vm
+    } else {
+        SpawnMethod::Clone3Fork
+    };
+    let legacy = if cfg!(target_arch = "x86_64") {
+        SpawnMethod::CloneVm
+    } else {
+        SpawnMethod::Clone3Fork
+    };
     match name {
         // A container runtime's seccomp profile refusing clone3.
         "clone3-enosys" => {
@@ -74,11 +122,12 @@ fn scenario(name: &str) {
         }
         // The method of architectures without the CLONE_VM trampoline.
         "forced-clone3-fork" => {
-            // SAFETY-free: single-threaded process, before any spawn.
+            // SAFETY: single-threaded process; nothing reads the environment concurrently.
             unsafe { std::env::set_var("CHILDFD_SPAWN_METHOD", "clone3-fork") };
             basic_checks(SpawnMethod::Clone3Fork);
         }
         "forced-clone-vm" => {
+            // SAFETY: single-threaded process; nothing reads the environment concurrently.
             unsafe { std::env::set_var("CHILDFD_SPAWN_METHOD", "clone-vm") };
             basic_checks(SpawnMethod::CloneVm);
         }
@@ -93,8 +142,7 @@ fn scenario(name: &str) {
             let c = Command::new("sh").args(["-c", "exit 5"]).spawn().unwrap();
             // Steal it, as a foreign reaper would, once it has exited.
             let pid = c.id() as i32;
-            let mut st = 0;
-            assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+            let st = childfd_testbin::waitpid(pid);
             assert_eq!(libc::WEXITSTATUS(st), 5);
             match c.wait_timeout(Duration::from_secs(30)) {
                 Err(childfd::WaitError::StatusUnavailable { pid: p }) => assert_eq!(p, pid as u32),

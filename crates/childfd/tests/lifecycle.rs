@@ -33,8 +33,12 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
 fn dropping_10000_handles_running_and_exited_leaves_no_zombie_fd_or_thread_per_child() {
     let h = Hygiene::start();
     // Exited but never waited: give each time to exit before the drop.
-    let exited: Vec<_> = (0..2000).map(|_| Command::new(EXIT0).spawn().unwrap()).collect();
-    assert!(childfd_testbin::eventually(BOUND, || children().iter().all(|p| p.state == 'Z')));
+    let exited: Vec<_> = (0..2000)
+        .map(|_| Command::new(EXIT0).spawn().unwrap())
+        .collect();
+    assert!(childfd_testbin::eventually(BOUND, || children()
+        .iter()
+        .all(|p| p.state == 'Z')));
     drop(exited);
     // Dropped while surely running, then killed from outside by pid (the
     // handle is gone; the pid is still ours and unreaped, so it is safe).
@@ -45,8 +49,8 @@ fn dropping_10000_handles_running_and_exited_leaves_no_zombie_fd_or_thread_per_c
     }
     for pid in &running_pids {
         assert!(alive(*pid), "pause child {pid} should still run");
-        // SAFETY-free: libc::kill on a pid that is our unreaped child.
-        assert_eq!(unsafe { libc::kill(*pid, libc::SIGKILL) }, 0);
+        // By pid is safe here: it is our child and not yet reaped.
+        assert!(childfd_testbin::kill(*pid, libc::SIGKILL));
     }
     // The bulk: dropped right after spawn, whatever state they are in.
     for _ in 0..7000 {
@@ -91,27 +95,48 @@ fn failed_exec_reports_kind_and_stage_and_leaves_no_zombie() {
 
     let e = Command::new("/no/such/program").spawn().unwrap_err();
     assert_spawn_error(e, ErrorKind::NotFound, SpawnStage::Exec);
-    let e = Command::new("childfd-no-such-program-in-path").spawn().unwrap_err();
+    let e = Command::new("childfd-no-such-program-in-path")
+        .spawn()
+        .unwrap_err();
     assert_spawn_error(e, ErrorKind::NotFound, SpawnStage::Exec);
     let e = Command::new(&noexec).spawn().unwrap_err();
     assert_spawn_error(e, ErrorKind::PermissionDenied, SpawnStage::Exec);
     let e = Command::new(&badinterp).spawn().unwrap_err();
     assert_spawn_error(e, ErrorKind::NotFound, SpawnStage::Exec);
-    let e = Command::new(EXIT0).current_dir("/no/such/dir").spawn().unwrap_err();
+    let e = Command::new(EXIT0)
+        .current_dir("/no/such/dir")
+        .spawn()
+        .unwrap_err();
     assert_spawn_error(e, ErrorKind::NotFound, SpawnStage::Chdir);
-    let msg = Command::new("/no/such/program").spawn().unwrap_err().to_string();
-    assert!(msg.contains("/no/such/program") && msg.contains("exec"), "{msg}");
+    let msg = Command::new("/no/such/program")
+        .spawn()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("/no/such/program") && msg.contains("exec"),
+        "{msg}"
+    );
 
     // PATH search: EACCES on an earlier entry is remembered over a later ENOENT.
-    let e = Command::new("noexec").env("PATH", format!("{}:/no/such/dir", dir.display())).spawn().unwrap_err();
+    let e = Command::new("noexec")
+        .env("PATH", format!("{}:/no/such/dir", dir.display()))
+        .spawn()
+        .unwrap_err();
     assert_spawn_error(e, ErrorKind::PermissionDenied, SpawnStage::Exec);
     // ...and a later usable entry is still found.
     std::fs::copy(EXIT0, dir.join("exit0")).unwrap();
-    let c = Command::new("exit0").env("PATH", format!("/no/such:{}", dir.display())).spawn().unwrap();
+    let c = Command::new("exit0")
+        .env("PATH", format!("/no/such:{}", dir.display()))
+        .spawn()
+        .unwrap();
     assert!(wait_bounded(&c).success());
     drop(c);
     std::fs::remove_dir_all(&dir).unwrap();
-    assert!(children().is_empty(), "a failed spawn left a child: {:?}", children());
+    assert!(
+        children().is_empty(),
+        "a failed spawn left a child: {:?}",
+        children()
+    );
     h.finish(1);
 }
 
@@ -203,7 +228,10 @@ fn signalling_after_reap_never_reaches_the_process_that_reused_the_pid() {
                 c.signal(sig).expect("signal after exit is Ok");
             }
             c.kill().unwrap();
-            assert!(alive(old_pid), "a signal through the old handle hit the new process {old_pid}");
+            assert!(
+                alive(old_pid),
+                "a signal through the old handle hit the new process {old_pid}"
+            );
             assert!(v.try_wait().unwrap().is_none());
             v.kill().unwrap();
             v.wait().unwrap();
@@ -233,18 +261,27 @@ fn siblings_spawned_concurrently_hold_no_copy_of_each_others_stdin() {
             for t in 0..THREADS {
                 let (spawned, first_half_done) = (&spawned, &first_half_done);
                 s.spawn(move || {
-                    let mut c = Command::new("cat").stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+                    let mut c = Command::new("cat")
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .unwrap();
                     let mut stdin = c.take_stdin().unwrap();
                     stdin.write_all(b"x").unwrap();
                     spawned.wait();
                     // No other cat may hold our pipe: check its fds.
-                    let mine = std::fs::read_link(format!("/proc/self/fd/{}", stdin.as_raw_fd())).unwrap();
+                    let mine =
+                        std::fs::read_link(format!("/proc/self/fd/{}", stdin.as_raw_fd())).unwrap();
                     let first = (t + round) % 2 == 0;
                     let close_and_wait = |stdin, c: &childfd::Child| {
                         drop(stdin);
                         // EOF must reach cat while the other half's cats still run.
                         let st = c.wait_timeout(BOUND).unwrap();
-                        assert!(st.is_some_and(|s| s.success()), "cat {} got no EOF: {st:?}", c.id());
+                        assert!(
+                            st.is_some_and(|s| s.success()),
+                            "cat {} got no EOF: {st:?}",
+                            c.id()
+                        );
                     };
                     if first {
                         close_and_wait(stdin, &c);
@@ -336,7 +373,10 @@ fn stdio_pipes_env_cwd_and_mapped_fds_reach_the_child() {
     c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
     assert!(wait_bounded(&c).success());
     let canon = std::fs::canonicalize(&dir).unwrap();
-    assert_eq!(out, format!("bar {}\nerr\nfrom fd 7 and stdin", canon.display()));
+    assert_eq!(
+        out,
+        format!("bar {}\nerr\nfrom fd 7 and stdin", canon.display())
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     drop(c);
     h.finish(1);
@@ -345,7 +385,12 @@ fn stdio_pipes_env_cwd_and_mapped_fds_reach_the_child() {
 #[test]
 fn env_clear_gives_an_empty_environment_and_default_path() {
     let h = Hygiene::start();
-    let mut c = Command::new("env").env_clear().env("ONLY", "1").stdout(Stdio::piped()).spawn().unwrap();
+    let mut c = Command::new("env")
+        .env_clear()
+        .env("ONLY", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut out = String::new();
     c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
     assert!(wait_bounded(&c).success());
@@ -387,12 +432,19 @@ fn an_fd_opened_without_cloexec_never_reaches_the_child() {
     let fd = secret.as_raw_fd();
     // Drop O_CLOEXEC on purpose, as careless code (or a C library) would.
     rustix::io::fcntl_setfd(&secret, rustix::io::FdFlags::empty()).unwrap();
-    let c = Command::new("sh").args(["-c", &format!("test ! -e /proc/self/fd/{fd}")]).spawn().unwrap();
+    let c = Command::new("sh")
+        .args(["-c", &format!("test ! -e /proc/self/fd/{fd}")])
+        .spawn()
+        .unwrap();
     assert!(wait_bounded(&c).success(), "fd {fd} leaked into the child");
     drop(c);
     // Passed on purpose, it arrives.
     let dup = secret.try_clone().unwrap();
-    let c = Command::new("sh").args(["-c", "test -e /proc/self/fd/9"]).fd(9, dup).spawn().unwrap();
+    let c = Command::new("sh")
+        .args(["-c", "test -e /proc/self/fd/9"])
+        .fd(9, dup)
+        .spawn()
+        .unwrap();
     assert!(wait_bounded(&c).success());
     drop(secret);
     drop(c);
@@ -408,13 +460,19 @@ fn child_leads_its_own_process_group_by_default() {
     c.kill().unwrap();
     wait_bounded(&c);
     drop(c);
-    let c = Command::new(PAUSE).containment(childfd::Containment::Session).spawn().unwrap();
+    let c = Command::new(PAUSE)
+        .containment(childfd::Containment::Session)
+        .spawn()
+        .unwrap();
     let p = childfd_testbin::read_stat(c.id() as i32).unwrap();
     assert_eq!((p.pgrp, p.session), (c.id() as i32, c.id() as i32));
     c.kill().unwrap();
     wait_bounded(&c);
     drop(c);
-    let c = Command::new(PAUSE).containment(childfd::Containment::Inherit).spawn().unwrap();
+    let c = Command::new(PAUSE)
+        .containment(childfd::Containment::Inherit)
+        .spawn()
+        .unwrap();
     let p = childfd_testbin::read_stat(c.id() as i32).unwrap();
     assert_eq!(p.pgrp, rustix::process::getpgrp().as_raw_nonzero().get());
     c.kill().unwrap();
@@ -427,8 +485,14 @@ fn child_leads_its_own_process_group_by_default() {
 fn from_std_command_copies_program_args_env_and_cwd() {
     let h = Hygiene::start();
     let mut std_cmd = std::process::Command::new("sh");
-    std_cmd.args(["-c", "echo $X; pwd"]).env("X", "y").current_dir("/");
-    let mut c = Command::from(&std_cmd).stdout(Stdio::piped()).spawn().unwrap();
+    std_cmd
+        .args(["-c", "echo $X; pwd"])
+        .env("X", "y")
+        .current_dir("/");
+    let mut c = Command::from(&std_cmd)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut out = String::new();
     c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
     assert!(wait_bounded(&c).success());

@@ -22,9 +22,10 @@ struct Tripwire;
 fn check_pid() {
     let parent = PARENT.load(Ordering::Relaxed);
     if parent != 0 {
-        // SAFETY-free FFI: raw getpid/kill syscalls, no allocation, no errno use.
+        // SAFETY: getpid takes no arguments and cannot fail.
         let me = unsafe { libc::syscall(libc::SYS_getpid) } as i32;
         if me != parent {
+            // SAFETY: kills the calling process (a child that allocated).
             unsafe { libc::syscall(libc::SYS_kill, me, libc::SIGKILL) };
         }
     }
@@ -56,16 +57,16 @@ fn main() {
     PARENT.store(std::process::id() as i32, Ordering::Relaxed);
 
     // Control: the tripwire does fire in another process that allocates.
-    // SAFETY-free FFI: fork in a single-threaded process.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        let v: Vec<u8> = Vec::with_capacity(1 << 20);
-        std::hint::black_box(v);
-        unsafe { libc::_exit(0) };
-    }
-    let mut st = 0;
-    assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
-    assert!(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL, "control: tripwire did not fire ({st:#x})");
+    // SAFETY: harness = false, so this process has a single thread.
+    let st = unsafe {
+        childfd_testbin::in_forked_child(|| {
+            std::hint::black_box(Vec::<u8>::with_capacity(1 << 20));
+        })
+    };
+    assert!(
+        libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL,
+        "control: tripwire did not fire ({st:#x})"
+    );
 
     let dir = std::env::temp_dir().join(format!("childfd-noalloc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -76,7 +77,11 @@ fn main() {
         let (map_r, mut map_w) = std::io::pipe().unwrap();
         map_w.write_all(b"m").unwrap();
         drop(map_w);
-        let containment = [childfd::Containment::ProcessGroup, childfd::Containment::Session, childfd::Containment::Inherit][i % 3];
+        let containment = [
+            childfd::Containment::ProcessGroup,
+            childfd::Containment::Session,
+            childfd::Containment::Inherit,
+        ][i % 3];
         let mut c = Command::new("sh")
             .args(["-c", "read x <&5; echo \"$x$FOO\""])
             .env("PATH", "/no/such/dir:/usr/local/bin:/usr/bin:/bin")
@@ -92,11 +97,20 @@ fn main() {
             .unwrap();
         let mut out = String::new();
         c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
-        let s = c.wait_timeout(Duration::from_secs(30)).unwrap().expect("exited");
-        assert!(s.success(), "spawn {i}: child ended with {s} (SIGKILL means it allocated)");
+        let s = c
+            .wait_timeout(Duration::from_secs(30))
+            .unwrap()
+            .expect("exited");
+        assert!(
+            s.success(),
+            "spawn {i}: child ended with {s} (SIGKILL means it allocated)"
+        );
         assert_eq!(out, "mbar\n");
         // And a failing spawn (the error path of the child).
-        let e = Command::new("/no/such/program").current_dir(&dir).spawn().unwrap_err();
+        let e = Command::new("/no/such/program")
+            .current_dir(&dir)
+            .spawn()
+            .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "spawn {i}: {e}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

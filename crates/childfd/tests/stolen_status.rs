@@ -16,7 +16,10 @@ const BOUND: Duration = Duration::from_secs(30);
 fn spawn_and_check_codes(rounds: usize) {
     for i in 0..rounds {
         let n = (i * 7 % 256) as i32;
-        let c = Command::new("sh").args(["-c", &format!("exit {n}")]).spawn().unwrap();
+        let c = Command::new("sh")
+            .args(["-c", &format!("exit {n}")])
+            .spawn()
+            .unwrap();
         let s = c.wait_timeout(BOUND).unwrap().expect("sh should exit");
         assert_eq!(s.code(), Some(n), "round {i}: wanted exit {n}, got {s}");
     }
@@ -30,11 +33,7 @@ fn a_pid1_style_waitpid_loop_cannot_steal_our_exit_statuses() {
     std::thread::scope(|s| {
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
-                let mut st = 0;
-                // SAFETY-free FFI: reaps any child of this process, as a
-                // PID-1 reaper or a careless library would.
-                let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
-                if r > 0 {
+                if childfd_testbin::reap_any_nohang().is_some() {
                     stolen.fetch_add(1, Ordering::Relaxed);
                 } else {
                     std::thread::yield_now();
@@ -46,16 +45,18 @@ fn a_pid1_style_waitpid_loop_cannot_steal_our_exit_statuses() {
     });
     let stolen = stolen.load(Ordering::Relaxed);
     eprintln!("the foreign reaper took {stolen} of 1000 children first");
-    assert!(stolen > 0, "the foreign reaper never won a race: the recovery path was not exercised");
+    assert!(
+        stolen > 0,
+        "the foreign reaper never won a race: the recovery path was not exercised"
+    );
     h.finish(1);
 }
 
 #[test]
 fn sigchld_ignored_auto_reaping_cannot_steal_our_exit_statuses() {
     let h = Hygiene::start();
-    // SAFETY-free FFI: set SIGCHLD to SIG_IGN (kernel auto-reaps children).
-    let old = unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let ignored = childfd_testbin::SigchldIgnored::new();
     spawn_and_check_codes(1000);
-    unsafe { libc::signal(libc::SIGCHLD, old) };
+    drop(ignored);
     h.finish(1);
 }

@@ -36,7 +36,11 @@ static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
 pub(crate) fn adopt(pidfd: OwnedFd) {
     let Some(r) = REAPER.get_or_init(|| {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).ok()?;
-        Some(Reaper { epoll, children: Mutex::new(HashMap::new()), started: AtomicBool::new(false) })
+        Some(Reaper {
+            epoll,
+            children: Mutex::new(HashMap::new()),
+            started: AtomicBool::new(false),
+        })
     }) else {
         // No epoll instance: reap inline without blocking if possible; a
         // still-running child becomes a zombie later (documented).
@@ -48,7 +52,12 @@ pub(crate) fn adopt(pidfd: OwnedFd) {
         // Registered under the lock, so the reaper finds the fd in the map
         // as soon as it can see the event.
         let mut map = r.children.lock().unwrap_or_else(|e| e.into_inner());
-        let added = epoll::add(&r.epoll, &pidfd, epoll::EventData::new_u64(key as u64), epoll::EventFlags::IN);
+        let added = epoll::add(
+            &r.epoll,
+            &pidfd,
+            epoll::EventData::new_u64(key as u64),
+            epoll::EventFlags::IN,
+        );
         if added.is_err() {
             drop(map);
             let _ = pidfd::wait(pidfd.as_fd(), Block::No);

@@ -82,7 +82,10 @@ impl Child {
 
     fn fd(&self) -> BorrowedFd<'_> {
         // Invariant: `pidfd` is only taken in `drop`.
-        self.pidfd.as_ref().map(|f| f.as_fd()).expect("pidfd present until drop")
+        self.pidfd
+            .as_ref()
+            .map(|f| f.as_fd())
+            .expect("pidfd present until drop")
     }
 
     /// The child's pid, for display and logs only: the pid may be reused
@@ -153,7 +156,10 @@ impl Child {
         self.wait_deadline_inner(Some(deadline))
     }
 
-    fn wait_deadline_inner(&self, deadline: Option<Instant>) -> Result<Option<ExitStatus>, WaitError> {
+    fn wait_deadline_inner(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<ExitStatus>, WaitError> {
         loop {
             if let Some(s) = self.status.get() {
                 return Ok(Some(*s));
@@ -208,7 +214,9 @@ impl Child {
         loop {
             match pidfd::exit_info(self.fd()) {
                 ExitInfo::Status(raw) => return Ok(raw),
-                ExitInfo::Unsupported => return Err(WaitError::StatusUnavailable { pid: self.pid }),
+                ExitInfo::Unsupported => {
+                    return Err(WaitError::StatusUnavailable { pid: self.pid });
+                }
                 ExitInfo::NotYet if start.elapsed() < EXIT_INFO_PATIENCE => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(5));
@@ -233,7 +241,11 @@ impl Child {
         match pidfd::send_signal(self.fd(), sig.as_raw(), 0) {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            Err(source) => Err(SignalError { pid: self.pid, signal: sig, source }),
+            Err(source) => Err(SignalError {
+                pid: self.pid,
+                signal: sig,
+                source,
+            }),
         }
     }
 
@@ -247,7 +259,10 @@ impl Child {
     }
 
     fn os(&self, source: std::io::Error) -> WaitError {
-        WaitError::Os { pid: self.pid, source }
+        WaitError::Os {
+            pid: self.pid,
+            source,
+        }
     }
 }
 

@@ -14,7 +14,9 @@ macro_rules! pipe_end {
 
         impl $name {
             pub(crate) fn from_fd(fd: OwnedFd) -> $name {
-                $name { inner: File::from(fd) }
+                $name {
+                    inner: File::from(fd),
+                }
             }
         }
 
@@ -38,7 +40,10 @@ macro_rules! pipe_end {
     };
 }
 
-pipe_end!(ChildStdin, "The write end of the child's stdin pipe. Dropping it gives the child EOF.");
+pipe_end!(
+    ChildStdin,
+    "The write end of the child's stdin pipe. Dropping it gives the child EOF."
+);
 pipe_end!(ChildStdout, "The read end of the child's stdout pipe.");
 pipe_end!(ChildStderr, "The read end of the child's stderr pipe.");
 

@@ -132,7 +132,11 @@ impl Command {
 
     /// Sets argv[0] (by default the program as given).
     pub fn arg0(&mut self, arg0: impl AsRef<OsStr>) -> &mut Command {
-        self.args[0] = to_cstring(arg0.as_ref(), || "argument 0".to_string(), &mut self.invalid);
+        self.args[0] = to_cstring(
+            arg0.as_ref(),
+            || "argument 0".to_string(),
+            &mut self.invalid,
+        );
         self
     }
 
@@ -181,7 +185,11 @@ impl Command {
     ///
     /// A relative program path (with a `/`) is resolved from this directory.
     pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
-        let d = to_cstring(dir.as_ref().as_os_str(), || "current directory".into(), &mut self.invalid);
+        let d = to_cstring(
+            dir.as_ref().as_os_str(),
+            || "current directory".into(),
+            &mut self.invalid,
+        );
         self.cwd = Some(d);
         self
     }
@@ -275,7 +283,10 @@ impl Command {
 
     /// The arguments after argv[0].
     pub fn get_args(&self) -> impl Iterator<Item = &OsStr> {
-        self.args.iter().skip(1).map(|a| OsStr::from_bytes(a.as_bytes()))
+        self.args
+            .iter()
+            .skip(1)
+            .map(|a| OsStr::from_bytes(a.as_bytes()))
     }
 
     /// Creates the child.
@@ -319,12 +330,18 @@ impl Command {
                 what: format!("environment variable name {:?}", key.to_string_lossy()),
             });
         } else if b.is_empty() || b.contains(&b'=') {
-            self.invalid = Some(InvalidCommand::EnvName { name: key.to_string_lossy().into_owned() });
+            self.invalid = Some(InvalidCommand::EnvName {
+                name: key.to_string_lossy().into_owned(),
+            });
         }
     }
 }
 
-fn to_cstring(s: &OsStr, what: impl FnOnce() -> String, invalid: &mut Option<InvalidCommand>) -> CString {
+fn to_cstring(
+    s: &OsStr,
+    what: impl FnOnce() -> String,
+    invalid: &mut Option<InvalidCommand>,
+) -> CString {
     match CString::new(s.as_bytes()) {
         Ok(c) => c,
         Err(_) => {

@@ -23,9 +23,16 @@ const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
 pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     let program = || cmd.program_lossy();
     if let Some(reason) = &cmd.invalid {
-        return Err(SpawnError::Invalid { program: program(), reason: reason.clone() });
+        return Err(SpawnError::Invalid {
+            program: program(),
+            reason: reason.clone(),
+        });
     }
-    let os_err = |stage, source| SpawnError::Os { program: program(), stage, source };
+    let os_err = |stage, source| SpawnError::Os {
+        program: program(),
+        stage,
+        source,
+    };
 
     // argv and envp.
     let mut argv: Vec<*const libc::c_char> = Vec::with_capacity(cmd.args.len() + 1);
@@ -57,18 +64,25 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
             Kind::Inherit => {}
             Kind::Null => {
                 if null.is_none() {
-                    let fd = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(|e| os_err(SpawnStage::Pipe, e.into()))?;
+                    let fd = rustix::fs::open(
+                        "/dev/null",
+                        OFlags::RDWR | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| os_err(SpawnStage::Pipe, e.into()))?;
                     null = Some(fd);
                 }
                 let src = null.as_ref().map_or(-1, |f| f.as_raw_fd());
                 actions.push(FdAction { src, dst: n });
             }
             Kind::Piped => {
-                let (r, w) =
-                    rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| os_err(SpawnStage::Pipe, e.into()))?;
+                let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+                    .map_err(|e| os_err(SpawnStage::Pipe, e.into()))?;
                 let (mine, theirs) = if n == 0 { (w, r) } else { (r, w) };
-                actions.push(FdAction { src: theirs.as_raw_fd(), dst: n });
+                actions.push(FdAction {
+                    src: theirs.as_raw_fd(),
+                    dst: n,
+                });
                 child_ends.push(theirs);
                 match n {
                     0 => p_in = Some(mine),
@@ -76,7 +90,10 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
                     _ => p_err = Some(mine),
                 }
             }
-            Kind::Fd(fd) => actions.push(FdAction { src: fd.as_raw_fd(), dst: n }),
+            Kind::Fd(fd) => actions.push(FdAction {
+                src: fd.as_raw_fd(),
+                dst: n,
+            }),
             Kind::SameAsStdout => {
                 if n != 2 {
                     return Err(SpawnError::Invalid {
@@ -89,15 +106,20 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         }
     }
     for (dst, fd) in &cmd.fds {
-        actions.push(FdAction { src: fd.as_raw_fd(), dst: *dst });
+        actions.push(FdAction {
+            src: fd.as_raw_fd(),
+            dst: *dst,
+        });
     }
     // If some source fd is also some other action's target, dup2 in order
     // could overwrite it before use: then the child first moves every
     // source above all targets.
-    let conflict = actions
-        .iter()
-        .enumerate()
-        .any(|(i, a)| actions.iter().enumerate().any(|(j, b)| i != j && a.src == b.dst));
+    let conflict = actions.iter().enumerate().any(|(i, a)| {
+        actions
+            .iter()
+            .enumerate()
+            .any(|(j, b)| i != j && a.src == b.dst)
+    });
     let shuffle_min = conflict.then(|| actions.iter().map(|a| a.dst).max().unwrap_or(2).max(2) + 1);
     let mut scratch = vec![-1i32; if conflict { actions.len() } else { 0 }];
 
@@ -117,11 +139,19 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         shuffle_scratch: scratch.as_mut_ptr(),
         stderr_to_stdout,
         use_close_range,
-        cloexec_fallback_max: if use_close_range { 0 } else { env::highest_open_fd() },
+        cloexec_fallback_max: if use_close_range {
+            0
+        } else {
+            env::highest_open_fd()
+        },
         reset_all_handlers: false,
         default_signals: cmd.default_signals,
         pdeathsig: cmd.pdeathsig.map_or(0, |s| s.as_raw()),
-        expected_ppid: if cmd.pdeathsig.is_some() { env::getpid() } else { 0 },
+        expected_ppid: if cmd.pdeathsig.is_some() {
+            env::getpid()
+        } else {
+            0
+        },
         groups: cmd.groups.as_deref(),
         drop_groups: cmd.uid.is_some() && cmd.groups.is_none(),
         gid: cmd.gid,

@@ -68,7 +68,11 @@ pub fn method() -> Method {
         }
         let clone3 = clone3_available();
         if cfg!(target_arch = "x86_64") {
-            if clone3 { Method::Clone3Vm } else { Method::CloneVm }
+            if clone3 {
+                Method::Clone3Vm
+            } else {
+                Method::CloneVm
+            }
         } else {
             Method::Clone3Fork
         }
@@ -124,7 +128,11 @@ impl Arena {
     /// fork-style child's writes to the spawn block reach the parent.
     fn new(shared: bool) -> io::Result<Arena> {
         let len = PAGE + STACK_SIZE + PAGE;
-        let kind = if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        let kind = if shared {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_PRIVATE
+        };
         // SAFETY: anonymous mapping with no address hint.
         let base = unsafe {
             libc::mmap(
@@ -139,7 +147,10 @@ impl Arena {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let arena = Arena { base: base.cast(), len };
+        let arena = Arena {
+            base: base.cast(),
+            len,
+        };
         // SAFETY: the first page lies inside the mapping just created.
         if unsafe { libc::mprotect(base, PAGE, libc::PROT_NONE) } != 0 {
             return Err(io::Error::last_os_error());
@@ -246,8 +257,14 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
         // The child failed before exec and has exited (CLONE_VFORK resumed
         // us at its exit). Reap it now so no zombie is left; exit_signal is
         // 0, hence __WALL.
-        let _ = super::pidfd::wait(std::os::fd::AsFd::as_fd(&spawned.pidfd), super::pidfd::Block::Yes);
-        return Err(Failure { stage, error: io::Error::from_raw_os_error(errno) });
+        let _ = super::pidfd::wait(
+            std::os::fd::AsFd::as_fd(&spawned.pidfd),
+            super::pidfd::Block::Yes,
+        );
+        return Err(Failure {
+            stage,
+            error: io::Error::from_raw_os_error(errno),
+        });
     }
     Ok(spawned)
 }
@@ -281,14 +298,24 @@ fn clone3(
     let r = unsafe {
         clone_trampoline(
             libc::SYS_clone3,
-            [&args as *const CloneArgs as usize, core::mem::size_of::<CloneArgs>(), 0, 0, 0],
+            [
+                &args as *const CloneArgs as usize,
+                core::mem::size_of::<CloneArgs>(),
+                0,
+                0,
+                0,
+            ],
             plan,
         )
     };
     finish(r, pidfd)
 }
 
-fn legacy_clone(plan: &ChildPlan<'_>, arena: &Arena, opts: &CloneOptions<'_>) -> io::Result<Spawned> {
+fn legacy_clone(
+    plan: &ChildPlan<'_>,
+    arena: &Arena,
+    opts: &CloneOptions<'_>,
+) -> io::Result<Spawned> {
     if opts.cgroup.is_some() {
         // Legacy clone cannot place a child into a cgroup atomically.
         return Err(io::Error::from_raw_os_error(libc::ENOSYS));
@@ -302,7 +329,13 @@ fn legacy_clone(plan: &ChildPlan<'_>, arena: &Arena, opts: &CloneOptions<'_>) ->
     let r = unsafe {
         clone_trampoline(
             libc::SYS_clone,
-            [flags, arena.stack_top() as usize, &mut pidfd as *mut i32 as usize, 0, 0],
+            [
+                flags,
+                arena.stack_top() as usize,
+                &mut pidfd as *mut i32 as usize,
+                0,
+                0,
+            ],
             plan,
         )
     };
@@ -315,7 +348,10 @@ fn finish(r: isize, pidfd: i32) -> io::Result<Spawned> {
     }
     // SAFETY: the kernel returned a new pidfd that nobody else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok(Spawned { pidfd, pid: r as i32 })
+    Ok(Spawned {
+        pidfd,
+        pid: r as i32,
+    })
 }
 
 /// Runs a clone-family syscall; in the child, calls [`child_main`] on the

@@ -31,7 +31,12 @@ pub(crate) fn close_range_cloexec() -> bool {
             // Probe on the highest possible range: no fd is there.
             // SAFETY: marks no fd (the range is empty of open fds).
             let r = unsafe {
-                libc::syscall(libc::SYS_close_range, u32::MAX - 1, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+                libc::syscall(
+                    libc::SYS_close_range,
+                    u32::MAX - 1,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                )
             };
             let ok = r == 0;
             CLOSE_RANGE.store(if ok { 1 } else { 2 }, Ordering::Relaxed);

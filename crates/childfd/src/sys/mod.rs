@@ -8,9 +8,9 @@
 //! - [`env`]: the process environment pointer and fd-table facts.
 #![allow(unsafe_code)]
 
-pub(crate) mod raw;
 pub(crate) mod child_exec;
 pub(crate) mod clone;
 pub(crate) mod env;
 pub(crate) mod pidfd;
+pub(crate) mod raw;
 pub(crate) mod signals;

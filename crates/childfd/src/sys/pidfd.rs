@@ -39,7 +39,14 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, block: Block) -> io::Result<Option<i32>> 
         // which also makes `si_pid == 0` mean "nothing reaped" with WNOHANG.
         let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
         // SAFETY: `info` is a valid out-pointer; P_PIDFD takes the fd as id.
-        let r = unsafe { libc::waitid(libc::P_PIDFD, fd.as_raw_fd() as libc::id_t, &mut info, flags) };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                fd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
         if r == -1 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -48,7 +55,9 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, block: Block) -> io::Result<Option<i32>> 
             return Err(e);
         }
         // SAFETY: waitid filled in a SIGCHLD siginfo (or left it zeroed).
-        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        let pid = unsafe { info.si_pid() };
+        // SAFETY: as above.
+        let status = unsafe { info.si_status() };
         if pid == 0 {
             return Ok(None);
         }
@@ -112,7 +121,10 @@ pub(crate) fn exit_info(fd: BorrowedFd<'_>) -> ExitInfo {
     if EXIT_INFO_SUPPORT.load(Ordering::Relaxed) == 2 {
         return ExitInfo::Unsupported;
     }
-    let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..PidfdInfo::default() };
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_EXIT,
+        ..PidfdInfo::default()
+    };
     // SAFETY: `info` is a writable 64-byte pidfd_info matching the size
     // encoded in the request number.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), PIDFD_GET_INFO, &mut info as *mut PidfdInfo) };
@@ -156,7 +168,11 @@ pub(crate) fn send_signal(fd: BorrowedFd<'_>, sig: i32, flags: u32) -> io::Resul
             flags,
         )
     };
-    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9): signal the process group the

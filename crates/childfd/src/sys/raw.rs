@@ -65,14 +65,23 @@ pub(crate) unsafe fn syscall6(nr: c_long, a: [usize; 6]) -> isize {
 }
 
 macro_rules! sc {
-    ($nr:expr) => { $crate::sys::raw::syscall6($nr, [0, 0, 0, 0, 0, 0]) };
-    ($nr:expr, $a:expr) => { $crate::sys::raw::syscall6($nr, [$a as usize, 0, 0, 0, 0, 0]) };
-    ($nr:expr, $a:expr, $b:expr) => { $crate::sys::raw::syscall6($nr, [$a as usize, $b as usize, 0, 0, 0, 0]) };
+    ($nr:expr) => {
+        $crate::sys::raw::syscall6($nr, [0, 0, 0, 0, 0, 0])
+    };
+    ($nr:expr, $a:expr) => {
+        $crate::sys::raw::syscall6($nr, [$a as usize, 0, 0, 0, 0, 0])
+    };
+    ($nr:expr, $a:expr, $b:expr) => {
+        $crate::sys::raw::syscall6($nr, [$a as usize, $b as usize, 0, 0, 0, 0])
+    };
     ($nr:expr, $a:expr, $b:expr, $c:expr) => {
         $crate::sys::raw::syscall6($nr, [$a as usize, $b as usize, $c as usize, 0, 0, 0])
     };
     ($nr:expr, $a:expr, $b:expr, $c:expr, $d:expr) => {
-        $crate::sys::raw::syscall6($nr, [$a as usize, $b as usize, $c as usize, $d as usize, 0, 0])
+        $crate::sys::raw::syscall6(
+            $nr,
+            [$a as usize, $b as usize, $c as usize, $d as usize, 0, 0],
+        )
     };
 }
 pub(crate) use sc;

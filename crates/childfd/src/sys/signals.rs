@@ -11,15 +11,15 @@ pub(crate) struct BlockAll {
 
 impl BlockAll {
     pub(crate) fn new() -> BlockAll {
-        // SAFETY: sigset_t is plain data; sigfillset initialises it, and
-        // pthread_sigmask only reads `all` and writes `old`.
-        unsafe {
-            let mut all: libc::sigset_t = core::mem::zeroed();
-            let mut old: libc::sigset_t = core::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            BlockAll { old }
-        }
+        // SAFETY: sigset_t is plain data; all-zero is a valid (empty) set.
+        let mut all: libc::sigset_t = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        let mut old: libc::sigset_t = unsafe { core::mem::zeroed() };
+        // SAFETY: `all` is a valid, writable sigset_t.
+        unsafe { libc::sigfillset(&mut all) };
+        // SAFETY: reads `all`, writes `old`; affects only this thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
+        BlockAll { old }
     }
 }
 
