@@ -37,13 +37,16 @@
 
 mod child;
 mod command;
+pub mod containment;
 mod error;
+pub mod reaper;
 mod signal;
 mod status;
 mod sys;
 
-pub use child::{Child, ChildStderr, ChildStdin, ChildStdout, pending_reaps};
-pub use command::{Command, Containment, Stdio};
+pub use child::{Child, ChildStderr, ChildStdin, ChildStdout, pending_reaps, recovered_statuses};
+pub use command::{Command, Stdio};
+pub use containment::{CgroupParent, Containment, EndedBy, Termination, TreeError};
 pub use error::{InvalidCommand, SignalError, SpawnError, SpawnStage, WaitError};
 pub use signal::Signal;
 pub use status::ExitStatus;
@@ -72,5 +75,15 @@ pub mod force_fallback {
     /// Behave as a kernel without `close_range(CLOSE_RANGE_CLOEXEC)` (before 5.11).
     pub fn no_close_range() {
         crate::sys::env::disable_close_range();
+    }
+
+    /// Behave as a kernel without `PIDFD_SIGNAL_PROCESS_GROUP` (before 6.9).
+    pub fn no_pidfd_group_signal() {
+        crate::sys::pidfd::disable_group_signal();
+    }
+
+    /// Behave as a kernel without `cgroup.kill` (before 5.14).
+    pub fn no_cgroup_kill() {
+        crate::containment::cgroup::disable_cgroup_kill();
     }
 }

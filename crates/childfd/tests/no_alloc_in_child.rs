@@ -70,6 +70,18 @@ fn main() {
 
     let dir = std::env::temp_dir().join(format!("childfd-noalloc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let mut modes = vec![
+        childfd::Containment::ProcessGroup,
+        childfd::Containment::Session,
+        childfd::Containment::Inherit,
+    ];
+    match Command::new("true")
+        .containment(childfd::Containment::cgroup())
+        .status()
+    {
+        Ok(_) => modes.push(childfd::Containment::cgroup()),
+        Err(e) => eprintln!("WARNING: no writable cgroup v2 here ({e}); cgroup mode not covered"),
+    }
     for i in 0..300 {
         // Every feature of the child path: PATH search (with misses),
         // env changes, cwd, pipes, /dev/null, fd mapping, stderr-to-stdout,
@@ -77,11 +89,7 @@ fn main() {
         let (map_r, mut map_w) = std::io::pipe().unwrap();
         map_w.write_all(b"m").unwrap();
         drop(map_w);
-        let containment = [
-            childfd::Containment::ProcessGroup,
-            childfd::Containment::Session,
-            childfd::Containment::Inherit,
-        ][i % 3];
+        let containment = modes[i % modes.len()].clone();
         let mut c = Command::new("sh")
             .args(["-c", "read x <&5; echo \"$x$FOO\""])
             .env("PATH", "/no/such/dir:/usr/local/bin:/usr/bin:/bin")

@@ -7,6 +7,9 @@
 //! non-blocking calls (`epoll_ctl` and a short map insert), so dropping a
 //! `Child` never blocks. No thread per child.
 //!
+//! It also removes the cgroup leaves of dropped children once their tree is
+//! empty, woken by `POLLPRI` on `cgroup.events`.
+//!
 //! # Caveats
 //!
 //! If the thread cannot be started (thread limit reached), adopted
@@ -14,7 +17,9 @@
 //! to start it; until then they remain zombies.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -22,48 +27,105 @@ use rustix::event::epoll;
 
 use crate::sys::pidfd::{self, Block};
 
+enum Entry {
+    /// A child to reap: its pidfd and pid.
+    Child(OwnedFd, u32),
+    /// A cgroup leaf to remove once empty: its `cgroup.events` and path.
+    Cgroup(File, PathBuf),
+}
+
+impl Entry {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Entry::Child(fd, _) => fd.as_fd(),
+            Entry::Cgroup(f, _) => f.as_fd(),
+        }
+    }
+
+    /// Does the entry's work if it can now; true when done.
+    fn try_finish(&self) -> bool {
+        match self {
+            Entry::Child(fd, pid) => match pidfd::wait(fd.as_fd(), Block::No) {
+                Ok(None) => false,
+                // Reaped, or someone else did: done with this child.
+                Ok(Some(_)) | Err(_) => {
+                    crate::reaper::unregister(*pid);
+                    true
+                }
+            },
+            // Read through the watched file: kernfs counts an event as seen
+            // only when that open file reads it (else epoll keeps firing).
+            Entry::Cgroup(events, path) => {
+                match crate::containment::cgroup::read_populated_from(events) {
+                    Ok(true) => false,
+                    Ok(false) => std::fs::remove_dir(path).is_ok(),
+                    Err(_) => true, // gone already
+                }
+            }
+        }
+    }
+}
+
 struct Reaper {
     epoll: OwnedFd,
-    /// Adopted pidfds by number; the map owns them.
-    children: Mutex<HashMap<i32, OwnedFd>>,
+    /// Adopted fds by number; the map owns them.
+    entries: Mutex<HashMap<i32, Entry>>,
     started: AtomicBool,
 }
 
 static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
 
-/// Hands `pidfd` (of a child that is not yet reaped) to the background
+/// Hands `pidfd` (of child `pid`, not yet reaped) to the background
 /// reaper. Never blocks.
-pub(crate) fn adopt(pidfd: OwnedFd) {
+pub(crate) fn adopt(pidfd: OwnedFd, pid: u32) {
+    register(Entry::Child(pidfd, pid), epoll::EventFlags::IN);
+}
+
+/// Hands a cgroup leaf to the background reaper, which removes it once its
+/// tree is empty. Never blocks.
+pub(crate) fn adopt_cgroup(path: PathBuf) {
+    if let Ok(events) = File::open(path.join("cgroup.events")) {
+        register(Entry::Cgroup(events, path), epoll::EventFlags::PRI);
+    }
+}
+
+fn register(entry: Entry, flags: epoll::EventFlags) {
     let Some(r) = REAPER.get_or_init(|| {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).ok()?;
         Some(Reaper {
             epoll,
-            children: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::new()),
             started: AtomicBool::new(false),
         })
     }) else {
-        // No epoll instance: reap inline without blocking if possible; a
-        // still-running child becomes a zombie later (documented).
-        let _ = pidfd::wait(pidfd.as_fd(), Block::No);
+        // No epoll instance: finish inline without blocking if possible;
+        // a still-running child becomes a zombie later (documented).
+        entry.try_finish();
         return;
     };
-    let key = pidfd.as_raw_fd();
+    let key = entry.fd().as_raw_fd();
     {
-        // Registered under the lock, so the reaper finds the fd in the map
-        // as soon as it can see the event.
-        let mut map = r.children.lock().unwrap_or_else(|e| e.into_inner());
-        let added = epoll::add(
+        // Registered under the lock, so the reaper finds the entry in the
+        // map as soon as it can see its event.
+        let mut map = r.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if epoll::add(
             &r.epoll,
-            &pidfd,
+            entry.fd(),
             epoll::EventData::new_u64(key as u64),
-            epoll::EventFlags::IN,
-        );
-        if added.is_err() {
+            flags,
+        )
+        .is_err()
+        {
             drop(map);
-            let _ = pidfd::wait(pidfd.as_fd(), Block::No);
+            entry.try_finish();
             return;
         }
-        map.insert(key, pidfd);
+        // A cgroup may have emptied before it was watched: check once now.
+        if matches!(entry, Entry::Cgroup(..)) && entry.try_finish() {
+            let _ = epoll::delete(&r.epoll, entry.fd());
+            return;
+        }
+        map.insert(key, entry);
     }
     if !r.started.swap(true, Ordering::AcqRel) {
         let spawned = std::thread::Builder::new()
@@ -85,24 +147,20 @@ fn run(r: &'static Reaper) {
         }
         for ev in events.iter() {
             let key = ev.data.u64() as i32;
-            let mut map = r.children.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(fd) = map.get(&key) else { continue };
-            match pidfd::wait(fd.as_fd(), Block::No) {
-                // Reaped, or someone else did: done with this child.
-                Ok(Some(_)) | Err(_) => {
-                    let _ = epoll::delete(&r.epoll, fd);
-                    map.remove(&key);
-                }
-                Ok(None) => {}
+            let mut map = r.entries.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(entry) = map.get(&key) else { continue };
+            if entry.try_finish() {
+                let _ = epoll::delete(&r.epoll, entry.fd());
+                map.remove(&key);
             }
         }
     }
 }
 
-/// Number of adopted children not yet reaped (for tests and diagnostics).
+/// Number of adopted entries not finished yet (for tests and diagnostics).
 pub(crate) fn pending() -> usize {
     match REAPER.get() {
-        Some(Some(r)) => r.children.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        Some(Some(r)) => r.entries.lock().unwrap_or_else(|e| e.into_inner()).len(),
         _ => 0,
     }
 }

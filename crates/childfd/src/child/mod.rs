@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::command::Containment;
+use crate::containment::Tree;
 use crate::error::{SignalError, WaitError};
 use crate::sys::pidfd::{self, Block, ExitInfo};
 use crate::{ExitStatus, Signal};
@@ -50,7 +50,7 @@ pub struct Child {
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
     kill_on_drop: bool,
-    containment: Containment,
+    pub(crate) tree: Tree,
 }
 
 /// How long to wait for a concurrent reaper in this process to finish
@@ -65,7 +65,7 @@ impl Child {
         stdout: Option<ChildStdout>,
         stderr: Option<ChildStderr>,
         kill_on_drop: bool,
-        containment: Containment,
+        tree: Tree,
     ) -> Child {
         Child {
             pidfd: Some(pidfd),
@@ -76,8 +76,20 @@ impl Child {
             stdout,
             stderr,
             kill_on_drop,
-            containment,
+            tree,
         }
+    }
+
+    pub(crate) fn pidfd_ref(&self) -> BorrowedFd<'_> {
+        self.fd()
+    }
+
+    pub(crate) fn reap_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.reap.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn cached_status(&self) -> Option<ExitStatus> {
+        self.status.get().copied()
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
@@ -92,11 +104,6 @@ impl Child {
     /// once the child is reaped. Use the pidfd ([`AsFd`]) as identity.
     pub fn id(&self) -> u32 {
         self.pid
-    }
-
-    /// How the child's descendants are grouped.
-    pub fn containment(&self) -> Containment {
-        self.containment
     }
 
     /// Takes the parent's end of the stdin pipe (with `Stdio::piped()`).
@@ -199,9 +206,14 @@ impl Child {
         let raw = match pidfd::wait(self.fd(), Block::No) {
             Ok(Some(raw)) => raw,
             Ok(None) => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => self.recover_stolen_status()?,
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                crate::reaper::unregister(self.pid);
+                RECOVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.recover_stolen_status()?
+            }
             Err(e) => return Err(self.os(e)),
         };
+        crate::reaper::unregister(self.pid);
         Ok(Some(*self.status.get_or_init(|| ExitStatus::from_raw(raw))))
     }
 
@@ -275,17 +287,24 @@ impl AsFd for Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        if self.kill_on_drop && self.pidfd.is_some() {
+            // The whole tree, as far as containment reaches (never blocks).
+            let _ = self.kill_tree();
+        }
+        if let Tree::Cgroup(leaf) = &self.tree {
+            if !leaf.try_remove() {
+                if let Some(path) = leaf.pending_path() {
+                    drop_reaper::adopt_cgroup(path);
+                }
+            }
+        }
         let Some(fd) = self.pidfd.take() else { return };
         if self.status.get().is_some() {
             return;
         }
-        if self.kill_on_drop {
-            let _ = pidfd::send_signal(fd.as_fd(), libc::SIGKILL, 0);
-        }
         match pidfd::wait(fd.as_fd(), Block::No) {
-            Ok(Some(_)) => {}
-            Err(_) => {} // reaped by someone else, or not ours: nothing to do
-            Ok(None) => drop_reaper::adopt(fd),
+            Ok(Some(_)) | Err(_) => crate::reaper::unregister(self.pid), // reaped (by us or someone else)
+            Ok(None) => drop_reaper::adopt(fd, self.pid),
         }
     }
 }
@@ -300,7 +319,17 @@ impl fmt::Debug for Child {
     }
 }
 
-/// Number of dropped children the background reaper has not reaped yet.
+/// Number of dropped children (and cgroup leaves) the background reaper
+/// has not cleaned up yet.
 pub fn pending_reaps() -> usize {
     drop_reaper::pending()
+}
+
+static RECOVERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many exit statuses were taken by another reaper first and had to be
+/// recovered from the kernel (`PIDFD_INFO_EXIT`). For diagnostics and tests.
+#[doc(hidden)]
+pub fn recovered_statuses() -> u64 {
+    RECOVERED.load(std::sync::atomic::Ordering::Relaxed)
 }

@@ -16,23 +16,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::containment::Containment;
 use crate::error::{InvalidCommand, SpawnError};
 use crate::{Child, Signal};
-
-/// How a child's descendants are grouped, so they can be signalled as a
-/// tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Containment {
-    /// The child leads a new process group (`setpgid(0, 0)`); the default.
-    #[default]
-    ProcessGroup,
-    /// The child leads a new session (`setsid()`), detached from the
-    /// controlling terminal.
-    Session,
-    /// The child stays in the caller's process group.
-    Inherit,
-}
 
 /// A program to run, with its arguments, environment, working directory,
 /// file descriptors and containment.
@@ -264,7 +250,9 @@ impl Command {
         self
     }
 
-    /// How the child's descendants are grouped (default: a new process group).
+    /// How the child's descendants are grouped so the tree can be signalled
+    /// and killed (default: a new process group). See
+    /// [`containment`](crate::containment).
     pub fn containment(&mut self, c: Containment) -> &mut Command {
         self.containment = c;
         self

@@ -9,12 +9,14 @@ use std::ptr;
 use rustix::fs::{Mode, OFlags};
 use rustix::pipe::PipeFlags;
 
+use super::Command;
 use super::stdio::Kind;
-use super::{Command, Containment};
 use crate::child::{Child, ChildStderr, ChildStdin, ChildStdout};
+use crate::containment::cgroup::{self, Leaf};
+use crate::containment::{Containment, Tree};
 use crate::error::{SpawnError, SpawnStage};
 use crate::sys::child_exec::{ChildPlan, FdAction, GroupAction, Stage};
-use crate::sys::clone::{self, CloneOptions};
+use crate::sys::clone::{self, CloneOptions, Method};
 use crate::sys::env;
 
 /// `PATH` when none is set, as glibc's execvp.
@@ -124,12 +126,29 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     let mut scratch = vec![-1i32; if conflict { actions.len() } else { 0 }];
 
     let use_close_range = env::close_range_cloexec();
-    let group = match cmd.containment {
-        Containment::ProcessGroup => GroupAction::NewGroup,
-        Containment::Session => GroupAction::NewSession,
-        Containment::Inherit => GroupAction::Inherit,
+    // Containment: the child's group or session, or a fresh cgroup leaf
+    // (removed again if the spawn fails).
+    let (group, leaf) = match &cmd.containment {
+        Containment::ProcessGroup => (GroupAction::NewGroup, None),
+        Containment::Session => (GroupAction::NewSession, None),
+        Containment::Inherit => (GroupAction::Inherit, None),
+        Containment::Cgroup(parent) => {
+            let dir = cgroup::resolve_parent(parent).map_err(|e| os_err(SpawnStage::Cgroup, e))?;
+            let leaf = Leaf::create(&dir).map_err(|e| os_err(SpawnStage::Cgroup, e))?;
+            (GroupAction::NewGroup, Some(RemoveOnError(Some(leaf))))
+        }
+    };
+    let leaf_ref = leaf.as_ref().and_then(|l| l.0.as_ref());
+    // The legacy clone cannot use CLONE_INTO_CGROUP: the child joins by
+    // writing to cgroup.procs.
+    let procs_fd = match leaf_ref {
+        Some(l) if clone::method() == Method::CloneVm => {
+            Some(l.open_procs().map_err(|e| os_err(SpawnStage::Cgroup, e))?)
+        }
+        _ => None,
     };
     let mut plan = ChildPlan {
+        cgroup_procs_fd: procs_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
         candidates: &candidate_ptrs,
         argv: argv.as_ptr(),
         envp,
@@ -159,7 +178,23 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         cwd: cmd.cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
         block: ptr::null(),
     };
-    let spawned = clone::spawn(&mut plan, &CloneOptions { cgroup: None }).map_err(|f| {
+    let opts = CloneOptions {
+        cgroup: leaf_ref.map(|l| l.dir_fd()),
+    };
+    // Until the pid is registered as owned, an orphan reaper must not run.
+    let gate = crate::reaper::spawn_gate();
+    // A parent-death signal fires when the spawning *thread* exits: spawn
+    // from a thread that lives as long as the process.
+    let result = if cmd.pdeathsig.is_some() && !crate::sys::spawner::on_main_thread() {
+        crate::sys::spawner::run_on_spawner(|| clone::spawn(&mut plan, &opts))
+    } else {
+        clone::spawn(&mut plan, &opts)
+    };
+    if let Ok(s) = &result {
+        crate::reaper::register(s.pid as u32);
+    }
+    drop(gate);
+    let spawned = result.map_err(|f| {
         let stage = match f.stage {
             None => SpawnStage::Clone,
             Some(Stage::ProcessGroup) => SpawnStage::ProcessGroup,
@@ -169,10 +204,16 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
             Some(Stage::Credentials) => SpawnStage::Credentials,
             Some(Stage::Chdir) => SpawnStage::Chdir,
             Some(Stage::Exec) => SpawnStage::Exec,
+            Some(Stage::Cgroup) => SpawnStage::Cgroup,
         };
         os_err(stage, f.error)
     })?;
     drop(child_ends);
+    let tree = match (&cmd.containment, leaf) {
+        (_, Some(mut l)) => Tree::Cgroup(l.0.take().expect("leaf present")),
+        (Containment::Inherit, None) => Tree::Single,
+        (_, None) => Tree::Group,
+    };
     Ok(Child::new(
         spawned.pidfd,
         spawned.pid as u32,
@@ -180,8 +221,19 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         p_out.map(ChildStdout::from_fd),
         p_err.map(ChildStderr::from_fd),
         cmd.kill_on_drop,
-        cmd.containment,
+        tree,
     ))
+}
+
+/// A new cgroup leaf that is removed unless taken (spawn succeeded).
+struct RemoveOnError(Option<Leaf>);
+
+impl Drop for RemoveOnError {
+    fn drop(&mut self) {
+        if let Some(l) = &self.0 {
+            l.try_remove();
+        }
+    }
 }
 
 /// The child's environment as `KEY=VALUE` strings, or `None` to pass the

@@ -51,6 +51,7 @@ pub(crate) enum Stage {
     Credentials = 5,
     Chdir = 6,
     Exec = 7,
+    Cgroup = 8,
 }
 
 impl Stage {
@@ -63,6 +64,7 @@ impl Stage {
             5 => Stage::Credentials,
             6 => Stage::Chdir,
             7 => Stage::Exec,
+            8 => Stage::Cgroup,
             _ => return None,
         })
     }
@@ -92,6 +94,9 @@ pub(crate) struct FdAction {
 /// stays alive and unmodified while the child runs (the parent is suspended
 /// by `CLONE_VFORK`).
 pub(crate) struct ChildPlan<'a> {
+    /// `cgroup.procs` of the child's cgroup, to join by writing `0` (the
+    /// legacy clone path, which has no `CLONE_INTO_CGROUP`), or -1.
+    pub cgroup_procs_fd: i32,
     /// NUL-terminated paths to try with `execve`, in order (execvp rules).
     pub candidates: &'a [*const c_char],
     /// NULL-terminated argv.
@@ -178,6 +183,15 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
     // (argv, envp, candidates, groups, cwd, scratch slots), which the parent
     // keeps valid and unchanged while it is suspended by CLONE_VFORK.
     unsafe {
+        // 0. Join the cgroup before anything else (legacy clone path only;
+        //    clone3 placed us there with CLONE_INTO_CGROUP).
+        if p.cgroup_procs_fd >= 0 {
+            check(
+                sc!(libc::SYS_write, p.cgroup_procs_fd, b"0".as_ptr(), 1),
+                Stage::Cgroup,
+            )?;
+        }
+
         // 1. Process group or session, first: a signal to the new group must
         //    reach the child even before it execs.
         match p.group {

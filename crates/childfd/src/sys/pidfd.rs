@@ -177,7 +177,6 @@ pub(crate) fn send_signal(fd: BorrowedFd<'_>, sig: i32, flags: u32) -> io::Resul
 
 /// `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9): signal the process group the
 /// pidfd's process leads, by its `struct pid`.
-#[allow(dead_code)] // used by tree signalling (containment)
 pub(crate) const PIDFD_SIGNAL_PROCESS_GROUP: u32 = 4;
 
 /// Waits until `fd` is readable (the process exited) or `timeout` passes
@@ -195,5 +194,151 @@ pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io
         Ok(n) => Ok(n > 0),
         Err(rustix::io::Errno::INTR) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+static GROUP_SIGNAL: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 yes, 2 no
+
+/// Whether `pidfd_send_signal(.., PIDFD_SIGNAL_PROCESS_GROUP)` works
+/// (Linux 6.9); learnt from the first attempt.
+pub(crate) fn group_signal_supported() -> bool {
+    GROUP_SIGNAL.load(Ordering::Relaxed) != 2
+}
+
+/// Forces the pre-6.9 path. Tests only.
+pub(crate) fn disable_group_signal() {
+    GROUP_SIGNAL.store(2, Ordering::Relaxed);
+}
+
+/// Signals the process group led by the pidfd's process, by its `struct
+/// pid`: `pidfd_send_signal(fd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP)`.
+/// Works after the leader was reaped and can never reach a recycled group.
+///
+/// Returns `Ok(false)` if the kernel does not know the flag (then nothing
+/// was sent), `Ok(true)` if sent or if the group is empty (`ESRCH`).
+pub(crate) fn send_group_signal(fd: BorrowedFd<'_>, sig: i32) -> io::Result<bool> {
+    if !group_signal_supported() {
+        return Ok(false);
+    }
+    match send_signal(fd, sig, PIDFD_SIGNAL_PROCESS_GROUP) {
+        Ok(()) => {
+            GROUP_SIGNAL.store(1, Ordering::Relaxed);
+            Ok(true)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(true),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EINVAL)
+                && GROUP_SIGNAL.load(Ordering::Relaxed) == 0 =>
+        {
+            GROUP_SIGNAL.store(2, Ordering::Relaxed);
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the pidfd's process group has any member left (signal 0 by
+/// `struct pid`). Only meaningful where [`group_signal_supported`].
+pub(crate) fn group_has_members(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    match send_signal(fd, 0, PIDFD_SIGNAL_PROCESS_GROUP) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `kill(pid, sig)` by number. Callers must prove the number cannot have
+/// been recycled (see the containment module). Returns whether it was sent.
+pub(crate) fn kill_by_number(pid: i32, sig: i32) -> bool {
+    // SAFETY: plain integer arguments.
+    unsafe { libc::kill(pid, sig) == 0 }
+}
+
+/// `waitid(P_PIDFD, fd, WEXITED | WNOHANG | WNOWAIT | __WALL)`: whether the
+/// process is still unreaped (running or zombie), without reaping it.
+/// `Ok(false)` means someone reaped it (`ECHILD`).
+pub(crate) fn is_unreaped(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: all-zero siginfo_t is valid.
+    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL;
+    // SAFETY: valid out-pointer; P_PIDFD takes the fd as id.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            fd.as_raw_fd() as libc::id_t,
+            &mut info,
+            flags,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ECHILD) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOHANG | __WALL)`: reaps `pid` if it is a
+/// zombie child. By number: callers only pass children not yet reaped
+/// (whose numbers cannot be recycled).
+pub(crate) fn reap_pid_nohang(pid: i32) -> io::Result<Option<i32>> {
+    // SAFETY: all-zero siginfo_t is valid.
+    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::__WALL;
+    // SAFETY: valid out-pointer.
+    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: filled in by waitid or left zeroed.
+    let got = unsafe { info.si_pid() };
+    if got == 0 {
+        return Ok(None);
+    }
+    // SAFETY: as above.
+    let status = unsafe { info.si_status() };
+    Ok(Some(match info.si_code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+        _ => status & 0x7f,
+    }))
+}
+
+/// `pidfd_open(pid, 0)`.
+pub(crate) fn open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// Waits for `POLLPRI` (a kernfs file such as `cgroup.events` changed) or
+/// the timeout.
+pub(crate) fn poll_priority(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::PRI)];
+    let ts = timeout.map(|d| Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    match rustix::event::poll(&mut fds, ts.as_ref()) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `prctl(PR_SET_CHILD_SUBREAPER, 1)`.
+pub(crate) fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }

@@ -1,0 +1,363 @@
+//! Containment: control of a child's whole process tree.
+//!
+//! | mode | at spawn | [`signal_tree`](Child::signal_tree) | catches `setsid`/double-forked escapees |
+//! |---|---|---|---|
+//! | [`Containment::ProcessGroup`] (default) | `setpgid(0, 0)` | the group, by `struct pid` | no |
+//! | [`Containment::Session`] | `setsid()` | the group, by `struct pid` | no |
+//! | [`Containment::Cgroup`] | a fresh leaf cgroup, `CLONE_INTO_CGROUP` | every member of the leaf | yes |
+//! | [`Containment::Inherit`] | nothing | the child only | no |
+//!
+//! A process group is signalled with `pidfd_send_signal(pidfd, sig, NULL,
+//! PIDFD_SIGNAL_PROCESS_GROUP)` (Linux 6.9): the group is named by its
+//! leader's `struct pid`, so a recycled group number is never hit, even
+//! after the leader was reaped.
+//!
+//! # Caveats
+//!
+//! - Before Linux 6.9 a group can only be signalled by number, which is
+//!   safe only while the leader is not reaped (its zombie pins the number).
+//!   childfd then signals the group only after checking, under its reaping
+//!   lock, that the leader is unreaped, and returns
+//!   [`TreeError::GroupUnreachable`] once it has been reaped. A reaper
+//!   elsewhere in the process (a `waitpid(-1)` loop) could still reap the
+//!   leader between that check and the `kill`.
+//! - Process groups and sessions do not contain descendants that create
+//!   their own group or session (`setsid`, `setpgid`, daemons): only cgroup
+//!   mode does.
+
+pub(crate) mod cgroup;
+
+pub use cgroup::CgroupParent;
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::sys::pidfd;
+use crate::{Child, ExitStatus, Signal, WaitError};
+use cgroup::Leaf;
+
+/// How a child's descendants are grouped so they can be signalled and
+/// killed as a tree. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Containment {
+    /// The child leads a new process group (`setpgid(0, 0)`); the default.
+    #[default]
+    ProcessGroup,
+    /// The child leads a new session (`setsid()`), without a controlling
+    /// terminal.
+    Session,
+    /// The child runs in a fresh cgroup v2 leaf under this parent; catches
+    /// every descendant. Spawning fails with a clear error when no writable
+    /// cgroup v2 directory exists; it never silently degrades.
+    Cgroup(CgroupParent),
+    /// The child stays in the caller's process group; only the child itself
+    /// can be signalled.
+    Inherit,
+}
+
+impl Containment {
+    /// Cgroup mode with leaves under the process's own cgroup.
+    pub fn cgroup() -> Containment {
+        Containment::Cgroup(CgroupParent::Auto)
+    }
+
+    /// Cgroup mode with leaves under `dir` (a cgroup v2 directory).
+    pub fn cgroup_in(dir: impl Into<std::path::PathBuf>) -> Containment {
+        Containment::Cgroup(CgroupParent::Dir(dir.into()))
+    }
+}
+
+/// A child's tree, as created at spawn.
+#[derive(Debug)]
+pub(crate) enum Tree {
+    /// The child only.
+    Single,
+    /// The group (or session) the child leads.
+    Group,
+    /// The child's own cgroup.
+    Cgroup(Leaf),
+}
+
+/// Signalling or ending a tree failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TreeError {
+    /// Before Linux 6.9 a process group can be signalled only while its
+    /// leader is unreaped; it has been reaped, so the group is not signalled
+    /// (its number could belong to someone else now).
+    #[error(
+        "process group of {pid} cannot be signalled safely: its leader was reaped and this kernel lacks PIDFD_SIGNAL_PROCESS_GROUP"
+    )]
+    GroupUnreachable {
+        /// The leader's pid.
+        pid: u32,
+    },
+    /// Members were still alive after SIGKILL and the bounded wait.
+    #[error("the tree of {pid} still had members {waited:?} after SIGKILL")]
+    Survivors {
+        /// The child's pid.
+        pid: u32,
+        /// How long it was waited for.
+        waited: Duration,
+    },
+    /// A system call or cgroup file operation failed.
+    #[error("controlling the tree of {pid} failed")]
+    Os {
+        /// The child's pid.
+        pid: u32,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Waiting for the child failed.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+}
+
+/// How [`Child::terminate`] ended the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    /// The tree was gone within the grace period after SIGTERM.
+    Term,
+    /// SIGKILL was needed.
+    Kill,
+}
+
+/// The result of [`Child::terminate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Termination {
+    /// The child's status.
+    pub status: ExitStatus,
+    /// Which signal ended the tree.
+    pub ended_by: EndedBy,
+}
+
+/// How long to wait for a SIGKILLed tree to disappear before giving up.
+const KILL_PATIENCE: Duration = Duration::from_secs(10);
+
+impl Child {
+    fn tree_err(&self, source: io::Error) -> TreeError {
+        TreeError::Os {
+            pid: self.id(),
+            source,
+        }
+    }
+
+    /// The child's cgroup directory (cgroup mode).
+    pub fn cgroup_path(&self) -> Option<&Path> {
+        match &self.tree {
+            Tree::Cgroup(leaf) => Some(leaf.path()),
+            _ => None,
+        }
+    }
+
+    /// Sends `sig` to the child's whole tree, as its containment allows
+    /// (see the [containment table](crate::containment)).
+    ///
+    /// Process group: `pidfd_send_signal(PIDFD_SIGNAL_PROCESS_GROUP)`, which
+    /// also reaches the group after its leader exited. Cgroup: every member
+    /// of the leaf (SIGKILL through `cgroup.kill`). Inherit: the child only.
+    /// An empty tree is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::GroupUnreachable`] on kernels before 6.9 once the leader
+    /// is reaped; [`TreeError::Os`].
+    pub fn signal_tree(&self, sig: Signal) -> Result<(), TreeError> {
+        match &self.tree {
+            Tree::Single => self.signal(sig).map_err(|e| self.tree_err(e.source)),
+            Tree::Group => self.signal_group(sig),
+            Tree::Cgroup(leaf) => {
+                if sig == Signal::KILL {
+                    return leaf.kill_tree().map_err(|e| self.tree_err(e));
+                }
+                signal_cgroup_members(leaf, sig).map_err(|e| self.tree_err(e))
+            }
+        }
+    }
+
+    /// `signal_tree(SIGKILL)`: in cgroup mode, `cgroup.kill`.
+    ///
+    /// # Errors
+    ///
+    /// As [`signal_tree`](Child::signal_tree).
+    pub fn kill_tree(&self) -> Result<(), TreeError> {
+        self.signal_tree(Signal::KILL)
+    }
+
+    fn signal_group(&self, sig: Signal) -> Result<(), TreeError> {
+        let fd = self.pidfd_ref();
+        if pidfd::send_group_signal(fd, sig.as_raw()).map_err(|e| self.tree_err(e))? {
+            return Ok(());
+        }
+        // Before 6.9: by number, only while the leader provably pins it.
+        let _reaping = self.reap_guard();
+        if self.cached_status().is_some()
+            || !pidfd::is_unreaped(fd).map_err(|e| self.tree_err(e))?
+        {
+            return Err(TreeError::GroupUnreachable { pid: self.id() });
+        }
+        pidfd::kill_by_number(-(self.id() as i32), sig.as_raw());
+        Ok(())
+    }
+
+    /// Whether the child and every member of its tree have ended.
+    fn tree_gone(&self) -> Result<bool, TreeError> {
+        let fd = self.pidfd_ref();
+        let leader_exited = self.cached_status().is_some()
+            || pidfd::poll_readable(fd, Some(Duration::ZERO)).map_err(|e| self.tree_err(e))?;
+        if !leader_exited {
+            return Ok(false);
+        }
+        match &self.tree {
+            Tree::Single => Ok(true),
+            Tree::Cgroup(leaf) => Ok(!leaf.populated().map_err(|e| self.tree_err(e))?),
+            Tree::Group if pidfd::group_signal_supported() => {
+                // Reap the leader so its zombie does not count as a member.
+                self.try_wait()?;
+                pidfd::group_has_members(fd)
+                    .map(|m| !m)
+                    .map_err(|e| self.tree_err(e))
+            }
+            // Before 6.9: keep the leader unreaped (it pins the number) and
+            // look for other members by process group in /proc.
+            Tree::Group => Ok(!group_members_besides_leader(self.id() as i32)),
+        }
+    }
+
+    /// Waits until the child and its whole tree have ended, or `deadline`
+    /// passes; returns whether the tree is gone. Cgroup mode sleeps on
+    /// `cgroup.events`; group mode re-checks with a growing interval
+    /// (a process group has no exit notification).
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::Os`] or [`TreeError::Wait`].
+    pub fn wait_tree_deadline(&self, deadline: Instant) -> Result<bool, TreeError> {
+        if let Tree::Cgroup(leaf) = &self.tree {
+            if !leaf
+                .wait_empty(Some(deadline))
+                .map_err(|e| self.tree_err(e))?
+            {
+                return Ok(false);
+            }
+        } else if self.wait_leader_exit(deadline)?.is_none() {
+            return Ok(false);
+        }
+        let mut pause = Duration::from_micros(100);
+        loop {
+            if self.tree_gone()? {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the leader to exit without reaping it (so that, before
+    /// 6.9, its zombie keeps pinning the group number).
+    fn wait_leader_exit(&self, deadline: Instant) -> Result<Option<()>, TreeError> {
+        loop {
+            if self.cached_status().is_some() {
+                return Ok(Some(()));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            if pidfd::poll_readable(self.pidfd_ref(), Some(deadline - now))
+                .map_err(|e| self.tree_err(e))?
+            {
+                return Ok(Some(()));
+            }
+        }
+    }
+
+    /// Ends the child's tree gracefully: SIGTERM and SIGCONT to the tree
+    /// (stopped members must see the TERM), wait up to `grace` for the
+    /// child and every member to end, then SIGKILL the tree. Reaps the child
+    /// and removes its cgroup leaf.
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::Survivors`] if members outlive SIGKILL for 10 s; others
+    /// as [`signal_tree`](Child::signal_tree).
+    pub fn terminate(&self, grace: Duration) -> Result<Termination, TreeError> {
+        self.signal_tree(Signal::TERM)?;
+        self.signal_tree(Signal::CONT)?;
+        let ended_by = if self.wait_tree_deadline(deadline_after(grace))? {
+            EndedBy::Term
+        } else {
+            self.kill_tree()?;
+            if !self.wait_tree_deadline(deadline_after(KILL_PATIENCE))? {
+                return Err(TreeError::Survivors {
+                    pid: self.id(),
+                    waited: KILL_PATIENCE,
+                });
+            }
+            EndedBy::Kill
+        };
+        let status = self.wait()?;
+        if let Tree::Cgroup(leaf) = &self.tree {
+            leaf.try_remove();
+        }
+        Ok(Termination { status, ended_by })
+    }
+}
+
+fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or(now + Duration::from_secs(86400 * 365))
+}
+
+/// Signals each member of a cgroup leaf through a pidfd opened for it,
+/// after checking that the process holding that pid is in the leaf: if the
+/// pid was recycled in between, the pidfd's own process is dead and the
+/// signal goes nowhere.
+fn signal_cgroup_members(leaf: &Leaf, sig: Signal) -> io::Result<()> {
+    let mount = cgroup::mount_point().unwrap_or(Path::new("/"));
+    let rel = leaf.path().strip_prefix(mount).unwrap_or(leaf.path());
+    let want = format!("0::/{}", rel.display());
+    for pid in leaf.pids()? {
+        let Ok(fd) = pidfd::open(pid) else { continue };
+        let in_leaf = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|t| t.lines().any(|l| l == want));
+        if in_leaf {
+            let _ = pidfd::send_signal(std::os::fd::AsFd::as_fd(&fd), sig.as_raw(), 0);
+        }
+    }
+    Ok(())
+}
+
+/// Whether any process other than `leader` (and not a zombie) has process
+/// group `leader`: the pre-6.9 emptiness test, from `/proc`.
+fn group_members_besides_leader(leader: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            return false;
+        };
+        if pid == leader {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let pgrp = f.nth(1).and_then(|s| s.parse::<i32>().ok());
+        pgrp == Some(leader) && state != "Z" && state != "X"
+    })
+}
