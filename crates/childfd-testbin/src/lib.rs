@@ -346,3 +346,80 @@ pub unsafe fn in_forked_child(f: fn()) -> i32 {
     }
     waitpid(pid)
 }
+
+/// A tag unique to this call, to export as `CHILDFD_TEST_TAG` in a test's
+/// tree so that every descendant (even one that left the group or session)
+/// can be found in `/proc/*/environ`.
+pub fn new_tag(name: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// Live (not zombie) processes whose environment has `CHILDFD_TEST_TAG=<tag>`.
+pub fn tagged(tag: &str) -> Vec<Proc> {
+    let needle = format!("CHILDFD_TEST_TAG={tag}");
+    processes()
+        .into_iter()
+        .filter(|p| p.state != 'Z' && p.state != 'X')
+        .filter(|p| {
+            std::fs::read(format!("/proc/{}/environ", p.pid))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Waits (bounded) until at least `n` tagged processes are alive.
+#[track_caller]
+pub fn wait_tagged(tag: &str, n: usize) -> Vec<Proc> {
+    assert!(
+        eventually(Duration::from_secs(20), || tagged(tag).len() >= n),
+        "expected {n} processes tagged {tag}, found {:?}",
+        tagged(tag)
+    );
+    tagged(tag)
+}
+
+/// Asserts that no process tagged `tag` survives (waiting a bounded time
+/// for them to die); kills survivors by pid (they are the test's) and
+/// fails if there were any.
+#[track_caller]
+pub fn assert_no_survivors(tag: &str) {
+    if eventually(Duration::from_secs(10), || tagged(tag).is_empty()) {
+        return;
+    }
+    let left = tagged(tag);
+    kill_tagged(tag);
+    panic!("processes of the tree survived: {left:?}");
+}
+
+/// SIGKILLs every process tagged `tag` (they are the test's own) and waits
+/// for them to be gone.
+pub fn kill_tagged(tag: &str) {
+    for _ in 0..100 {
+        let left = tagged(tag);
+        if left.is_empty() {
+            return;
+        }
+        for p in &left {
+            kill(p.pid, libc::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// cgroup directories under `dir` whose name starts with `childfd-<our pid>-`.
+pub fn our_cgroup_leaves(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let prefix = format!("childfd-{}-", std::process::id());
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}

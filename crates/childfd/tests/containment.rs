@@ -1,0 +1,357 @@
+//! Whole process trees: orphans left by killing only the direct child,
+//! escapees, fork loops, stopped members, TERM-ignoring trees, and cgroup
+//! leaves left behind. Every test ends with no survivor (found by a tag in
+//! the environment, which escapees keep) and no leftover cgroup.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use childfd::{Child, Command, Containment, EndedBy, Signal, SpawnStage, Stdio};
+use childfd_testbin::{Hygiene, assert_no_survivors, new_tag, tagged, wait_tagged};
+
+const BOUND: Duration = Duration::from_secs(30);
+
+fn tree(tag: &str, script: &str, containment: Containment) -> Child {
+    Command::new("sh")
+        .args(["-c", script])
+        .env("CHILDFD_TEST_TAG", tag)
+        .stdout(Stdio::null())
+        .containment(containment)
+        .spawn()
+        .expect("spawn tree")
+}
+
+fn modes() -> Vec<(&'static str, Containment)> {
+    vec![
+        ("pgroup", Containment::ProcessGroup),
+        ("session", Containment::Session),
+        ("cgroup", Containment::cgroup()),
+    ]
+}
+
+#[track_caller]
+fn gone_within(child: &Child, d: Duration) {
+    assert!(
+        child.wait_tree_deadline(Instant::now() + d).unwrap(),
+        "tree of {} not gone",
+        child.id()
+    );
+}
+
+/// The cgroup directory that leaves are created in, checked empty of ours.
+#[track_caller]
+fn assert_no_leftover_cgroups(parent: Option<PathBuf>) {
+    if let Some(p) = parent {
+        assert!(
+            childfd_testbin::eventually(BOUND, || childfd_testbin::our_cgroup_leaves(&p)
+                .is_empty()),
+            "cgroup leaves left: {:?}",
+            childfd_testbin::our_cgroup_leaves(&p)
+        );
+    }
+}
+
+fn scripts_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("childfd-{tag}"));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("start.sh"), "sh \"$(dirname \"$0\")/sub.sh\"\n").unwrap();
+    std::fs::write(
+        d.join("sub.sh"),
+        "while :; do echo tick; sleep 0.05; done\n",
+    )
+    .unwrap();
+    d
+}
+
+#[test]
+fn killing_the_tree_of_start_sh_leaves_no_orphaned_sub_sh() {
+    let h = Hygiene::start();
+    for (name, mode) in modes() {
+        let tag = new_tag(&format!("startsh-{name}"));
+        let dir = scripts_dir(&tag);
+        let c = tree(&tag, &format!("exec sh {}/start.sh", dir.display()), mode);
+        let parent = c
+            .cgroup_path()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf);
+        // start.sh, sub.sh and a sleep.
+        wait_tagged(&tag, 3);
+        c.kill_tree().unwrap();
+        assert_eq!(
+            c.wait_timeout(BOUND).unwrap().and_then(|s| s.signal()),
+            Some(Signal::KILL)
+        );
+        gone_within(&c, BOUND);
+        assert_no_survivors(&tag);
+        drop(c);
+        assert_no_leftover_cgroups(parent);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    h.finish(2);
+}
+
+#[test]
+fn killing_only_start_sh_orphans_sub_sh_until_kill_tree_after_the_leader_died() {
+    let h = Hygiene::start();
+    for (name, mode) in modes() {
+        let tag = new_tag(&format!("leaderfirst-{name}"));
+        let dir = scripts_dir(&tag);
+        let c = tree(&tag, &format!("exec sh {}/start.sh", dir.display()), mode);
+        let parent = c
+            .cgroup_path()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf);
+        wait_tagged(&tag, 3);
+        c.kill().unwrap();
+        c.wait_timeout(BOUND).unwrap().expect("start.sh killed");
+        // The failure this prevents: sub.sh keeps running, re-parented.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !tagged(&tag).is_empty(),
+            "{name}: sub.sh should still run after killing only start.sh"
+        );
+        // The leader is reaped; the tree can still be killed (by struct pid
+        // or cgroup, never by a possibly recycled number).
+        c.kill_tree().unwrap();
+        gone_within(&c, BOUND);
+        assert_no_survivors(&tag);
+        drop(c);
+        assert_no_leftover_cgroups(parent);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    h.finish(2);
+}
+
+#[test]
+fn kill_tree_kills_the_sleep_of_sh_c_under_bash_and_dash() {
+    let h = Hygiene::start();
+    for shell in ["/bin/bash", "/bin/dash"] {
+        if !Path::new(shell).exists() {
+            eprintln!("WARNING: {shell} is not installed; not tested with it");
+            continue;
+        }
+        let tag = new_tag("shc");
+        // `sleep 300; true` keeps the shell from exec'ing the sleep.
+        let c = Command::new(shell)
+            .args(["-c", "sleep 300; true"])
+            .env("CHILDFD_TEST_TAG", &tag)
+            .spawn()
+            .unwrap();
+        wait_tagged(&tag, 2);
+        c.kill_tree().unwrap();
+        gone_within(&c, BOUND);
+        assert_no_survivors(&tag);
+    }
+    h.finish(2);
+}
+
+/// A tree with a `setsid` escapee and a double-forked daemon.
+const ESCAPEES: &str = "setsid sleep 300 & (sleep 300 &); sleep 300";
+
+#[test]
+fn cgroup_mode_kills_setsid_and_double_forked_escapees() {
+    let h = Hygiene::start();
+    let tag = new_tag("escape-cgroup");
+    let c = tree(&tag, ESCAPEES, Containment::cgroup());
+    let parent = c
+        .cgroup_path()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf);
+    wait_tagged(&tag, 4);
+    c.kill_tree().unwrap();
+    gone_within(&c, BOUND);
+    assert_no_survivors(&tag);
+    drop(c);
+    assert_no_leftover_cgroups(parent);
+    h.finish(2);
+}
+
+#[test]
+fn group_mode_cannot_reach_a_setsid_escapee_and_says_the_tree_is_gone() {
+    let h = Hygiene::start();
+    for (name, mode) in [
+        ("pgroup", Containment::ProcessGroup),
+        ("session", Containment::Session),
+    ] {
+        let tag = new_tag(&format!("escape-{name}"));
+        let c = tree(&tag, ESCAPEES, mode);
+        let members = wait_tagged(&tag, 4);
+        let escapee: Vec<_> = members
+            .iter()
+            .filter(|p| p.pgrp != c.id() as i32)
+            .map(|p| p.pid)
+            .collect();
+        assert_eq!(
+            escapee.len(),
+            1,
+            "{name}: one setsid escapee expected: {members:?}"
+        );
+        let t = c.terminate(Duration::from_secs(5)).unwrap();
+        // What group mode reports: its tree (the group) is gone, by TERM ...
+        assert_eq!(t.ended_by, EndedBy::Term);
+        // ... and the double-forked sleep (same group) died with it, but the
+        // setsid one is out of reach, as documented.
+        let left: Vec<_> = tagged(&tag).iter().map(|p| p.pid).collect();
+        assert_eq!(
+            left, escapee,
+            "{name}: only the setsid escapee should survive"
+        );
+        childfd_testbin::kill_tagged(&tag);
+        assert_no_survivors(&tag);
+    }
+    h.finish(2);
+}
+
+#[test]
+fn a_fork_loop_is_killed_completely_in_cgroup_mode() {
+    let h = Hygiene::start();
+    let tag = new_tag("forkloop");
+    let c = tree(&tag, "while :; do sleep 1000 & done", Containment::cgroup());
+    let parent = c
+        .cgroup_path()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf);
+    wait_tagged(&tag, 50);
+    let start = Instant::now();
+    c.kill_tree().unwrap();
+    gone_within(&c, BOUND);
+    eprintln!("fork loop killed in {:?}", start.elapsed());
+    assert_no_survivors(&tag);
+    drop(c);
+    assert_no_leftover_cgroups(parent);
+    h.finish(2);
+}
+
+#[test]
+fn terminate_reaches_a_stopped_member_with_term() {
+    let h = Hygiene::start();
+    for (name, mode) in modes() {
+        let tag = new_tag(&format!("stopped-{name}"));
+        let c = tree(&tag, "sleep 300 & kill -STOP $!; wait", mode);
+        let members = wait_tagged(&tag, 2);
+        assert!(
+            childfd_testbin::eventually(BOUND, || tagged(&tag).iter().any(|p| p.state == 'T')),
+            "{name}: no stopped member: {members:?}"
+        );
+        let t = c.terminate(Duration::from_secs(10)).unwrap();
+        // Without SIGCONT the stopped sleep would only die by SIGKILL.
+        assert_eq!(t.ended_by, EndedBy::Term, "{name}");
+        assert_eq!(t.status.signal(), Some(Signal::TERM), "{name}");
+        assert_no_survivors(&tag);
+    }
+    h.finish(2);
+}
+
+#[test]
+fn terminate_kills_a_tree_that_ignores_term_after_the_grace() {
+    let h = Hygiene::start();
+    for (name, mode) in modes() {
+        let tag = new_tag(&format!("ignoreterm-{name}"));
+        // The disposition SIG_IGN survives exec, so the sleep ignores it too.
+        let c = tree(&tag, "trap '' TERM; sleep 300 & wait", mode);
+        wait_tagged(&tag, 2);
+        let start = Instant::now();
+        let t = c.terminate(Duration::from_millis(200)).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        assert_eq!(t.ended_by, EndedBy::Kill, "{name}");
+        assert_eq!(t.status.signal(), Some(Signal::KILL), "{name}");
+        assert_no_survivors(&tag);
+    }
+    h.finish(2);
+}
+
+#[test]
+fn a_dropped_cgroup_child_leaves_no_cgroup_directory() {
+    let h = Hygiene::start();
+    // Still running when dropped: the leaf goes once the tree ends.
+    let tag = new_tag("dropcg");
+    let c = tree(&tag, "sleep 0.3 & sleep 0.2", Containment::cgroup());
+    let parent = c
+        .cgroup_path()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf);
+    drop(c);
+    assert_no_leftover_cgroups(parent.clone());
+    // With kill_on_drop, an escapee is killed and the leaf removed.
+    let tag2 = new_tag("dropcg-kill");
+    let c = Command::new("sh")
+        .args(["-c", ESCAPEES])
+        .env("CHILDFD_TEST_TAG", &tag2)
+        .containment(Containment::cgroup())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_tagged(&tag2, 4);
+    drop(c);
+    assert_no_survivors(&tag2);
+    assert_no_survivors(&tag);
+    assert_no_leftover_cgroups(parent);
+    h.finish(2);
+}
+
+#[test]
+fn cgroup_mode_without_a_usable_cgroup_fails_clearly_and_creates_nothing() {
+    let h = Hygiene::start();
+    let e = Command::new("true")
+        .containment(Containment::cgroup_in("/tmp"))
+        .spawn()
+        .unwrap_err();
+    assert_eq!(
+        (e.stage(), e.kind()),
+        (SpawnStage::Cgroup, std::io::ErrorKind::InvalidInput),
+        "{e}"
+    );
+    let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+    assert!(msg.contains("not inside the cgroup v2 mount"), "{msg}");
+    let mount = Command::new("true")
+        .containment(Containment::cgroup())
+        .spawn()
+        .map(|c| {
+            let p = c.cgroup_path().unwrap().parent().unwrap().to_path_buf();
+            c.wait().unwrap();
+            p
+        });
+    if let Ok(parent) = mount {
+        let e = Command::new("true")
+            .containment(Containment::cgroup_in(parent.join("no-such-dir")))
+            .spawn()
+            .unwrap_err();
+        assert_eq!(
+            (e.stage(), e.kind()),
+            (SpawnStage::Cgroup, std::io::ErrorKind::NotFound),
+            "{e}"
+        );
+        assert_no_leftover_cgroups(Some(parent));
+    } else {
+        eprintln!(
+            "WARNING: no writable cgroup v2 on this machine: {:?}",
+            mount.err()
+        );
+    }
+    h.finish(2);
+}
+
+#[test]
+fn a_pdeathsig_child_survives_the_exit_of_the_thread_that_spawned_it() {
+    let h = Hygiene::start();
+    let c = std::thread::spawn(|| {
+        Command::new(childfd_testbin::PAUSE)
+            .pdeathsig(Signal::KILL)
+            .spawn()
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    // The spawning thread has exited; with a naive spawn the kernel would
+    // have sent SIGKILL to the child now.
+    assert_eq!(
+        c.wait_timeout(Duration::from_millis(300)).unwrap(),
+        None,
+        "child died with its spawning thread"
+    );
+    c.kill().unwrap();
+    c.wait_timeout(BOUND).unwrap().unwrap();
+    drop(c);
+    // childfd-reaper and childfd-spawner.
+    h.finish(2);
+}
