@@ -423,3 +423,13 @@ pub fn our_cgroup_leaves(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         })
         .unwrap_or_default()
 }
+
+/// `prctl(PR_GET_DUMPABLE)` of this process.
+pub fn dumpable() -> i32 {
+    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}

@@ -35,6 +35,9 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+compile_error!("childfd supports 64-bit Linux only (the child uses the 32-bit-id syscalls)");
+
 mod child;
 mod command;
 pub mod containment;

@@ -13,6 +13,9 @@ use std::time::Duration;
 use childfd::{Command, SpawnMethod, SpawnStage, Stdio};
 
 const SCENARIOS: &[&str] = &[
+    "clone3-einval",
+    "no-group-signal",
+    "no-cgroup-kill",
     "clone3-enosys",
     "clone3-eperm",
     "forced-clone3-fork",
@@ -152,6 +155,68 @@ fn scenario(name: &str) {
             let c = Command::new("sh").args(["-c", "exit 6"]).spawn().unwrap();
             assert_eq!(c.wait().unwrap().code(), Some(6));
             println!("scenario ok: stolen status reported as StatusUnavailable");
+        }
+        // Kernels 5.3/5.4: clone3 exists but refuses CLONE_CLEAR_SIGHAND.
+        "clone3-einval" => {
+            childfd_testbin::seccomp_deny(libc::SYS_clone3, libc::EINVAL);
+            assert_eq!(childfd::spawn_method(), native, "probe sees clone3");
+            let c = Command::new("sh").args(["-c", "exit 9"]).spawn().unwrap();
+            assert_eq!(c.wait().unwrap().code(), Some(9));
+            basic_checks(legacy);
+        }
+        // Kernels before 6.9: a group is signalled by number, only while its
+        // leader is unreaped.
+        "no-group-signal" => {
+            childfd::force_fallback::no_pidfd_group_signal();
+            let tag = childfd_testbin::new_tag("nogroupsig");
+            let c = Command::new("sh")
+                .args(["-c", "sleep 300 & wait"])
+                .env("CHILDFD_TEST_TAG", &tag)
+                .spawn()
+                .unwrap();
+            childfd_testbin::wait_tagged(&tag, 2);
+            let t = c.terminate(Duration::from_secs(10)).unwrap();
+            assert_eq!(t.ended_by, childfd::EndedBy::Term);
+            childfd_testbin::assert_no_survivors(&tag);
+            // The leader is reaped now: refusing is the only safe answer.
+            match c.signal_tree(childfd::Signal::TERM) {
+                Err(childfd::TreeError::GroupUnreachable { pid }) => assert_eq!(pid, c.id()),
+                other => panic!("expected GroupUnreachable, got {other:?}"),
+            }
+            println!("scenario ok: group signalled by number while the leader was unreaped");
+        }
+        // Kernels before 5.14: freeze-and-kill instead of cgroup.kill.
+        "no-cgroup-kill" => {
+            childfd::force_fallback::no_cgroup_kill();
+            let tag = childfd_testbin::new_tag("nocgkill");
+            let c = match Command::new("sh")
+                .args([
+                    "-c",
+                    "setsid sleep 300 & while :; do sleep 300 & sleep 0.01; done",
+                ])
+                .env("CHILDFD_TEST_TAG", &tag)
+                .containment(childfd::Containment::cgroup())
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("WARNING: no writable cgroup v2 ({e}); freeze-and-kill not tested");
+                    return;
+                }
+            };
+            childfd_testbin::wait_tagged(&tag, 10);
+            c.kill_tree().unwrap();
+            assert!(
+                c.wait_tree_deadline(std::time::Instant::now() + Duration::from_secs(30))
+                    .unwrap()
+            );
+            childfd_testbin::assert_no_survivors(&tag);
+            let parent = c.cgroup_path().unwrap().parent().unwrap().to_path_buf();
+            drop(c);
+            assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
+                childfd_testbin::our_cgroup_leaves(&parent).is_empty()
+            }));
+            println!("scenario ok: cgroup emptied by freeze-and-kill");
         }
         other => panic!("unknown scenario {other}"),
     }

@@ -500,3 +500,35 @@ fn from_std_command_copies_program_args_env_and_cwd() {
     drop(c);
     h.finish(1);
 }
+
+#[test]
+fn spawning_with_another_uid_runs_as_it_and_keeps_the_parent_dumpable() {
+    let h = Hygiene::start();
+    if !childfd_testbin::is_root() {
+        eprintln!("WARNING: not root; uid/gid changes cannot be tested here");
+        h.finish(1);
+        return;
+    }
+    let before = childfd_testbin::dumpable();
+    let mut c = Command::new("sh")
+        .args(["-c", "id -u; id -g; id -G"])
+        .uid(65534)
+        .gid(65534)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    assert!(wait_bounded(&c).success());
+    drop(c);
+    // Supplementary groups were dropped (only the gid is left).
+    assert_eq!(out, "65534\n65534\n65534\n");
+    // Under CLONE_VM, setuid in the child would have marked the parent's
+    // memory non-dumpable (no core dumps, /proc/<pid> owned by root).
+    assert_eq!(
+        childfd_testbin::dumpable(),
+        before,
+        "the parent's dumpable flag changed"
+    );
+    h.finish(1);
+}

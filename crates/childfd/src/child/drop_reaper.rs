@@ -140,18 +140,44 @@ fn register(entry: Entry, flags: epoll::EventFlags) {
 
 fn run(r: &'static Reaper) {
     let mut events = Vec::with_capacity(256);
+    // Entries that were ready but could not be finished (a zombie that a
+    // debugger still holds): muted in epoll and retried every 100 ms, so a
+    // level-triggered event cannot make this thread spin.
+    let mut deferred: Vec<i32> = Vec::new();
+    let retry = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
     loop {
         events.clear();
-        if epoll::wait(&r.epoll, rustix::buffer::spare_capacity(&mut events), None).is_err() {
+        let timeout = if deferred.is_empty() {
+            None
+        } else {
+            Some(&retry)
+        };
+        if epoll::wait(
+            &r.epoll,
+            rustix::buffer::spare_capacity(&mut events),
+            timeout,
+        )
+        .is_err()
+        {
             continue; // EINTR
         }
-        for ev in events.iter() {
-            let key = ev.data.u64() as i32;
-            let mut map = r.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = r.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let ready = events.iter().map(|ev| ev.data.u64() as i32);
+        let keys: Vec<i32> = ready.chain(deferred.drain(..)).collect();
+        for key in keys {
             let Some(entry) = map.get(&key) else { continue };
             if entry.try_finish() {
                 let _ = epoll::delete(&r.epoll, entry.fd());
                 map.remove(&key);
+            } else if matches!(entry, Entry::Child(..)) {
+                let data = epoll::EventData::new_u64(key as u64);
+                let _ = epoll::modify(&r.epoll, entry.fd(), data, epoll::EventFlags::empty());
+                if !deferred.contains(&key) {
+                    deferred.push(key);
+                }
             }
         }
     }

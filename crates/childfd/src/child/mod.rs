@@ -167,6 +167,7 @@ impl Child {
         &self,
         deadline: Option<Instant>,
     ) -> Result<Option<ExitStatus>, WaitError> {
+        let mut unreapable_pause = Duration::from_millis(1);
         loop {
             if let Some(s) = self.status.get() {
                 return Ok(Some(*s));
@@ -186,6 +187,15 @@ impl Child {
                 if let Some(s) = self.try_wait()? {
                     return Ok(Some(s));
                 }
+                // Exited but not reapable yet: a zombie that a debugger
+                // (ptrace) still holds. The pidfd stays readable, so back
+                // off instead of spinning.
+                let pause = unreapable_pause.min(match deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()),
+                    None => unreapable_pause,
+                });
+                std::thread::sleep(pause);
+                unreapable_pause = (unreapable_pause * 2).min(Duration::from_millis(100));
             }
         }
     }

@@ -161,7 +161,7 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         cloexec_fallback_max: if use_close_range {
             0
         } else {
-            env::highest_open_fd()
+            env::cloexec_fallback_bound()
         },
         reset_all_handlers: false,
         default_signals: cmd.default_signals,
@@ -178,18 +178,37 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         cwd: cmd.cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
         block: ptr::null(),
     };
+    let mut procs_fd = procs_fd;
     let opts = CloneOptions {
         cgroup: leaf_ref.map(|l| l.dir_fd()),
+        share_memory: cmd.uid.is_none() && cmd.gid.is_none() && cmd.groups.is_none(),
     };
     // Until the pid is registered as owned, an orphan reaper must not run.
     let gate = crate::reaper::spawn_gate();
     // A parent-death signal fires when the spawning *thread* exits: spawn
     // from a thread that lives as long as the process.
-    let result = if cmd.pdeathsig.is_some() && !crate::sys::spawner::on_main_thread() {
-        crate::sys::spawner::run_on_spawner(|| clone::spawn(&mut plan, &opts))
-    } else {
-        clone::spawn(&mut plan, &opts)
+    let on_spawner = cmd.pdeathsig.is_some() && !crate::sys::spawner::on_main_thread();
+    let run = |plan: &mut ChildPlan<'_>| {
+        if on_spawner {
+            crate::sys::spawner::run_on_spawner(|| clone::spawn(plan, &opts))
+        } else {
+            clone::spawn(plan, &opts)
+        }
     };
+    let mut result = run(&mut plan);
+    // A kernel with clone3 but without our flags: retry once with the
+    // legacy clone (the child then joins its cgroup through cgroup.procs).
+    if matches!(&result, Err(f) if f.stage.is_none() && f.error.raw_os_error() == Some(libc::EINVAL))
+        && clone::downgrade_after_einval()
+    {
+        if let Some(l) = leaf_ref {
+            let fd = l.open_procs().map_err(|e| os_err(SpawnStage::Cgroup, e))?;
+            plan.cgroup_procs_fd = fd.as_raw_fd();
+            procs_fd = Some(fd);
+        }
+        result = run(&mut plan);
+    }
+    drop(procs_fd);
     if let Ok(s) = &result {
         crate::reaper::register(s.pid as u32);
     }

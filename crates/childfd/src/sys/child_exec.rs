@@ -322,19 +322,7 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
             Stage::Signals,
         )?;
 
-        // 4. Parent-death signal, then make sure the parent did not die
-        //    before it was armed (it would never fire).
-        if p.pdeathsig != 0 {
-            check(
-                sc!(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, p.pdeathsig),
-                Stage::ParentDeath,
-            )?;
-            if sc!(libc::SYS_getppid) as i32 != p.expected_ppid {
-                return Err((Stage::ParentDeath, libc::ESRCH));
-            }
-        }
-
-        // 5. Credentials: groups first, uid last (after it we may lack the
+        // 4. Credentials: groups first, uid last (after it we may lack the
         //    right to change the others).
         if let Some(groups) = p.groups {
             check(
@@ -353,6 +341,18 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
         }
         if let Some(uid) = p.uid {
             check(sc!(libc::SYS_setuid, uid), Stage::Credentials)?;
+        }
+
+        // 5. Parent-death signal, after the credentials (changing them clears
+        //    it), then make sure the parent did not die before it was armed.
+        if p.pdeathsig != 0 {
+            check(
+                sc!(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, p.pdeathsig),
+                Stage::ParentDeath,
+            )?;
+            if sc!(libc::SYS_getppid) as i32 != p.expected_ppid {
+                return Err((Stage::ParentDeath, libc::ESRCH));
+            }
         }
 
         // 6. Working directory.

@@ -19,6 +19,13 @@
 //! | [`Method::CloneVm`] | x86_64, `clone3` refused (`ENOSYS`, or `EPERM` from a seccomp filter) | same; resets caught signal handlers by hand |
 //! | [`Method::Clone3Fork`] | other architectures, or forced | copies the page tables, like `fork` |
 //!
+//! A spawn that changes uid, gid or groups never shares memory with the
+//! parent, whatever the method: the credential change would otherwise mark
+//! the parent's memory descriptor non-dumpable.
+//!
+//! On kernels 5.3 and 5.4, `clone3` exists but lacks `CLONE_CLEAR_SIGHAND`;
+//! its `EINVAL` on the first spawn switches the process to legacy `clone`.
+//!
 //! The environment variable `CHILDFD_SPAWN_METHOD` (`clone3-vm`, `clone-vm`,
 //! `clone3-fork`), read once, forces a method: useful under tools that
 //! cannot follow `CLONE_VM` children, and used by the fallback tests.
@@ -33,7 +40,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::sync::OnceLock;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::child_exec::{ChildPlan, SpawnBlock, Stage, child_main};
 
@@ -55,28 +62,62 @@ impl Method {
     }
 }
 
+static METHOD: OnceLock<AtomicU8> = OnceLock::new();
+/// Set once a `clone3` spawn has succeeded: from then on an `EINVAL` is
+/// about the arguments, not about flags this kernel lacks.
+static CLONE3_WORKED: AtomicBool = AtomicBool::new(false);
+
+fn encode(m: Method) -> u8 {
+    match m {
+        Method::Clone3Vm => 0,
+        Method::CloneVm => 1,
+        Method::Clone3Fork => 2,
+    }
+}
+
 /// The spawn method of this process: probed at first use, then cached.
 pub fn method() -> Method {
-    static METHOD: OnceLock<Method> = OnceLock::new();
-    *METHOD.get_or_init(|| {
-        let forced = std::env::var("CHILDFD_SPAWN_METHOD").ok();
-        match forced.as_deref() {
-            Some("clone3-vm") => return Method::Clone3Vm,
-            Some("clone-vm") => return Method::CloneVm,
-            Some("clone3-fork") => return Method::Clone3Fork,
-            _ => {}
-        }
-        let clone3 = clone3_available();
-        if cfg!(target_arch = "x86_64") {
-            if clone3 {
-                Method::Clone3Vm
-            } else {
-                Method::CloneVm
-            }
+    match METHOD
+        .get_or_init(|| AtomicU8::new(encode(probe())))
+        .load(Ordering::Relaxed)
+    {
+        0 => Method::Clone3Vm,
+        1 => Method::CloneVm,
+        _ => Method::Clone3Fork,
+    }
+}
+
+/// `clone3` exists (5.3) but rejected our flags with `EINVAL` before ever
+/// succeeding: `CLONE_CLEAR_SIGHAND` needs 5.5 and `CLONE_INTO_CGROUP` 5.7.
+/// Switches this process to the legacy `clone` method; true if it did.
+pub(crate) fn downgrade_after_einval() -> bool {
+    if method() != Method::Clone3Vm || CLONE3_WORKED.load(Ordering::Relaxed) {
+        return false;
+    }
+    METHOD
+        .get_or_init(|| AtomicU8::new(0))
+        .store(encode(Method::CloneVm), Ordering::Relaxed);
+    true
+}
+
+fn probe() -> Method {
+    let forced = std::env::var("CHILDFD_SPAWN_METHOD").ok();
+    match forced.as_deref() {
+        Some("clone3-vm") => return Method::Clone3Vm,
+        Some("clone-vm") => return Method::CloneVm,
+        Some("clone3-fork") => return Method::Clone3Fork,
+        _ => {}
+    }
+    let clone3 = clone3_available();
+    if cfg!(target_arch = "x86_64") {
+        if clone3 {
+            Method::Clone3Vm
         } else {
-            Method::Clone3Fork
+            Method::CloneVm
         }
-    })
+    } else {
+        Method::Clone3Fork
+    }
 }
 
 /// Probes `clone3` without creating anything: with a NULL argument of size
@@ -222,6 +263,10 @@ pub(crate) struct Failure {
 pub(crate) struct CloneOptions<'a> {
     /// Place the child into this cgroup (`CLONE_INTO_CGROUP`).
     pub cgroup: Option<std::os::fd::BorrowedFd<'a>>,
+    /// Whether the child may share the parent's memory (`CLONE_VM`). Not
+    /// when it changes credentials: `setuid`/`setgid` in the child would
+    /// make the shared memory descriptor, the parent's, non-dumpable.
+    pub share_memory: bool,
 }
 
 /// Creates the child and runs `plan` in it.
@@ -232,7 +277,8 @@ pub(crate) struct CloneOptions<'a> {
 /// `plan.block` and `plan.reset_all_handlers` are filled in here.
 pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result<Spawned, Failure> {
     let method = method();
-    let shared = !method.shares_memory();
+    let share_vm = method.shares_memory() && opts.share_memory;
+    let shared = !share_vm;
     let arena = take_arena(shared).map_err(|error| Failure { stage: None, error })?;
     let block = arena.block();
     block.errno.store(0, Ordering::Relaxed);
@@ -243,11 +289,13 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
     let result = {
         let _mask = super::signals::BlockAll::new();
         match method {
-            Method::Clone3Vm => clone3(plan, &arena, opts, true),
-            Method::Clone3Fork => clone3(plan, &arena, opts, false),
-            Method::CloneVm => legacy_clone(plan, &arena, opts),
+            Method::Clone3Vm | Method::Clone3Fork => clone3(plan, &arena, opts, share_vm),
+            Method::CloneVm => legacy_clone(plan, &arena, share_vm),
         }
     };
+    if result.is_ok() && method != Method::CloneVm {
+        CLONE3_WORKED.store(true, Ordering::Relaxed);
+    }
     let errno = block.errno.load(Ordering::Acquire);
     let stage = Stage::from_u32(block.stage.load(Ordering::Relaxed));
     give_back(arena, shared);
@@ -299,7 +347,7 @@ fn clone3(
         clone_trampoline(
             libc::SYS_clone3,
             [
-                &args as *const CloneArgs as usize,
+                &mut args as *mut CloneArgs as usize,
                 core::mem::size_of::<CloneArgs>(),
                 0,
                 0,
@@ -311,18 +359,15 @@ fn clone3(
     finish(r, pidfd)
 }
 
-fn legacy_clone(
-    plan: &ChildPlan<'_>,
-    arena: &Arena,
-    opts: &CloneOptions<'_>,
-) -> io::Result<Spawned> {
-    if opts.cgroup.is_some() {
-        // Legacy clone cannot place a child into a cgroup atomically.
-        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
-    }
+/// Legacy `clone`. It cannot use `CLONE_INTO_CGROUP`: the child joins its
+/// cgroup itself through `plan.cgroup_procs_fd` before it execs.
+fn legacy_clone(plan: &ChildPlan<'_>, arena: &Arena, share_vm: bool) -> io::Result<Spawned> {
     let mut pidfd: i32 = -1;
     // exit_signal = 0 is the low byte of the flags.
-    let flags = (libc::CLONE_PIDFD | libc::CLONE_VM | libc::CLONE_VFORK) as usize;
+    let mut flags = (libc::CLONE_PIDFD | libc::CLONE_VFORK) as usize;
+    if share_vm {
+        flags |= libc::CLONE_VM as usize;
+    }
     // x86_64 argument order: flags, stack, parent_tid, child_tid, tls; with
     // CLONE_PIDFD the pidfd is written through `parent_tid`.
     // SAFETY: as in clone3; the stack pointer is the top of the arena stack.

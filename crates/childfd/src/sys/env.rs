@@ -62,6 +62,20 @@ pub(crate) fn highest_open_fd() -> i32 {
         .unwrap_or(1024)
 }
 
+/// How far the no-`close_range` fallback marks fds close-on-exec: well
+/// past the highest fd open now (other threads may open more meanwhile),
+/// within the soft `RLIMIT_NOFILE` (no fd can be above it).
+pub(crate) fn cloexec_fallback_bound() -> i32 {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20);
+    let soft = soft.min(i32::MAX as u64) as i32;
+    highest_open_fd()
+        .saturating_add(1024)
+        .max(4096)
+        .min(soft.saturating_sub(1))
+}
+
 /// `getpid()`.
 pub(crate) fn getpid() -> i32 {
     rustix::process::getpid().as_raw_nonzero().get()
