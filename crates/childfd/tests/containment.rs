@@ -11,6 +11,18 @@ use childfd_testbin::{Hygiene, assert_no_survivors, new_tag, tagged, wait_tagged
 
 const BOUND: Duration = Duration::from_secs(30);
 
+/// Starts a test: this process becomes a subreaper running childfd's
+/// orphan reaper, so members orphaned by a kill come back to us and are
+/// reaped at once (not left as zombies for init), then [`Hygiene`].
+fn start() -> Hygiene {
+    static REAPER: std::sync::OnceLock<childfd::reaper::Reaper> = std::sync::OnceLock::new();
+    REAPER.get_or_init(|| {
+        childfd::reaper::become_subreaper().unwrap();
+        childfd::reaper::Reaper::start().unwrap()
+    });
+    Hygiene::start()
+}
+
 fn tree(tag: &str, script: &str, containment: Containment) -> Child {
     Command::new("sh")
         .args(["-c", script])
@@ -65,7 +77,7 @@ fn scripts_dir(tag: &str) -> PathBuf {
 
 #[test]
 fn killing_the_tree_of_start_sh_leaves_no_orphaned_sub_sh() {
-    let h = Hygiene::start();
+    let h = start();
     for (name, mode) in modes() {
         let tag = new_tag(&format!("startsh-{name}"));
         let dir = scripts_dir(&tag);
@@ -87,12 +99,12 @@ fn killing_the_tree_of_start_sh_leaves_no_orphaned_sub_sh() {
         assert_no_leftover_cgroups(parent);
         std::fs::remove_dir_all(dir).unwrap();
     }
-    h.finish(2);
+    h.finish(3);
 }
 
 #[test]
 fn killing_only_start_sh_orphans_sub_sh_until_kill_tree_after_the_leader_died() {
-    let h = Hygiene::start();
+    let h = start();
     for (name, mode) in modes() {
         let tag = new_tag(&format!("leaderfirst-{name}"));
         let dir = scripts_dir(&tag);
@@ -119,12 +131,12 @@ fn killing_only_start_sh_orphans_sub_sh_until_kill_tree_after_the_leader_died() 
         assert_no_leftover_cgroups(parent);
         std::fs::remove_dir_all(dir).unwrap();
     }
-    h.finish(2);
+    h.finish(3);
 }
 
 #[test]
 fn kill_tree_kills_the_sleep_of_sh_c_under_bash_and_dash() {
-    let h = Hygiene::start();
+    let h = start();
     for shell in ["/bin/bash", "/bin/dash"] {
         if !Path::new(shell).exists() {
             eprintln!("WARNING: {shell} is not installed; not tested with it");
@@ -142,7 +154,7 @@ fn kill_tree_kills_the_sleep_of_sh_c_under_bash_and_dash() {
         gone_within(&c, BOUND);
         assert_no_survivors(&tag);
     }
-    h.finish(2);
+    h.finish(3);
 }
 
 /// A tree with a `setsid` escapee and a double-forked daemon.
@@ -150,7 +162,7 @@ const ESCAPEES: &str = "setsid sleep 300 & (sleep 300 &); sleep 300";
 
 #[test]
 fn cgroup_mode_kills_setsid_and_double_forked_escapees() {
-    let h = Hygiene::start();
+    let h = start();
     let tag = new_tag("escape-cgroup");
     let c = tree(&tag, ESCAPEES, Containment::cgroup());
     let parent = c
@@ -163,12 +175,12 @@ fn cgroup_mode_kills_setsid_and_double_forked_escapees() {
     assert_no_survivors(&tag);
     drop(c);
     assert_no_leftover_cgroups(parent);
-    h.finish(2);
+    h.finish(3);
 }
 
 #[test]
 fn group_mode_cannot_reach_a_setsid_escapee_and_says_the_tree_is_gone() {
-    let h = Hygiene::start();
+    let h = start();
     for (name, mode) in [
         ("pgroup", Containment::ProcessGroup),
         ("session", Containment::Session),
@@ -199,12 +211,12 @@ fn group_mode_cannot_reach_a_setsid_escapee_and_says_the_tree_is_gone() {
         childfd_testbin::kill_tagged(&tag);
         assert_no_survivors(&tag);
     }
-    h.finish(2);
+    h.finish(3);
 }
 
 #[test]
 fn a_fork_loop_is_killed_completely_in_cgroup_mode() {
-    let h = Hygiene::start();
+    let h = start();
     let tag = new_tag("forkloop");
     let c = tree(&tag, "while :; do sleep 1000 & done", Containment::cgroup());
     let parent = c
@@ -219,12 +231,12 @@ fn a_fork_loop_is_killed_completely_in_cgroup_mode() {
     assert_no_survivors(&tag);
     drop(c);
     assert_no_leftover_cgroups(parent);
-    h.finish(2);
+    h.finish(3);
 }
 
 #[test]
 fn terminate_reaches_a_stopped_member_with_term() {
-    let h = Hygiene::start();
+    let h = start();
     for (name, mode) in modes() {
         let tag = new_tag(&format!("stopped-{name}"));
         let c = tree(&tag, "sleep 300 & kill -STOP $!; wait", mode);
@@ -239,12 +251,12 @@ fn terminate_reaches_a_stopped_member_with_term() {
         assert_eq!(t.status.signal(), Some(Signal::TERM), "{name}");
         assert_no_survivors(&tag);
     }
-    h.finish(2);
+    h.finish(3);
 }
 
 #[test]
 fn terminate_kills_a_tree_that_ignores_term_after_the_grace() {
-    let h = Hygiene::start();
+    let h = start();
     for (name, mode) in modes() {
         let tag = new_tag(&format!("ignoreterm-{name}"));
         // The disposition SIG_IGN survives exec, so the sleep ignores it too.
@@ -257,12 +269,12 @@ fn terminate_kills_a_tree_that_ignores_term_after_the_grace() {
         assert_eq!(t.status.signal(), Some(Signal::KILL), "{name}");
         assert_no_survivors(&tag);
     }
-    h.finish(2);
+    h.finish(3);
 }
 
 #[test]
 fn a_dropped_cgroup_child_leaves_no_cgroup_directory() {
-    let h = Hygiene::start();
+    let h = start();
     // Still running when dropped: the leaf goes once the tree ends.
     let tag = new_tag("dropcg");
     let c = tree(&tag, "sleep 0.3 & sleep 0.2", Containment::cgroup());
@@ -286,12 +298,12 @@ fn a_dropped_cgroup_child_leaves_no_cgroup_directory() {
     assert_no_survivors(&tag2);
     assert_no_survivors(&tag);
     assert_no_leftover_cgroups(parent);
-    h.finish(2);
+    h.finish(3);
 }
 
 #[test]
 fn cgroup_mode_without_a_usable_cgroup_fails_clearly_and_creates_nothing() {
-    let h = Hygiene::start();
+    let h = start();
     let e = Command::new("true")
         .containment(Containment::cgroup_in("/tmp"))
         .spawn()
@@ -328,12 +340,12 @@ fn cgroup_mode_without_a_usable_cgroup_fails_clearly_and_creates_nothing() {
             mount.err()
         );
     }
-    h.finish(2);
+    h.finish(3);
 }
 
 #[test]
 fn a_pdeathsig_child_survives_the_exit_of_the_thread_that_spawned_it() {
-    let h = Hygiene::start();
+    let h = start();
     let c = std::thread::spawn(|| {
         Command::new(childfd_testbin::PAUSE)
             .pdeathsig(Signal::KILL)
@@ -352,6 +364,6 @@ fn a_pdeathsig_child_survives_the_exit_of_the_thread_that_spawned_it() {
     c.kill().unwrap();
     c.wait_timeout(BOUND).unwrap().unwrap();
     drop(c);
-    // childfd-reaper and childfd-spawner.
-    h.finish(2);
+    // childfd-reaper, childfd-spawner and childfd-orphans.
+    h.finish(3);
 }

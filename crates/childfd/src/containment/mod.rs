@@ -217,9 +217,14 @@ impl Child {
             Tree::Group if pidfd::group_signal_supported() => {
                 // Reap the leader so its zombie does not count as a member.
                 self.try_wait()?;
-                pidfd::group_has_members(fd)
-                    .map(|m| !m)
-                    .map_err(|e| self.tree_err(e))
+                // Exact and cheap: no member at all (by struct pid).
+                if !pidfd::group_has_members(fd).map_err(|e| self.tree_err(e))? {
+                    return Ok(true);
+                }
+                // Members left may all be zombies (killed orphans waiting for
+                // init to reap them): dead, so the tree is gone. Their
+                // zombies pin the group number, so /proc names our group.
+                Ok(!group_members_besides_leader(self.id() as i32))
             }
             // Before 6.9: keep the leader unreaped (it pins the number) and
             // look for other members by process group in /proc.
