@@ -10,6 +10,9 @@
 //! - [`Child`] waits (`poll` + `waitid(P_PIDFD)`), recovers a status another
 //!   reaper stole (`PIDFD_INFO_EXIT`), signals through the pidfd, and never
 //!   leaves a zombie when dropped.
+//! - [`containment`] signals, kills and terminates whole process trees
+//!   (process group, session or cgroup v2), and [`reaper`] reaps adopted
+//!   orphans for PID 1 and subreapers without stealing owned statuses.
 //!
 //! ```
 //! use childfd::{Command, Stdio};
