@@ -65,7 +65,7 @@ pub(crate) struct Env {
 
 impl Command {
     /// A command running `program`, found in `PATH` if it has no `/`
-    /// (execvp rules), with argv[0] = `program`, the parent's environment,
+    /// (execvp rules), with `argv[0]` = `program`, the parent's environment,
     /// working directory and stdio, in a new process group.
     pub fn new(program: impl AsRef<OsStr>) -> Command {
         let mut invalid = None;
@@ -116,7 +116,7 @@ impl Command {
         self
     }
 
-    /// Sets argv[0] (by default the program as given).
+    /// Sets `argv[0]` (by default the program as given).
     pub fn arg0(&mut self, arg0: impl AsRef<OsStr>) -> &mut Command {
         self.args[0] = to_cstring(
             arg0.as_ref(),
@@ -269,7 +269,7 @@ impl Command {
         &self.program_os
     }
 
-    /// The arguments after argv[0].
+    /// The arguments after `argv[0]`.
     pub fn get_args(&self) -> impl Iterator<Item = &OsStr> {
         self.args
             .iter()
