@@ -367,3 +367,25 @@ fn a_pdeathsig_child_survives_the_exit_of_the_thread_that_spawned_it() {
     // childfd-reaper, childfd-spawner and childfd-orphans.
     h.finish(3);
 }
+
+#[test]
+fn inherit_mode_reaches_the_child_only() {
+    let h = start();
+    let tag = new_tag("inherit");
+    let c = tree(&tag, "sleep 300; true", Containment::Inherit);
+    wait_tagged(&tag, 2);
+    c.kill_tree().unwrap();
+    assert_eq!(
+        c.wait_timeout(BOUND).unwrap().and_then(|s| s.signal()),
+        Some(Signal::KILL)
+    );
+    // The sleep was not reached: as documented, Inherit contains nothing.
+    std::thread::sleep(Duration::from_millis(50));
+    let left = tagged(&tag);
+    assert_eq!(left.len(), 1, "only the sleep should be left: {left:?}");
+    assert_eq!(left[0].comm, "sleep");
+    childfd_testbin::kill_tagged(&tag);
+    assert_no_survivors(&tag);
+    drop(c);
+    h.finish(3);
+}

@@ -532,3 +532,13 @@ fn spawning_with_another_uid_runs_as_it_and_keeps_the_parent_dumpable() {
     );
     h.finish(1);
 }
+
+#[test]
+fn child_and_command_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<childfd::Child>();
+    send_sync::<Command>();
+    send_sync::<childfd::SpawnError>();
+    send_sync::<childfd::WaitError>();
+    send_sync::<childfd::TreeError>();
+}
