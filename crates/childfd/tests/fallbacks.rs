@@ -102,6 +102,32 @@ fn basic_checks(expected: SpawnMethod) {
     println!("scenario ok: method {expected:?}");
 }
 
+/// Makes this process a subreaper until dropped, then reaps the tree's
+/// orphans itself (rather than leaving zombies for init) and checks none
+/// is left.
+struct OrphansReaped;
+
+impl OrphansReaped {
+    fn start() -> OrphansReaped {
+        childfd::reaper::become_subreaper().unwrap();
+        OrphansReaped
+    }
+}
+
+impl Drop for OrphansReaped {
+    fn drop(&mut self) {
+        let done = childfd_testbin::eventually(Duration::from_secs(10), || {
+            childfd::reaper::reap_orphans().unwrap();
+            childfd_testbin::children().is_empty()
+        });
+        assert!(
+            done || std::thread::panicking(),
+            "orphans left: {:?}",
+            childfd_testbin::children()
+        );
+    }
+}
+
 fn scenario(name: &str) {
     let native = if cfg!(target_arch = "x86_64") {
         SpawnMethod::Clone3Vm
@@ -168,6 +194,7 @@ fn scenario(name: &str) {
         // leader is unreaped.
         "no-group-signal" => {
             childfd::force_fallback::no_pidfd_group_signal();
+            let _orphans = OrphansReaped::start();
             let tag = childfd_testbin::new_tag("nogroupsig");
             let c = Command::new("sh")
                 .args(["-c", "sleep 300 & wait"])
@@ -188,6 +215,7 @@ fn scenario(name: &str) {
         // Kernels before 5.14: freeze-and-kill instead of cgroup.kill.
         "no-cgroup-kill" => {
             childfd::force_fallback::no_cgroup_kill();
+            let _orphans = OrphansReaped::start();
             let tag = childfd_testbin::new_tag("nocgkill");
             let c = match Command::new("sh")
                 .args([

@@ -76,6 +76,18 @@ fn kill_on_drop_kills_a_running_child() {
     h.finish(1);
 }
 
+/// Spawns `cmd` with stdout piped, reads all of it, waits (bounded) and
+/// asserts success; returns what it printed. The handle is dropped.
+#[track_caller]
+fn run_ok_capture(cmd: &mut Command) -> String {
+    let mut c = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = String::new();
+    c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    let status = wait_bounded(&c);
+    assert!(status.success(), "{cmd:?}: {status}");
+    out
+}
+
 #[track_caller]
 fn assert_spawn_error(e: SpawnError, kind: ErrorKind, stage: SpawnStage) {
     assert_eq!(e.kind(), kind, "{e}: {:?}", std::error::Error::source(&e));
@@ -385,17 +397,8 @@ fn stdio_pipes_env_cwd_and_mapped_fds_reach_the_child() {
 #[test]
 fn env_clear_gives_an_empty_environment_and_default_path() {
     let h = Hygiene::start();
-    let mut c = Command::new("env")
-        .env_clear()
-        .env("ONLY", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = String::new();
-    c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
-    assert!(wait_bounded(&c).success());
+    let out = run_ok_capture(Command::new("env").env_clear().env("ONLY", "1"));
     assert_eq!(out, "ONLY=1\n");
-    drop(c);
     h.finish(1);
 }
 
@@ -410,18 +413,13 @@ fn fd_mappings_that_overlap_each_other_are_shuffled_correctly() {
     w2.write_all(b"two").unwrap();
     drop((w1, w2));
     let (n1, n2) = (r1.as_raw_fd(), r2.as_raw_fd());
-    let mut c = Command::new("sh")
-        .args(["-c", &format!("cat <&{n1}; echo; cat <&{n2}")])
-        .fd(n2, r1)
-        .fd(n1, r2)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = String::new();
-    c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
-    assert!(wait_bounded(&c).success());
+    let out = run_ok_capture(
+        Command::new("sh")
+            .args(["-c", &format!("cat <&{n1}; echo; cat <&{n2}")])
+            .fd(n2, r1)
+            .fd(n1, r2),
+    );
     assert_eq!(out, "two\none");
-    drop(c);
     h.finish(1);
 }
 
@@ -489,15 +487,8 @@ fn from_std_command_copies_program_args_env_and_cwd() {
         .args(["-c", "echo $X; pwd"])
         .env("X", "y")
         .current_dir("/");
-    let mut c = Command::from(&std_cmd)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = String::new();
-    c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
-    assert!(wait_bounded(&c).success());
+    let out = run_ok_capture(&mut Command::from(&std_cmd));
     assert_eq!(out, "y\n/\n");
-    drop(c);
     h.finish(1);
 }
 
@@ -510,17 +501,12 @@ fn spawning_with_another_uid_runs_as_it_and_keeps_the_parent_dumpable() {
         return;
     }
     let before = childfd_testbin::dumpable();
-    let mut c = Command::new("sh")
-        .args(["-c", "id -u; id -g; id -G"])
-        .uid(65534)
-        .gid(65534)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = String::new();
-    c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
-    assert!(wait_bounded(&c).success());
-    drop(c);
+    let out = run_ok_capture(
+        Command::new("sh")
+            .args(["-c", "id -u; id -g; id -G"])
+            .uid(65534)
+            .gid(65534),
+    );
     // Supplementary groups were dropped (only the gid is left).
     assert_eq!(out, "65534\n65534\n65534\n");
     // Under CLONE_VM, setuid in the child would have marked the parent's

@@ -33,6 +33,9 @@ fn main() {
         std::mem::forget(child); // the process exits now; the kernel does the rest
         std::process::exit(0);
     }
+    // The helper's child is orphaned when the helper dies: as a subreaper
+    // this process adopts it and reaps it (no zombie left for init).
+    childfd::reaper::become_subreaper().unwrap();
     let mut cases = vec!["thread"];
     if childfd_testbin::is_root() {
         cases.push("uid");
@@ -62,4 +65,9 @@ fn main() {
         }
         println!("pdeathsig {case}: child {pid} died with its parent");
     }
+    let reaped = childfd_testbin::eventually(Duration::from_secs(10), || {
+        childfd::reaper::reap_orphans().unwrap();
+        childfd_testbin::children().is_empty()
+    });
+    assert!(reaped, "orphans left: {:?}", childfd_testbin::children());
 }

@@ -34,19 +34,18 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, block: Block) -> io::Result<Option<i32>> 
     if block == Block::No {
         flags |= libc::WNOHANG;
     }
+    waitid_reap(libc::P_PIDFD, fd.as_raw_fd() as libc::id_t, flags)
+}
+
+/// `waitid(idtype, id, flags)` retried on `EINTR`; the raw wait status of
+/// the process it reaped, or `None` if nothing was (with `WNOHANG`).
+fn waitid_reap(idtype: libc::idtype_t, id: libc::id_t, flags: i32) -> io::Result<Option<i32>> {
     loop {
         // SAFETY: siginfo_t is plain data and all-zero is a valid value,
         // which also makes `si_pid == 0` mean "nothing reaped" with WNOHANG.
         let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
-        // SAFETY: `info` is a valid out-pointer; P_PIDFD takes the fd as id.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PIDFD,
-                fd.as_raw_fd() as libc::id_t,
-                &mut info,
-                flags,
-            )
-        };
+        // SAFETY: `info` is a valid out-pointer for the duration of the call.
+        let r = unsafe { libc::waitid(idtype, id, &mut info, flags) };
         if r == -1 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -285,26 +284,11 @@ pub(crate) fn is_unreaped(fd: BorrowedFd<'_>) -> io::Result<bool> {
 /// zombie child. By number: callers only pass children not yet reaped
 /// (whose numbers cannot be recycled).
 pub(crate) fn reap_pid_nohang(pid: i32) -> io::Result<Option<i32>> {
-    // SAFETY: all-zero siginfo_t is valid.
-    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
-    let flags = libc::WEXITED | libc::WNOHANG | libc::__WALL;
-    // SAFETY: valid out-pointer.
-    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
-    if r == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: filled in by waitid or left zeroed.
-    let got = unsafe { info.si_pid() };
-    if got == 0 {
-        return Ok(None);
-    }
-    // SAFETY: as above.
-    let status = unsafe { info.si_status() };
-    Ok(Some(match info.si_code {
-        libc::CLD_EXITED => (status & 0xff) << 8,
-        libc::CLD_DUMPED => (status & 0x7f) | 0x80,
-        _ => status & 0x7f,
-    }))
+    waitid_reap(
+        libc::P_PID,
+        pid as libc::id_t,
+        libc::WEXITED | libc::WNOHANG | libc::__WALL,
+    )
 }
 
 /// `pidfd_open(pid, 0)`.
