@@ -436,3 +436,9 @@ pub fn dumpable() -> i32 {
 pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Sets SIGPIPE back to its default action (terminate), which Rust's
+/// runtime replaced with `SIG_IGN`, so a test can detect a SIGPIPE.
+pub fn default_sigpipe() {
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}

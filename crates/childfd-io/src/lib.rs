@@ -1,0 +1,96 @@
+//! Output capture for [`childfd`] children that never hangs.
+//!
+//! A child exits, but a grandchild it started inherited stdout and sleeps
+//! for an hour: every reader that waits for EOF hangs. [`output`] reads
+//! stdout and stderr and feeds stdin from one `mio::Poll` that also watches
+//! the child's pidfd, so exit and output are events of one loop (no thread
+//! per stream). It stops at the [deadline](Options::deadline) (terminating
+//! the tree) or at the [wait-delay](Options::wait_delay) after exit (naming
+//! the processes that still hold the pipe), caps what it keeps per stream
+//! while still draining, and can stream lines.
+//!
+//! ```
+//! use childfd_io::{CommandExt, Options, Outcome};
+//! use std::time::Duration;
+//!
+//! // The child exits at once, but its background sleep keeps stdout open.
+//! let out = childfd::Command::new("sh")
+//!     .args(["-c", "echo hi; sleep 30 &"])
+//!     .output_with(Options::new().wait_delay(Duration::from_millis(200)).kill_tree_on_held_pipes(true))?;
+//! assert_eq!(out.stdout.text(), "hi\n");
+//! assert_eq!(out.outcome, Outcome::PipesHeldOpen);
+//! assert!(out.holders.iter().any(|h| h.name == "sleep"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+mod capture;
+mod holders;
+pub mod lines;
+mod options;
+mod output;
+mod sys;
+
+pub use capture::Captured;
+pub use holders::Holder;
+pub use options::{DEFAULT_GRACE, Options, Stream};
+pub use output::{Outcome, Output, output};
+
+use childfd::Stdio;
+
+/// Capturing output failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// The options contradict each other; nothing was started or read.
+    #[error("invalid output options: {reason}")]
+    InvalidOptions {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Spawning the child failed.
+    #[error(transparent)]
+    Spawn(#[from] childfd::SpawnError),
+    /// Waiting for the child failed.
+    #[error(transparent)]
+    Wait(#[from] childfd::WaitError),
+    /// Signalling or killing the child's tree failed.
+    #[error(transparent)]
+    Tree(#[from] childfd::TreeError),
+    /// Polling, reading or writing a pipe failed.
+    #[error("i/o on the child's pipes failed")]
+    Io {
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `output_with` on [`childfd::Command`].
+pub trait CommandExt {
+    /// Sets stdout and stderr to pipes (and stdin to a pipe if the options
+    /// give input, else `/dev/null`), spawns, and runs [`output`].
+    ///
+    /// # Errors
+    ///
+    /// As [`output`], or [`OutputError::Spawn`].
+    fn output_with(&mut self, opts: Options<'_>) -> Result<Output, OutputError>;
+}
+
+impl CommandExt for childfd::Command {
+    fn output_with(&mut self, opts: Options<'_>) -> Result<Output, OutputError> {
+        opts.validate()?;
+        let stdin = if matches!(opts.input, options::Input::None) {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        };
+        let mut child = self
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        output(&mut child, opts)
+    }
+}
