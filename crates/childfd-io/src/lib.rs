@@ -25,6 +25,11 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 mod capture;
 mod holders;
 pub mod lines;

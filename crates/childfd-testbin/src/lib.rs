@@ -23,11 +23,21 @@ pub const PAUSE: &str = env!("CHILDFD_TESTBIN_PAUSE");
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// The process's open fds, by number.
+/// The process's open fds, by number, without the directory fd this
+/// listing itself opens (its number depends on which fds are free, so it
+/// would look like a leak whenever that changes).
 pub fn open_fds() -> BTreeSet<i32> {
+    let own_listing = std::path::PathBuf::from(format!("/proc/{}/fd", std::process::id()));
     std::fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            if target == own_listing {
+                return None;
+            }
+            e.file_name().to_str()?.parse().ok()
+        })
         .collect()
 }
 
@@ -441,4 +451,20 @@ pub fn is_root() -> bool {
 /// runtime replaced with `SIG_IGN`, so a test can detect a SIGPIPE.
 pub fn default_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn open_fds_does_not_count_its_own_listing() {
+        let before = open_fds();
+        // Takes the lowest free number: the one the listing used before.
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let after = open_fds();
+        let new: Vec<i32> = after.difference(&before).copied().collect();
+        assert_eq!(new, vec![f.as_raw_fd()]);
+    }
 }

@@ -63,11 +63,6 @@ pub fn spawn_method() -> SpawnMethod {
     sys::clone::method()
 }
 
-/// The README's Rust examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
-
 /// Switches that force the fallbacks for older kernels, so that tests can
 /// check them on a new one. Process-wide and irreversible; not for
 /// production use.
