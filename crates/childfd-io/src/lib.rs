@@ -32,15 +32,19 @@ pub struct ReadmeDoctests;
 
 mod capture;
 mod holders;
+mod lifecycle;
 pub mod lines;
 mod options;
 mod output;
+mod pipes;
+mod supervisor;
 mod sys;
 
 pub use capture::Captured;
 pub use holders::Holder;
 pub use options::{DEFAULT_GRACE, Options, Stream};
 pub use output::{Outcome, Output, output};
+pub use supervisor::{Event, JobId, JobOptions, Report, Summary, Supervisor, slot_size};
 
 use childfd::Stdio;
 

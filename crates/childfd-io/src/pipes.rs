@@ -1,0 +1,137 @@
+//! The parent's pipe ends: non-blocking reads into a capture and a line
+//! splitter, and non-blocking, SIGPIPE-free writes of the input.
+
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::OFlags;
+
+use crate::capture::Capture;
+use crate::lines::LineSplitter;
+use crate::options::{Input, Stream};
+use crate::sys;
+
+pub(crate) const CHUNK: usize = 64 * 1024;
+
+/// `O_NONBLOCK` on a pipe end.
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let fl = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, fl | OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// One output stream being read.
+pub(crate) struct Reader {
+    pub fd: Option<OwnedFd>,
+    pub inode: Option<u64>,
+    pub capture: Capture,
+    pub lines: Option<LineSplitter>,
+    pub stream: Stream,
+}
+
+impl Reader {
+    pub(crate) fn new(
+        fd: Option<OwnedFd>,
+        stream: Stream,
+        head: usize,
+        tail: usize,
+        lines: bool,
+    ) -> Reader {
+        Reader {
+            inode: fd.as_ref().and_then(crate::holders::pipe_inode),
+            fd,
+            capture: Capture::new(head, tail),
+            lines: lines.then(LineSplitter::new),
+            stream,
+        }
+    }
+
+    /// Reads until the pipe would block (the loop is edge-triggered) or
+    /// reaches EOF; lines go to `emit`. Returns the fd at EOF (closed by
+    /// the caller after deregistering it).
+    pub(crate) fn drain(
+        &mut self,
+        buf: &mut [u8],
+        emit: &mut dyn FnMut(Stream, &[u8]),
+    ) -> io::Result<Option<OwnedFd>> {
+        let stream = self.stream;
+        loop {
+            let Some(fd) = &self.fd else { return Ok(None) };
+            match rustix::io::read(fd, &mut *buf) {
+                Ok(0) => {
+                    if let Some(lines) = &mut self.lines {
+                        lines.finish(&mut |l| emit(stream, l));
+                    }
+                    return Ok(self.fd.take());
+                }
+                Ok(n) => {
+                    self.capture.push(&buf[..n]);
+                    if let Some(lines) = &mut self.lines {
+                        lines.push(&buf[..n], &mut |l| emit(stream, l));
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) => return Ok(None),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Input being written to the child's stdin.
+pub(crate) struct Feeder<'a> {
+    pub input: Input<'a>,
+    pending: Vec<u8>,
+    off: usize,
+    pub done: bool,
+    pub written: u64,
+}
+
+impl<'a> Feeder<'a> {
+    pub(crate) fn new(input: Input<'a>) -> Feeder<'a> {
+        Feeder {
+            input,
+            pending: Vec::new(),
+            off: 0,
+            done: false,
+            written: 0,
+        }
+    }
+
+    /// Writes as much as the pipe takes, refilling from the input.
+    /// `EPIPE` when the reader is gone (no SIGPIPE is raised).
+    pub(crate) fn feed(&mut self, fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<()> {
+        loop {
+            if self.off >= self.pending.len() {
+                self.pending.clear();
+                self.off = 0;
+                match &mut self.input {
+                    Input::None => self.done = true,
+                    Input::Bytes(b) => {
+                        self.pending.extend_from_slice(b);
+                        self.input = Input::None;
+                    }
+                    Input::Reader(r) => match r.read(scratch) {
+                        Ok(0) => self.input = Input::None,
+                        Ok(n) => self.pending.extend_from_slice(&scratch[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    },
+                }
+                if self.done {
+                    return Ok(());
+                }
+                continue;
+            }
+            match sys::write_no_sigpipe(fd.as_fd(), &self.pending[self.off..]) {
+                Ok(n) => {
+                    self.off += n;
+                    self.written += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
