@@ -102,6 +102,12 @@ fn two_thousand_random_children_each_get_their_own_outcome_under_the_cap() {
                     "job {} got another's output",
                     r.id
                 );
+                // A report cannot come before the child's own sleep ended.
+                assert!(
+                    r.elapsed >= Duration::from_millis(spec.sleep_ms),
+                    "job {}: {r:?}",
+                    r.id
+                );
                 let status = r.status.expect("exited");
                 match spec.ending {
                     Ending::Code(c) => assert_eq!(status.code(), Some(c), "job {}: {spec:?}", r.id),
