@@ -417,6 +417,10 @@ impl Supervisor {
             } else {
                 (Stdio::null(), Stdio::null())
             };
+            // Taken before the spawn: the child may run (and this thread be
+            // preempted) before `spawn` returns, and `elapsed` and the
+            // deadline must cover the child's whole life.
+            let now = Instant::now();
             let mut child = match cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn() {
                 Ok(c) => c,
                 Err(error) => {
@@ -445,7 +449,6 @@ impl Supervisor {
                     opts.lines,
                 ),
             ];
-            let now = Instant::now();
             let life = Lifecycle::new(
                 now,
                 opts.deadline,

@@ -105,7 +105,7 @@ fn two_thousand_random_children_each_get_their_own_outcome_under_the_cap() {
                 // A report cannot come before the child's own sleep ended.
                 assert!(
                     r.elapsed >= Duration::from_millis(spec.sleep_ms),
-                    "job {}: {r:?}",
+                    "job {}: {spec:?} {r:?}",
                     r.id
                 );
                 let status = r.status.expect("exited");
