@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 pub const EXIT0: &str = env!("CHILDFD_TESTBIN_EXIT0");
 /// Path of a static program that waits for a signal forever.
 pub const PAUSE: &str = env!("CHILDFD_TESTBIN_PAUSE");
+/// Path of a static program that prints `line` and exits 0.
+pub const ECHO1: &str = env!("CHILDFD_TESTBIN_ECHO1");
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
