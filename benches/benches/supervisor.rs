@@ -114,7 +114,8 @@ fn main() {
         "supervisor slot: {} bytes per running job (plus its captured bytes)",
         childfd_io::slot_size()
     );
-    let ways: Vec<(&str, Box<dyn Fn() -> Run>)> = vec![
+    type Way = (&'static str, Box<dyn Fn() -> Run>);
+    let ways: Vec<Way> = vec![
         ("childfd Supervisor", Box::new(move || childfd_run(n))),
         (
             "tokio JoinSet, multi-thread",
