@@ -19,6 +19,16 @@ fn cpu(clock: rustix::time::ClockId) -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
+/// CPU of reaped children (`getrusage(RUSAGE_CHILDREN)`).
+fn children_cpu() -> Duration {
+    // SAFETY: rusage is plain data; getrusage fills it in.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 struct Run {
     wall: Duration,
     /// CPU of the thread(s) doing the supervising.
@@ -27,10 +37,13 @@ struct Run {
     process_cpu: Duration,
 }
 
-fn childfd_run(n: usize) -> Run {
+fn childfd_run(n: usize, spawn_threads: Option<usize>) -> Run {
     let p0 = cpu(rustix::time::ClockId::ProcessCPUTime);
     let start = Instant::now();
-    let mut sup = Supervisor::new(CAP).unwrap();
+    let mut sup = match spawn_threads {
+        None => Supervisor::new(CAP).unwrap(),
+        Some(t) => Supervisor::with_spawn_threads(CAP, t).unwrap(),
+    };
     for _ in 0..n {
         sup.push(
             childfd::Command::new(childfd_testbin::ECHO1),
@@ -114,9 +127,14 @@ fn main() {
         "supervisor slot: {} bytes per running job (plus its captured bytes)",
         childfd_io::slot_size()
     );
+    let c0 = children_cpu();
     type Way = (&'static str, Box<dyn Fn() -> Run>);
     let ways: Vec<Way> = vec![
-        ("childfd Supervisor", Box::new(move || childfd_run(n))),
+        ("childfd Supervisor", Box::new(move || childfd_run(n, None))),
+        (
+            "childfd Supervisor, no spawning threads",
+            Box::new(move || childfd_run(n, Some(0))),
+        ),
         (
             "tokio JoinSet, multi-thread",
             Box::new(move || tokio_run(n, true)),
@@ -132,6 +150,11 @@ fn main() {
         results.push((*name, r));
     }
     let base = results[0].1.wall;
+    let runs = (ways.len() * reps * n) as f64;
+    println!(
+        "children's own CPU (exec, run, exit), all ways: {:.1} µs per job",
+        (children_cpu() - c0).as_secs_f64() * 1e6 / runs
+    );
     println!(
         "| way | jobs/s | µs per job | childfd ÷ way (throughput) | supervising CPU per job | process CPU per job |"
     );

@@ -148,13 +148,7 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
     };
     let (outcome, holders) = loop {
         let pipes_open = readers.iter().any(|r| r.fd.is_some());
-        let inodes = || {
-            readers
-                .iter()
-                .filter(|r| r.fd.is_some())
-                .filter_map(|r| r.inode)
-                .collect()
-        };
+        let inodes = || readers.iter().filter_map(Reader::open_inode).collect();
         let wake = match life.step(child, Instant::now(), pipes_open, &inodes)? {
             Step::Done(outcome, holders) => break (outcome, holders),
             Step::Wait(w) => w,

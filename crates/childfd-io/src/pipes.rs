@@ -13,23 +13,28 @@ use crate::sys;
 
 pub(crate) const CHUNK: usize = 64 * 1024;
 
-/// `O_NONBLOCK` on a pipe end.
+/// `O_NONBLOCK` on a pipe end we created (`pipe2(O_CLOEXEC)`: no other
+/// status flags, so no `F_GETFL` is needed; close-on-exec is a
+/// descriptor flag and unaffected).
 pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    let fl = rustix::fs::fcntl_getfl(fd)?;
-    rustix::fs::fcntl_setfl(fd, fl | OFlags::NONBLOCK)?;
+    rustix::fs::fcntl_setfl(fd, OFlags::NONBLOCK)?;
     Ok(())
 }
 
 /// One output stream being read.
 pub(crate) struct Reader {
     pub fd: Option<OwnedFd>,
-    pub inode: Option<u64>,
     pub capture: Capture,
     pub lines: Option<LineSplitter>,
     pub stream: Stream,
 }
 
 impl Reader {
+    /// The pipe's inode while it is open (for naming its holders).
+    pub(crate) fn open_inode(&self) -> Option<u64> {
+        self.fd.as_ref().and_then(crate::holders::pipe_inode)
+    }
+
     pub(crate) fn new(
         fd: Option<OwnedFd>,
         stream: Stream,
@@ -38,7 +43,6 @@ impl Reader {
         lines: bool,
     ) -> Reader {
         Reader {
-            inode: fd.as_ref().and_then(crate::holders::pipe_inode),
             fd,
             capture: Capture::new(head, tail),
             lines: lines.then(LineSplitter::new),

@@ -30,6 +30,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use childfd::{Child, Command, EndedBy, ExitStatus, SpawnError, Stdio};
@@ -290,9 +291,108 @@ pub struct Supervisor {
     next_id: JobId,
     next_gen: u64,
     cpu_start: Duration,
+    /// Spawns handed to the pool and not yet back (their processes exist).
+    spawning: usize,
+    pool: Option<SpawnPool>,
 }
 
 const KINDS: usize = 3; // pidfd, stdout, stderr
+/// The token of the waker the spawning threads use.
+const WAKE: Token = Token(usize::MAX);
+
+type Job = (JobId, Command, JobOptions);
+
+/// A job whose spawn was attempted.
+struct Spawned {
+    id: JobId,
+    opts: JobOptions,
+    started: Instant,
+    result: Result<Child, SpawnError>,
+}
+
+/// Spawns one job. Runs on the loop thread or a spawning thread.
+fn spawn_job((id, mut cmd, opts): Job) -> Spawned {
+    let (out, err) = if opts.capture {
+        (Stdio::piped(), Stdio::piped())
+    } else {
+        (Stdio::null(), Stdio::null())
+    };
+    // Taken before the spawn: the child may run (and this thread be
+    // preempted) before `spawn` returns, and `elapsed` and the deadline
+    // must cover the child's whole life.
+    let started = Instant::now();
+    let result = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn();
+    Spawned {
+        id,
+        opts,
+        started,
+        result,
+    }
+}
+
+/// Threads that spawn jobs while the loop thread spawns others and handles
+/// events: a spawn keeps its thread suspended until the child has exec'd
+/// (`CLONE_VFORK`), so one thread alone cannot use a second core.
+struct SpawnPool {
+    senders: Vec<mpsc::Sender<Job>>,
+    idle: Vec<bool>,
+    results: mpsc::Receiver<(usize, Spawned)>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl SpawnPool {
+    fn start(n: usize, registry: &mio::Registry) -> io::Result<SpawnPool> {
+        let waker = Arc::new(mio::Waker::new(registry, WAKE)?);
+        let (res_tx, results) = mpsc::channel();
+        let mut pool = SpawnPool {
+            senders: Vec::new(),
+            idle: Vec::new(),
+            results,
+            threads: Vec::new(),
+        };
+        for h in 0..n {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let (res_tx, waker) = (res_tx.clone(), waker.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("childfd-spawn-{h}"))
+                .spawn(move || {
+                    for job in rx {
+                        if res_tx.send((h, spawn_job(job))).is_err() {
+                            return;
+                        }
+                        let _ = waker.wake();
+                    }
+                })?;
+            pool.senders.push(tx);
+            pool.idle.push(true);
+            pool.threads.push(t);
+        }
+        Ok(pool)
+    }
+
+    /// Hands `job` to an idle spawning thread; gives it back if none is.
+    fn offer(&mut self, job: Job) -> Option<Job> {
+        let Some(h) = self.idle.iter().position(|&i| i) else {
+            return Some(job);
+        };
+        match self.senders[h].send(job) {
+            Ok(()) => {
+                self.idle[h] = false;
+                None
+            }
+            Err(mpsc::SendError(job)) => Some(job),
+        }
+    }
+}
+
+impl Drop for SpawnPool {
+    fn drop(&mut self) {
+        self.senders.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
 
 fn thread_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
@@ -307,8 +407,27 @@ impl Supervisor {
     ///
     /// If the epoll instance cannot be created.
     pub fn new(max_in_flight: usize) -> io::Result<Supervisor> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Supervisor::with_spawn_threads(max_in_flight, cores.saturating_sub(1).min(3))
+    }
+
+    /// Like [`new`](Supervisor::new), with `threads` extra threads that
+    /// spawn children in parallel with the loop thread (0: the loop
+    /// thread spawns alone). `new` uses one per core beyond the first, at
+    /// most 3.
+    ///
+    /// # Errors
+    ///
+    /// If the epoll instance or a thread cannot be created.
+    pub fn with_spawn_threads(max_in_flight: usize, threads: usize) -> io::Result<Supervisor> {
+        let poll = Poll::new()?;
+        let pool = if threads > 0 {
+            Some(SpawnPool::start(threads, poll.registry())?)
+        } else {
+            None
+        };
         Ok(Supervisor {
-            poll: Poll::new()?,
+            poll,
             events: Events::with_capacity(256),
             buf: vec![0; CHUNK],
             max_in_flight: max_in_flight.max(1),
@@ -323,6 +442,8 @@ impl Supervisor {
             next_id: 0,
             next_gen: 0,
             cpu_start: thread_cpu(),
+            spawning: 0,
+            pool,
         })
     }
 
@@ -337,9 +458,9 @@ impl Supervisor {
         id
     }
 
-    /// Children running now.
+    /// Children running now (including those being spawned).
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.in_flight + self.spawning
     }
 
     /// The counts so far.
@@ -406,78 +527,117 @@ impl Supervisor {
         }));
     }
 
-    /// Starts queued jobs while there is room.
+    /// Starts queued jobs while there is room: hands them to idle
+    /// spawning threads first, then spawns on this thread.
     fn fill(&mut self) {
-        while self.in_flight < self.max_in_flight {
-            let Some((id, mut cmd, opts)) = self.queue.pop_front() else {
+        while self.in_flight + self.spawning < self.max_in_flight {
+            let Some(job) = self.queue.pop_front() else {
                 return;
             };
-            let (out, err) = if opts.capture {
-                (Stdio::piped(), Stdio::piped())
-            } else {
-                (Stdio::null(), Stdio::null())
+            let job = match self.pool.as_mut() {
+                Some(pool) => match pool.offer(job) {
+                    None => {
+                        self.spawning += 1;
+                        self.note_in_flight();
+                        continue;
+                    }
+                    Some(job) => job,
+                },
+                None => job,
             };
-            // Taken before the spawn: the child may run (and this thread be
-            // preempted) before `spawn` returns, and `elapsed` and the
-            // deadline must cover the child's whole life.
-            let now = Instant::now();
-            let mut child = match cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn() {
-                Ok(c) => c,
-                Err(error) => {
-                    self.summary.spawn_failed += 1;
-                    self.out.push_back(Event::SpawnFailed { id, error });
-                    continue;
-                }
-            };
-            let s = self.free.pop().unwrap_or_else(|| {
-                self.slots.push(None);
-                self.slots.len() - 1
-            });
-            let readers = [
-                Reader::new(
-                    child.take_stdout().map(OwnedFd::from),
-                    Stream::Stdout,
-                    opts.head,
-                    opts.tail,
-                    opts.lines,
-                ),
-                Reader::new(
-                    child.take_stderr().map(OwnedFd::from),
-                    Stream::Stderr,
-                    opts.head,
-                    opts.tail,
-                    opts.lines,
-                ),
-            ];
-            let life = Lifecycle::new(
-                now,
-                opts.deadline,
-                opts.grace,
-                opts.wait_delay,
-                opts.kill_tree_on_held_pipes,
-            );
-            let pid = child.id();
-            self.next_gen += 1;
-            let slot = Slot {
-                id,
-                generation: self.next_gen,
-                child,
-                readers,
-                life,
-                spawned: now,
-                scheduled: None,
-            };
-            let registered = self.register(s, &slot);
-            self.slots[s] = Some(slot);
-            self.by_id.insert(id, s);
-            self.in_flight += 1;
-            self.summary.started += 1;
-            self.summary.max_in_flight = self.summary.max_in_flight.max(self.in_flight);
-            self.out.push_back(Event::Started { id, pid });
-            match registered {
-                Ok(()) => self.step(s),
-                Err(e) => self.fail(s, OutputError::Io { source: e }),
+            let spawned = spawn_job(job);
+            self.install(spawned);
+        }
+    }
+
+    fn note_in_flight(&mut self) {
+        self.summary.max_in_flight = self
+            .summary
+            .max_in_flight
+            .max(self.in_flight + self.spawning);
+    }
+
+    /// Takes back what the spawning threads finished.
+    fn collect_spawned(&mut self) {
+        let mut done = Vec::new();
+        if let Some(pool) = self.pool.as_mut() {
+            while let Ok((h, spawned)) = pool.results.try_recv() {
+                pool.idle[h] = true;
+                done.push(spawned);
             }
+        }
+        for spawned in done {
+            self.spawning -= 1;
+            self.install(spawned);
+        }
+    }
+
+    /// Puts a spawned job into the loop (or reports its spawn failure).
+    fn install(
+        &mut self,
+        Spawned {
+            id,
+            opts,
+            started,
+            result,
+        }: Spawned,
+    ) {
+        let mut child = match result {
+            Ok(c) => c,
+            Err(error) => {
+                self.summary.spawn_failed += 1;
+                self.out.push_back(Event::SpawnFailed { id, error });
+                return;
+            }
+        };
+        let s = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        let readers = [
+            Reader::new(
+                child.take_stdout().map(OwnedFd::from),
+                Stream::Stdout,
+                opts.head,
+                opts.tail,
+                opts.lines,
+            ),
+            Reader::new(
+                child.take_stderr().map(OwnedFd::from),
+                Stream::Stderr,
+                opts.head,
+                opts.tail,
+                opts.lines,
+            ),
+        ];
+        let life = Lifecycle::new(
+            started,
+            opts.deadline,
+            opts.grace,
+            opts.wait_delay,
+            opts.kill_tree_on_held_pipes,
+        );
+        let pid = child.id();
+        self.next_gen += 1;
+        let slot = Slot {
+            id,
+            generation: self.next_gen,
+            child,
+            readers,
+            life,
+            spawned: started,
+            scheduled: None,
+        };
+        let registered = self.register(s, &slot);
+        self.slots[s] = Some(slot);
+        self.by_id.insert(id, s);
+        self.in_flight += 1;
+        self.summary.started += 1;
+        self.note_in_flight();
+        self.out.push_back(Event::Started { id, pid });
+        match registered {
+            Ok(()) => self.step(s),
+            Err(e) => self.fail(s, OutputError::Io { source: e }),
         }
     }
 
@@ -505,13 +665,7 @@ impl Supervisor {
         };
         let pipes_open = slot.readers.iter().any(|r| r.fd.is_some());
         let readers = &slot.readers;
-        let inodes = || {
-            readers
-                .iter()
-                .filter(|r| r.fd.is_some())
-                .filter_map(|r| r.inode)
-                .collect()
-        };
+        let inodes = || readers.iter().filter_map(Reader::open_inode).collect();
         match slot
             .life
             .step(&slot.child, Instant::now(), pipes_open, &inodes)
@@ -633,6 +787,10 @@ impl Supervisor {
         let mut touched: Vec<usize> = Vec::new();
         let tokens: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
         for token in tokens {
+            if token == WAKE.0 {
+                self.collect_spawned();
+                continue;
+            }
             let (s, kind) = (token / KINDS, token % KINDS);
             let Some(slot) = self.slots.get_mut(s).and_then(|o| o.as_mut()) else {
                 continue;
@@ -707,7 +865,7 @@ impl Iterator for Supervisor {
             if !self.out.is_empty() {
                 continue;
             }
-            if self.in_flight == 0 {
+            if self.in_flight == 0 && self.spawning == 0 {
                 if self.queue.is_empty() {
                     return None;
                 }

@@ -1,0 +1,39 @@
+//! Runs N short jobs (each prints one line) through a `Supervisor` and
+//! prints the summary. Used for the per-job syscall count in the README:
+//!
+//! ```text
+//! cargo build --release -p childfd-io --example supervise
+//! strace -c target/release/examples/supervise 1000 0
+//! ```
+//!
+//! Arguments: number of jobs (default 1000), spawning threads (default:
+//! one per extra core), jobs in flight (default 64).
+
+use childfd_io::{Event, JobOptions, Supervisor};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    let n = args.first().copied().unwrap_or(1000);
+    let cap = args.get(2).copied().unwrap_or(64);
+    let mut sup = match args.get(1) {
+        Some(&t) => Supervisor::with_spawn_threads(cap, t)?,
+        None => Supervisor::new(cap)?,
+    };
+    for _ in 0..n {
+        sup.push(
+            childfd::Command::new(childfd_testbin::ECHO1),
+            JobOptions::new(),
+        );
+    }
+    let start = std::time::Instant::now();
+    let summary = sup.run(|ev| {
+        if let Event::Exited(r) = &ev {
+            assert_eq!(r.stdout.head, b"line\n");
+        }
+    });
+    println!("{n} jobs in {:?}: {summary:?}", start.elapsed());
+    Ok(())
+}
