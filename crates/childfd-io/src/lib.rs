@@ -9,6 +9,10 @@
 //! the processes that still hold the pipe), caps what it keeps per stream
 //! while still draining, and can stream lines.
 //!
+//! For many children at once, the [`Supervisor`] runs them all from one
+//! such loop, with a cap on children in flight and a timer heap of
+//! deadlines.
+//!
 //! ```
 //! use childfd_io::{CommandExt, Options, Outcome};
 //! use std::time::Duration;
@@ -37,7 +41,7 @@ pub mod lines;
 mod options;
 mod output;
 mod pipes;
-mod supervisor;
+pub mod supervisor;
 mod sys;
 
 pub use capture::Captured;
