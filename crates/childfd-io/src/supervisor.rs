@@ -14,7 +14,7 @@
 //! Measured on the reference machine (2 vCPUs, Linux 6.18):
 //!
 //! - Memory: a 480-byte slot per running job
-//!   ([`slot_size`](crate::slot_size)), plus what its captures keep
+//!   ([`slot_size`]), plus what its captures keep
 //!   (bounded by [`JobOptions::max_bytes`]) and a pending partial line; the
 //!   64 KiB read buffer is shared by all jobs. In the kernel: a pidfd, two
 //!   pipes and three epoll registrations.
