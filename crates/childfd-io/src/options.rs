@@ -50,6 +50,7 @@ pub struct Options<'a> {
     pub(crate) max_set: bool,
     pub(crate) input: Input<'a>,
     pub(crate) on_line: Option<LineFn<'a>>,
+    pub(crate) on_output: Option<LineFn<'a>>,
 }
 
 /// Default grace between SIGTERM and SIGKILL when a deadline fires.
@@ -76,6 +77,7 @@ impl<'a> Options<'a> {
             max_set: false,
             input: Input::None,
             on_line: None,
+            on_output: None,
         }
     }
 
@@ -151,6 +153,15 @@ impl<'a> Options<'a> {
         self
     }
 
+    /// Calls `f(stream, bytes)` with every chunk as it is read, in arrival
+    /// order, without waiting for newlines (to pass output through, for
+    /// example). Independent of the byte caps and of
+    /// [`on_line`](Options::on_line).
+    pub fn on_output(mut self, f: impl FnMut(Stream, &[u8]) + 'a) -> Self {
+        self.on_output = Some(Box::new(f));
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), OutputError> {
         let bad = |reason: &'static str| Err(OutputError::InvalidOptions { reason });
         if self.deadline == Some(Duration::ZERO) && self.grace.is_zero() {
@@ -173,6 +184,7 @@ impl fmt::Debug for Options<'_> {
             .field("max_bytes", &self.max_set.then_some(self.head))
             .field("keep_tail", &self.tail)
             .field("on_line", &self.on_line.is_some())
+            .field("on_output", &self.on_output.is_some())
             .finish_non_exhaustive()
     }
 }

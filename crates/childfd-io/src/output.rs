@@ -141,9 +141,16 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
 
     let mut events = Events::with_capacity(16);
     let mut buf = vec![0u8; CHUNK];
+    let mut on_line = opts.on_line.take();
+    let mut on_output = opts.on_output.take();
     let mut emit = |s: Stream, l: &[u8]| {
-        if let Some(f) = opts.on_line.as_mut() {
+        if let Some(f) = on_line.as_mut() {
             f(s, l);
+        }
+    };
+    let mut chunk = |s: Stream, c: &[u8]| {
+        if let Some(f) = on_output.as_mut() {
+            f(s, c);
         }
     };
     let (outcome, holders) = loop {
@@ -164,7 +171,7 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
                 PIDFD => life.poll_exit(child)?,
                 t @ (STDOUT | STDERR) => {
                     let r = &mut readers[if t == STDOUT { 0 } else { 1 }];
-                    if let Some(fd) = r.drain(&mut buf, &mut emit).map_err(io_err)? {
+                    if let Some(fd) = r.drain(&mut buf, &mut emit, &mut chunk).map_err(io_err)? {
                         let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
                     }
                 }

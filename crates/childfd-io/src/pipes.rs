@@ -57,6 +57,7 @@ impl Reader {
         &mut self,
         buf: &mut [u8],
         emit: &mut dyn FnMut(Stream, &[u8]),
+        chunk: &mut dyn FnMut(Stream, &[u8]),
     ) -> io::Result<Option<OwnedFd>> {
         let stream = self.stream;
         loop {
@@ -69,6 +70,7 @@ impl Reader {
                     return Ok(self.fd.take());
                 }
                 Ok(n) => {
+                    chunk(stream, &buf[..n]);
                     self.capture.push(&buf[..n]);
                     if let Some(lines) = &mut self.lines {
                         lines.push(&buf[..n], &mut |l| emit(stream, l));

@@ -812,8 +812,11 @@ impl Supervisor {
             } else {
                 let id = slot.id;
                 let mut lines: Vec<(Stream, Vec<u8>)> = Vec::new();
-                let drained = slot.readers[kind - 1]
-                    .drain(&mut self.buf, &mut |st, l| lines.push((st, l.to_vec())));
+                let drained = slot.readers[kind - 1].drain(
+                    &mut self.buf,
+                    &mut |st, l| lines.push((st, l.to_vec())),
+                    &mut |_, _| {},
+                );
                 self.out
                     .extend(lines.into_iter().map(|(stream, line)| Event::Line {
                         id,

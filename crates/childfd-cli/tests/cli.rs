@@ -1,0 +1,284 @@
+//! The built `childfd` binary: each exit-code rule and each of the three
+//! failures from the README, checking that nothing is left running.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use childfd_testbin::{assert_no_survivors, new_tag};
+
+const BOUND: Duration = Duration::from_secs(30);
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// Runs `childfd ARGS` with the test tag in its environment (inherited by
+/// the program and its descendants), bounded in time.
+fn childfd(tag: &str, args: &[&str]) -> Ran {
+    let start = Instant::now();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_childfd"))
+        .args(args)
+        .env("CHILDFD_TEST_TAG", tag)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (c.stdout.take().unwrap(), c.stderr.take().unwrap());
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut stdout = String::new();
+    out.read_to_string(&mut stdout).unwrap();
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > BOUND {
+            c.kill().unwrap();
+            panic!("childfd {args:?} did not return within {BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = start.elapsed();
+    Ran {
+        code: status.code().expect("childfd exited"),
+        stdout,
+        stderr: err_reader.join().unwrap(),
+        elapsed,
+    }
+}
+
+#[test]
+fn the_exit_code_is_the_programs_own() {
+    let tag = new_tag("cli-code");
+    for n in [0, 1, 3, 42, 255] {
+        let r = childfd(
+            &tag,
+            &[
+                "run",
+                "--",
+                "sh",
+                "-c",
+                &format!("echo out; echo err >&2; exit {n}"),
+            ],
+        );
+        assert_eq!(r.code, n, "{}", r.stderr);
+        assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("out\n", "err\n"));
+    }
+    assert_no_survivors(&tag);
+}
+
+#[test]
+fn a_program_killed_by_signal_n_gives_128_plus_n() {
+    let tag = new_tag("cli-signal");
+    for (sig, code) in [("TERM", 143), ("KILL", 137), ("INT", 130)] {
+        let r = childfd(&tag, &["run", "--", "sh", "-c", &format!("kill -{sig} $$")]);
+        assert_eq!(r.code, code, "{sig}: {}", r.stderr);
+    }
+    assert_no_survivors(&tag);
+}
+
+#[test]
+fn a_timeout_gives_124_and_leaves_no_sleep_behind() {
+    let tag = new_tag("cli-timeout");
+    let r = childfd(
+        &tag,
+        &[
+            "run",
+            "--timeout",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 300; true",
+        ],
+    );
+    assert_eq!(r.code, 124, "{}", r.stderr);
+    assert!(
+        r.elapsed < Duration::from_secs(1) + Duration::from_secs(10),
+        "{:?}",
+        r.elapsed
+    );
+    assert!(r.stderr.contains("timed out after 1.0s"), "{}", r.stderr);
+    assert_no_survivors(&tag);
+}
+
+#[test]
+fn a_grandchild_holding_the_pipe_cannot_hang_the_command() {
+    let tag = new_tag("cli-held");
+    let r = childfd(
+        &tag,
+        &[
+            "run",
+            "--wait-delay",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 30 & echo hi",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "hi\n");
+    assert!(
+        r.elapsed < Duration::from_secs(1) + Duration::from_secs(10),
+        "{:?}",
+        r.elapsed
+    );
+    assert!(
+        r.stderr.contains("held by sleep (pid "),
+        "the holder is named: {}",
+        r.stderr
+    );
+    assert_no_survivors(&tag);
+}
+
+#[test]
+fn a_missing_program_gives_127_and_one_line() {
+    let tag = new_tag("cli-missing");
+    let r = childfd(&tag, &["run", "--", "/no/such/program"]);
+    assert_eq!(r.code, 127);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("/no/such/program") && r.stderr.contains("No such file"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_program_that_cannot_be_executed_gives_126() {
+    let tag = new_tag("cli-noexec");
+    let file = std::env::temp_dir().join(format!("childfd-cli-noexec-{}", std::process::id()));
+    std::fs::write(&file, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = childfd(&tag, &["run", "--", file.to_str().unwrap()]);
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(r.code, 126, "{}", r.stderr);
+    assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_flags_give_125_and_a_clear_message() {
+    let tag = new_tag("cli-flags");
+    for (args, msg) in [
+        (
+            vec!["run", "--timeout", "soon", "--", "true"],
+            "invalid duration",
+        ),
+        (
+            vec!["run", "--contain", "jail", "--", "true"],
+            "invalid --contain",
+        ),
+        (vec!["run", "--nope", "--", "true"], "unknown flag"),
+        (vec!["run", "--timeout"], "needs a value"),
+        (vec!["run", "--"], "missing PROGRAM"),
+        (vec!["walk"], "unknown command"),
+    ] {
+        let r = childfd(&tag, &args);
+        assert_eq!(r.code, 125, "{args:?}");
+        assert!(
+            r.stderr.starts_with("childfd: ") && r.stderr.contains(msg),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    let r = childfd(&tag, &["--help"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("usage: childfd run"));
+}
+
+#[test]
+fn json_reports_status_outcome_durations_bytes_and_holders() {
+    let tag = new_tag("cli-json");
+    let r = childfd(
+        &tag,
+        &[
+            "run",
+            "--json",
+            "--wait-delay",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            "printf abc; sleep 30 & exit 5",
+        ],
+    );
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    let report: serde_json::Value = serde_json::from_str(r.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(report["status"]["code"], 5);
+    assert_eq!(report["outcome"], "pipes_held_open");
+    assert_eq!(report["exit_code"], 5);
+    assert_eq!(report["stdout"]["bytes"], 3);
+    assert_eq!(report["stdout"]["passed"], 3);
+    assert_eq!(report["holders"][0]["name"], "sleep");
+    assert_eq!(report["tree_killed"], true);
+    assert!(report["durations_ms"]["total"].as_f64().unwrap() >= 300.0);
+    assert!(report["durations_ms"]["until_exit"].as_f64().is_some());
+    assert_no_survivors(&tag);
+    // A spawn failure is reported too.
+    let r = childfd(&tag, &["run", "--json", "--", "/no/such/program"]);
+    let report: serde_json::Value = serde_json::from_str(r.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (report["exit_code"].as_u64(), report["stage"].as_str()),
+        (Some(127), Some("exec"))
+    );
+}
+
+#[test]
+fn max_output_passes_the_first_bytes_and_counts_the_rest() {
+    let tag = new_tag("cli-max");
+    let r = childfd(
+        &tag,
+        &[
+            "run",
+            "--max-output",
+            "1K",
+            "--",
+            "sh",
+            "-c",
+            "head -c 100000 /dev/zero | tr '\\0' x",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.len(), 1024);
+    assert!(
+        r.stderr.contains("passed 1024 bytes, dropped 98976"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn cgroup_containment_kills_a_setsid_escapee_holding_the_pipe() {
+    let tag = new_tag("cli-cgroup");
+    let r = childfd(
+        &tag,
+        &[
+            "run",
+            "--contain",
+            "cgroup",
+            "--wait-delay",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            "setsid sleep 30 & echo x",
+        ],
+    );
+    if r.code == 125 && r.stderr.contains("cgroup") {
+        eprintln!("WARNING: no writable cgroup v2 here: {}", r.stderr);
+        return;
+    }
+    assert_eq!((r.code, r.stdout.as_str()), (0, "x\n"), "{}", r.stderr);
+    assert!(r.stderr.contains("held by sleep"), "{}", r.stderr);
+    assert_no_survivors(&tag);
+}
