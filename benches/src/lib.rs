@@ -1,1 +1,252 @@
-//! Benchmarks for childfd (see `benches/`).
+//! The ways to spawn a child that `cargo xtask bench` compares, and the
+//! measurements it makes of each. The raw ways are C (`csrc/`), linked
+//! in, so every figure comes from the same process run.
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+mod ffi {
+    use std::ffi::c_char;
+    unsafe extern "C" {
+        pub fn cb_clone_vm_pidfd(path: *const c_char, n: i32) -> i32;
+        pub fn cb_vfork(path: *const c_char, n: i32) -> i32;
+        pub fn cb_fork(path: *const c_char, n: i32) -> i32;
+        pub fn cb_posix_spawn(path: *const c_char, n: i32) -> i32;
+        pub fn cb_inflight(way: i32, path: *const c_char, k: i32) -> i32;
+    }
+}
+
+/// A way to spawn and wait for a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Way {
+    /// C: `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` + `waitid(P_PIDFD)`,
+    /// the kernel's limit for a pidfd spawn. Every ratio is to this.
+    CloneVmPidfd,
+    /// C: `vfork` + `execve` + `waitpid` (no pidfd).
+    Vfork,
+    /// C: `fork` + `execve` + `waitpid`.
+    Fork,
+    /// C: glibc `posix_spawn` + `waitpid`.
+    PosixSpawn,
+    /// childfd: `Command::spawn` + `Child::wait`.
+    Childfd,
+    /// `std::process::Command::status`.
+    Std,
+    /// `tokio::process::Command::status`, current-thread runtime.
+    TokioCurrentThread,
+    /// `tokio::process::Command::status` in a multi-thread runtime.
+    TokioMultiThread,
+}
+
+impl Way {
+    /// Every way, the limit first.
+    pub const ALL: [Way; 8] = [
+        Way::CloneVmPidfd,
+        Way::Vfork,
+        Way::Fork,
+        Way::PosixSpawn,
+        Way::Childfd,
+        Way::Std,
+        Way::TokioCurrentThread,
+        Way::TokioMultiThread,
+    ];
+
+    /// Short stable name (report keys).
+    pub fn key(self) -> &'static str {
+        match self {
+            Way::CloneVmPidfd => "clone_vm_pidfd",
+            Way::Vfork => "vfork",
+            Way::Fork => "fork",
+            Way::PosixSpawn => "posix_spawn",
+            Way::Childfd => "childfd",
+            Way::Std => "std",
+            Way::TokioCurrentThread => "tokio_current_thread",
+            Way::TokioMultiThread => "tokio_multi_thread",
+        }
+    }
+
+    /// Human name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Way::CloneVmPidfd => "C clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) + waitid (the limit)",
+            Way::Vfork => "C vfork + execve + waitpid",
+            Way::Fork => "C fork + execve + waitpid",
+            Way::PosixSpawn => "C posix_spawn + waitpid",
+            Way::Childfd => "childfd Command::spawn + wait",
+            Way::Std => "std Command::status",
+            Way::TokioCurrentThread => "tokio Command::status, current-thread",
+            Way::TokioMultiThread => "tokio Command::status, multi-thread",
+        }
+    }
+
+    /// Whether it copies the parent's page tables (cost grows with memory).
+    pub fn fork_style(self) -> bool {
+        self == Way::Fork
+    }
+}
+
+fn c_path(p: &str) -> CString {
+    CString::new(p).expect("no NUL in path")
+}
+
+fn check(r: i32, what: &str) {
+    assert!(
+        r == 0,
+        "{what} failed: {}",
+        std::io::Error::from_raw_os_error(-r)
+    );
+}
+
+fn tokio_rt(way: Way) -> Option<tokio::runtime::Runtime> {
+    match way {
+        Way::TokioCurrentThread => Some(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        ),
+        Way::TokioMultiThread => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        ),
+        _ => None,
+    }
+}
+
+/// Spawns and waits for `path` serially, one spawn at a time, until `n`
+/// spawns or `budget` (at least 3 spawns); returns (spawns, time).
+pub fn serial(way: Way, path: &str, n: usize, budget: Duration) -> (usize, Duration) {
+    let rt = tokio_rt(way);
+    let cpath = c_path(path);
+    let cmd = childfd::Command::new(path);
+    let mut std_cmd = std::process::Command::new(path);
+    let start = Instant::now();
+    let mut done = 0;
+    // Batches of 1 keep the budget honest for slow ways (fork at 4 GiB).
+    while done < n && (done < 3 || start.elapsed() < budget) {
+        match way {
+            // SAFETY: a valid C string; the C function only reads it.
+            Way::CloneVmPidfd => check(
+                unsafe { ffi::cb_clone_vm_pidfd(cpath.as_ptr(), 1) },
+                "clone",
+            ),
+            // SAFETY: as above.
+            Way::Vfork => check(unsafe { ffi::cb_vfork(cpath.as_ptr(), 1) }, "vfork"),
+            // SAFETY: as above.
+            Way::Fork => check(unsafe { ffi::cb_fork(cpath.as_ptr(), 1) }, "fork"),
+            // SAFETY: as above.
+            Way::PosixSpawn => check(
+                unsafe { ffi::cb_posix_spawn(cpath.as_ptr(), 1) },
+                "posix_spawn",
+            ),
+            Way::Childfd => assert!(cmd.spawn().unwrap().wait().unwrap().success()),
+            Way::Std => assert!(std_cmd.status().unwrap().success()),
+            Way::TokioCurrentThread | Way::TokioMultiThread => {
+                let rt = rt.as_ref().expect("runtime");
+                let s = rt
+                    .block_on(async { tokio::process::Command::new(path).status().await })
+                    .unwrap();
+                assert!(s.success());
+            }
+        }
+        done += 1;
+    }
+    (done, start.elapsed())
+}
+
+/// Spawns `k` children of `path` (each sleeping), then reaps them all as
+/// they exit; returns the wall time.
+pub fn inflight(way: Way, path: &str, k: usize) -> Duration {
+    let cpath = c_path(path);
+    let start = Instant::now();
+    match way {
+        Way::CloneVmPidfd | Way::Vfork | Way::Fork | Way::PosixSpawn => {
+            let code = match way {
+                Way::CloneVmPidfd => 0,
+                Way::Vfork => 1,
+                Way::Fork => 2,
+                _ => 3,
+            };
+            // SAFETY: a valid C string; the C function only reads it.
+            check(
+                unsafe { ffi::cb_inflight(code, cpath.as_ptr(), k as i32) },
+                "inflight",
+            );
+        }
+        Way::Childfd => {
+            let cmd = childfd::Command::new(path);
+            let children: Vec<_> = (0..k).map(|_| cmd.spawn().unwrap()).collect();
+            for c in &children {
+                assert!(c.wait().unwrap().success());
+            }
+        }
+        Way::Std => {
+            let mut cmd = std::process::Command::new(path);
+            let mut children: Vec<_> = (0..k).map(|_| cmd.spawn().unwrap()).collect();
+            for c in &mut children {
+                assert!(c.wait().unwrap().success());
+            }
+        }
+        Way::TokioCurrentThread | Way::TokioMultiThread => {
+            let rt = tokio_rt(way).expect("runtime");
+            let start_rt = Instant::now();
+            rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..k {
+                    let mut c = tokio::process::Command::new(path).spawn().unwrap();
+                    set.spawn(async move { c.wait().await });
+                }
+                while let Some(r) = set.join_next().await {
+                    assert!(r.unwrap().unwrap().success());
+                }
+            });
+            return start_rt.elapsed();
+        }
+    }
+    start.elapsed()
+}
+
+/// Spawns from `threads` threads at once, `n` serial spawns each (or the
+/// budget); returns spawns per second over all threads.
+pub fn throughput(way: Way, path: &str, threads: usize, n: usize, budget: Duration) -> f64 {
+    let barrier = std::sync::Barrier::new(threads);
+    let start = Instant::now();
+    let total: usize = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    serial(way, path, n, budget).0
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Peak resident memory of this process since the last reset (KiB), and a
+/// reset of that peak to the current size (`/proc/self/clear_refs`).
+pub fn peak_rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resets the peak resident size to the current one; false if not allowed.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Current resident memory (KiB).
+pub fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}

@@ -7,7 +7,7 @@ use std::process::Command;
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    for name in ["exit0", "pause", "echo1"] {
+    for name in ["exit0", "pause", "echo1", "sleep200"] {
         let src = format!("csrc/{name}.c");
         println!("cargo:rerun-if-changed={src}");
         let bin = out.join(name);

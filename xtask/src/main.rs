@@ -1,10 +1,13 @@
 //! `cargo xtask <task>`: project automation.
 //!
 //! - `ci`: runs `.ci/run` (formatting, lints, docs, tests, benches compile).
+//! - `bench [--quick]`: every way to spawn (raw clone/vfork/fork,
+//!   posix_spawn, std, tokio, childfd) in every scenario, one process run;
+//!   writes `target/bench/report.{json,md,svg}`.
 //! - `tree-kill [--quick]`: the kill-time figures of the README.
 //!
-//! `bench`, `stress` and `fuzz` arrive with their issues (6 and 7); until
-//! then they say so and fail.
+//! `stress` and `fuzz` arrive with their issue (7); until then they say
+//! so and fail.
 
 use std::process::{Command, ExitCode};
 
@@ -41,12 +44,27 @@ fn main() -> ExitCode {
             ])
             .args(&args[1..])
             .current_dir(&root)),
-        Some(task @ ("bench" | "stress" | "fuzz")) => {
+        Some("bench") => run(Command::new("cargo")
+            .args([
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "childfd-benches",
+                "--bin",
+                "compare",
+                "--",
+                "--out",
+            ])
+            .arg(root.join("target/bench"))
+            .args(&args[1..])
+            .current_dir(&root)),
+        Some(task @ ("stress" | "fuzz")) => {
             eprintln!("xtask: `{task}` is not implemented yet (see the open issues)");
             ExitCode::FAILURE
         }
         _ => {
-            eprintln!("usage: cargo xtask <ci | tree-kill [--quick]>");
+            eprintln!("usage: cargo xtask <ci | bench [--quick] | tree-kill [--quick]>");
             ExitCode::FAILURE
         }
     }

@@ -22,6 +22,8 @@ pub const EXIT0: &str = env!("CHILDFD_TESTBIN_EXIT0");
 pub const PAUSE: &str = env!("CHILDFD_TESTBIN_PAUSE");
 /// Path of a static program that prints `line` and exits 0.
 pub const ECHO1: &str = env!("CHILDFD_TESTBIN_ECHO1");
+/// Path of a static program that sleeps 200 ms and exits 0.
+pub const SLEEP200: &str = env!("CHILDFD_TESTBIN_SLEEP200");
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

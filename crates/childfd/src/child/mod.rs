@@ -123,8 +123,8 @@ impl Child {
 
     /// Waits for the child to end and returns its status.
     ///
-    /// `poll(2)` on the pidfd until it is readable, then `waitid(P_PIDFD,
-    /// WEXITED | __WALL | WNOHANG)`; if another reaper in this process took
+    /// A blocking `waitid(P_PIDFD, WEXITED | __WALL)` (the timed variants
+    /// `poll(2)` the pidfd first); if another reaper in this process took
     /// the child first (`ECHILD`), the status comes from
     /// `ioctl(PIDFD_GET_INFO, PIDFD_INFO_EXIT)`. The status is cached: every
     /// later call returns it.
@@ -134,11 +134,30 @@ impl Child {
     /// [`WaitError::StatusUnavailable`] when another reaper took the status
     /// and the kernel (before 6.15) cannot report it; [`WaitError::Os`].
     pub fn wait(&self) -> Result<ExitStatus, WaitError> {
-        loop {
-            if let Some(s) = self.wait_deadline_inner(None)? {
-                return Ok(s);
-            }
+        if let Some(s) = self.status.get() {
+            return Ok(*s);
         }
+        // Without a deadline, one blocking waitid under the reaping lock
+        // does what poll + waitid would, in one system call. A concurrent
+        // try_wait does not wait for this lock (it reports "not yet").
+        let _guard = self.reap.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = self.status.get() {
+            return Ok(*s);
+        }
+        let raw = match pidfd::wait(self.fd(), Block::Yes) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => {
+                return Err(self.os(std::io::Error::other("blocking waitid returned no child")));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                crate::reaper::unregister(self.pid);
+                RECOVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.recover_stolen_status()?
+            }
+            Err(e) => return Err(self.os(e)),
+        };
+        crate::reaper::unregister(self.pid);
+        Ok(*self.status.get_or_init(|| ExitStatus::from_raw(raw)))
     }
 
     /// Waits at most `timeout`; `Ok(None)` if the child is still running.
@@ -209,7 +228,13 @@ impl Child {
         if let Some(s) = self.status.get() {
             return Ok(Some(*s));
         }
-        let _guard = self.reap.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = match self.reap.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            // Another thread is reaping (possibly blocked in `wait`): the
+            // status will be there once it has; not yet.
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(self.status.get().copied()),
+        };
         if let Some(s) = self.status.get() {
             return Ok(Some(*s));
         }

@@ -1,0 +1,149 @@
+/* The raw ways to spawn, as C programs do them: the baselines that
+ * `cargo xtask bench` compares childfd with, in the same process run.
+ * Each serial function spawns `path` (no arguments, empty environment)
+ * and waits for it, `n` times; returns 0, or -errno on the first failure.
+ * They are thread-safe (each call has its own child stack). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x1000
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+static char *empty_env[] = {NULL};
+
+struct exec_arg { const char *path; };
+
+static int exec_child(void *p) {
+    const char *path = ((struct exec_arg *)p)->path;
+    char *argv[] = {(char *)path, NULL};
+    execve(path, argv, empty_env);
+    _exit(127);
+}
+
+#define STACK (64 * 1024)
+
+/* The child stack of this thread, mapped once and reused, as childfd
+ * reuses its own: the baseline must not pay an mmap per spawn. */
+static __thread char *thread_stack;
+
+static char *child_stack(void) {
+    if (!thread_stack) {
+        char *s = mmap(NULL, STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (s == MAP_FAILED) return NULL;
+        thread_stack = s;
+    }
+    return thread_stack;
+}
+
+/* clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) + waitid(P_PIDFD): the limit. */
+int cb_clone_vm_pidfd(const char *path, int n) {
+    char *stack = child_stack();
+    if (!stack) return -ENOMEM;
+    struct exec_arg a = {path};
+    for (int i = 0; i < n; i++) {
+        int pidfd = -1;
+        int pid = clone(exec_child, stack + STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD, &a, &pidfd);
+        if (pid < 0) return -errno;
+        siginfo_t si;
+        if (waitid(P_PIDFD, pidfd, &si, WEXITED | __WALL) < 0) { int e = errno; close(pidfd); return -e; }
+        close(pidfd);
+    }
+    return 0;
+}
+
+/* vfork + execve + waitpid. */
+int cb_vfork(const char *path, int n) {
+    for (int i = 0; i < n; i++) {
+        char *argv[] = {(char *)path, NULL};
+        pid_t pid = vfork();
+        if (pid == 0) { execve(path, argv, empty_env); _exit(127); }
+        if (pid < 0) return -errno;
+        int st;
+        if (waitpid(pid, &st, 0) < 0) return -errno;
+    }
+    return 0;
+}
+
+/* fork + execve + waitpid: copies the page tables. */
+int cb_fork(const char *path, int n) {
+    for (int i = 0; i < n; i++) {
+        char *argv[] = {(char *)path, NULL};
+        pid_t pid = fork();
+        if (pid == 0) { execve(path, argv, empty_env); _exit(127); }
+        if (pid < 0) return -errno;
+        int st;
+        if (waitpid(pid, &st, 0) < 0) return -errno;
+    }
+    return 0;
+}
+
+/* posix_spawn + waitpid (glibc: clone(CLONE_VM | CLONE_VFORK) inside). */
+int cb_posix_spawn(const char *path, int n) {
+    for (int i = 0; i < n; i++) {
+        char *argv[] = {(char *)path, NULL};
+        pid_t pid;
+        int r = posix_spawn(&pid, path, NULL, NULL, argv, empty_env);
+        if (r != 0) return -r;
+        int st;
+        if (waitpid(pid, &st, 0) < 0) return -errno;
+    }
+    return 0;
+}
+
+/* k children in flight: spawn all, then reap each as it exits.
+ * way: 0 clone_vm_pidfd (reaped by pidfd, in spawn order), 1 vfork,
+ * 2 fork, 3 posix_spawn (reaped with waitpid(-1)). */
+int cb_inflight(int way, const char *path, int k) {
+    char *argv[] = {(char *)path, NULL};
+    int *pidfds = NULL;
+    char *stack = NULL;
+    struct exec_arg a = {path};
+    if (way == 0) {
+        pidfds = malloc(sizeof(int) * k);
+        stack = child_stack();
+        if (!pidfds || !stack) return -ENOMEM;
+    }
+    int spawned = 0, err = 0;
+    for (; spawned < k; spawned++) {
+        pid_t pid;
+        if (way == 0) {
+            int fd = -1;
+            pid = clone(exec_child, stack + STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD, &a, &fd);
+            pidfds[spawned] = fd;
+        } else if (way == 1) {
+            pid = vfork();
+            if (pid == 0) { execve(path, argv, empty_env); _exit(127); }
+        } else if (way == 2) {
+            pid = fork();
+            if (pid == 0) { execve(path, argv, empty_env); _exit(127); }
+        } else {
+            int r = posix_spawn(&pid, path, NULL, NULL, argv, empty_env);
+            if (r != 0) { errno = r; pid = -1; }
+        }
+        if (pid < 0) { err = -errno; break; }
+    }
+    for (int i = 0; i < spawned; i++) {
+        if (way == 0) {
+            siginfo_t si;
+            waitid(P_PIDFD, pidfds[i], &si, WEXITED | __WALL);
+            close(pidfds[i]);
+        } else {
+            int st;
+            waitpid(-1, &st, __WALL);
+        }
+    }
+    if (way == 0) free(pidfds);
+    return err;
+}

@@ -1,0 +1,654 @@
+//! `cargo xtask bench [--quick]`: every way to spawn, every scenario, one
+//! process run; writes `target/bench/report.{json,md,svg}`.
+//!
+//! Every figure is also given as a ratio to the raw
+//! `clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD)` + `waitid` baseline of the same
+//! run and scenario (costs: way ÷ limit, so 1.00 is the limit and higher
+//! is slower).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use childfd_benches::{Way, inflight, peak_rss_kib, reset_peak_rss, rss_kib, serial, throughput};
+use serde_json::{Value, json};
+
+struct Cfg {
+    quick: bool,
+    out: PathBuf,
+    reps: usize,
+    n_static: usize,
+    n_dynamic: usize,
+    budget: Duration,
+    rss_gib: Vec<u64>,
+    inflight: Vec<usize>,
+    supervisor_jobs: usize,
+}
+
+/// One measured figure: a cost in µs (per spawn or per child), or a
+/// throughput in spawns per second.
+#[derive(Clone)]
+struct Fig {
+    scenario: String,
+    way: Way,
+    value: f64,
+    unit: &'static str,
+    extra: Value,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// µs per serial spawn for every way: repetitions interleaved round-robin
+/// across the ways (so drifts of the machine hit all alike), medians.
+fn us_per_spawn_all(path: &str, n: impl Fn(Way) -> usize, cfg: &Cfg) -> Vec<(Way, f64)> {
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); Way::ALL.len()];
+    for _ in 0..cfg.reps {
+        for (i, way) in Way::ALL.iter().enumerate() {
+            let (k, t) = serial(*way, path, n(*way), cfg.budget);
+            samples[i].push(t.as_secs_f64() * 1e6 / k as f64);
+        }
+    }
+    Way::ALL
+        .iter()
+        .copied()
+        .zip(samples.into_iter().map(median))
+        .collect()
+}
+
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    l.current = l.maximum;
+    let _ = setrlimit(Resource::Nofile, l);
+}
+
+fn host() -> Value {
+    let u = rustix::system::uname();
+    let rev = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib >> 20);
+    json!({
+        "hostname": u.nodename().to_string_lossy(),
+        "kernel": u.release().to_string_lossy(),
+        "machine": u.machine().to_string_lossy(),
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "cpu_model": cpu,
+        "memory_gib": mem_gib,
+        "git_revision": rev,
+    })
+}
+
+/// Memory kept resident in this process to measure spawn cost against
+/// parent size (every page touched, so it is really resident).
+fn ballast(gib: u64) -> Vec<u8> {
+    let len = (gib << 30) as usize;
+    let mut v = vec![0u8; len];
+    for i in (0..len).step_by(4096) {
+        v[i] = 1;
+    }
+    v
+}
+
+fn supervisor_scenario(cfg: &Cfg) -> Vec<(String, f64, f64)> {
+    use childfd_io::{Event, JobOptions, Supervisor};
+    let n = cfg.supervisor_jobs;
+    let cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    };
+    let mut rows = Vec::new();
+    // childfd Supervisor.
+    let (c0, t0) = (cpu(), Instant::now());
+    let mut sup = Supervisor::new(64).unwrap();
+    for _ in 0..n {
+        sup.push(
+            childfd::Command::new(childfd_testbin::ECHO1),
+            JobOptions::new().max_bytes(4096),
+        );
+    }
+    let summary = sup.run(|ev| {
+        if let Event::Exited(r) = ev {
+            assert!(r.status.unwrap().success() && r.stdout.head == b"line\n");
+        }
+    });
+    assert_eq!(summary.succeeded as usize, n);
+    rows.push((
+        "childfd Supervisor".to_string(),
+        n as f64 / t0.elapsed().as_secs_f64(),
+        (cpu() - c0).as_secs_f64() * 1e6 / n as f64,
+    ));
+    // tokio JoinSet, both runtimes.
+    for (name, multi) in [
+        ("tokio JoinSet, multi-thread", true),
+        ("tokio JoinSet, current-thread", false),
+    ] {
+        let rt = if multi {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let (c0, t0) = (cpu(), Instant::now());
+        rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            let job = || async {
+                let o = tokio::process::Command::new(childfd_testbin::ECHO1)
+                    .output()
+                    .await
+                    .unwrap();
+                assert!(o.status.success() && o.stdout == b"line\n");
+            };
+            let mut launched = 0;
+            while launched < 64.min(n) {
+                set.spawn(job());
+                launched += 1;
+            }
+            while let Some(r) = set.join_next().await {
+                r.unwrap();
+                if launched < n {
+                    set.spawn(job());
+                    launched += 1;
+                }
+            }
+        });
+        rows.push((
+            name.to_string(),
+            n as f64 / t0.elapsed().as_secs_f64(),
+            (cpu() - c0).as_secs_f64() * 1e6 / n as f64,
+        ));
+    }
+    rows
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| PathBuf::from("target/bench"), PathBuf::from);
+    let cfg = if quick {
+        Cfg {
+            quick,
+            out,
+            reps: 1,
+            n_static: 300,
+            n_dynamic: 60,
+            budget: Duration::from_millis(300),
+            rss_gib: vec![0, 1],
+            inflight: vec![100, 1000],
+            supervisor_jobs: 1000,
+        }
+    } else {
+        Cfg {
+            quick,
+            out,
+            reps: 5,
+            n_static: 3000,
+            n_dynamic: 500,
+            budget: Duration::from_secs(2),
+            rss_gib: vec![0, 1, 4],
+            inflight: vec![100, 1000, 10_000],
+            supervisor_jobs: 10_000,
+        }
+    };
+    raise_fd_limit();
+    let started = Instant::now();
+    let host = host();
+    eprintln!(
+        "bench: {} mode, host {}",
+        if quick { "quick" } else { "full" },
+        host
+    );
+    let mut figs: Vec<Fig> = Vec::new();
+    let push = |figs: &mut Vec<Fig>,
+                scenario: &str,
+                way: Way,
+                value: f64,
+                unit: &'static str,
+                extra: Value| {
+        eprintln!("  {scenario:<28} {:<58} {value:>12.1} {unit}", way.label());
+        figs.push(Fig {
+            scenario: scenario.to_string(),
+            way,
+            value,
+            unit,
+            extra,
+        });
+    };
+
+    // 0. Warm-up: every way a little, so none pays for a cold start.
+    for way in Way::ALL {
+        serial(way, childfd_testbin::EXIT0, 200, Duration::from_millis(300));
+    }
+
+    // 1. Serial spawn + wait: static child, then /bin/true.
+    for (scenario, path, n) in [
+        ("serial static", childfd_testbin::EXIT0, cfg.n_static),
+        ("serial /bin/true", "/bin/true", cfg.n_dynamic),
+    ] {
+        for (way, us) in us_per_spawn_all(path, |_| n, &cfg) {
+            push(&mut figs, scenario, way, us, "µs/spawn", Value::Null);
+        }
+    }
+
+    // 2. Parent resident memory.
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut have = 0;
+    for &gib in &cfg.rss_gib {
+        held.push(ballast(gib - have));
+        have = gib;
+        let scenario = format!("parent RSS {gib} GiB");
+        let n = |way: Way| {
+            if way.fork_style() && gib > 0 {
+                20
+            } else {
+                cfg.n_static / 3
+            }
+        };
+        for (way, us) in us_per_spawn_all(childfd_testbin::EXIT0, n, &cfg) {
+            push(
+                &mut figs,
+                &scenario,
+                way,
+                us,
+                "µs/spawn",
+                json!({ "rss_kib": rss_kib() }),
+            );
+        }
+    }
+    drop(held);
+
+    // 3. One and two spawning threads.
+    for threads in [1, 2] {
+        let scenario = format!(
+            "{threads} spawning thread{}",
+            if threads > 1 { "s" } else { "" }
+        );
+        for way in Way::ALL {
+            let tput = throughput(
+                way,
+                childfd_testbin::EXIT0,
+                threads,
+                cfg.n_static,
+                cfg.budget,
+            );
+            push(&mut figs, &scenario, way, tput, "spawns/s", Value::Null);
+        }
+    }
+
+    // 4. Many children in flight (each sleeping 200 ms), reaped as they exit.
+    for &k in &cfg.inflight {
+        let scenario = format!("{k} in flight");
+        for way in Way::ALL {
+            let base_rss = rss_kib();
+            let reset = reset_peak_rss();
+            let wall = inflight(way, childfd_testbin::SLEEP200, k);
+            let above = wall.saturating_sub(Duration::from_millis(200));
+            let per_child_bytes = if reset {
+                (peak_rss_kib().saturating_sub(base_rss) * 1024) as f64 / k as f64
+            } else {
+                f64::NAN
+            };
+            push(
+                &mut figs,
+                &scenario,
+                way,
+                above.as_secs_f64() * 1e6 / k as f64,
+                "µs/child above the sleep",
+                json!({ "wall_ms": wall.as_secs_f64() * 1e3, "peak_bytes_per_child": per_child_bytes }),
+            );
+        }
+    }
+
+    // 5. The Supervisor scenario.
+    let sup = supervisor_scenario(&cfg);
+    for (name, jobs_s, cpu_us) in &sup {
+        eprintln!("  supervisor {name:<40} {jobs_s:>10.0} jobs/s  {cpu_us:>6.1} µs CPU/job");
+    }
+
+    write_report(&cfg, &host, &figs, &sup, started.elapsed());
+}
+
+/// The limit's figure in the same scenario.
+fn limit(figs: &[Fig], scenario: &str) -> Option<f64> {
+    figs.iter()
+        .find(|f| f.scenario == scenario && f.way == Way::CloneVmPidfd)
+        .map(|f| f.value)
+}
+
+fn get(figs: &[Fig], scenario: &str, way: Way) -> Option<f64> {
+    figs.iter()
+        .find(|f| f.scenario == scenario && f.way == way)
+        .map(|f| f.value)
+}
+
+/// Cost ratio to the limit (throughputs are inverted so that 1.00 is the
+/// limit and higher is slower).
+fn ratio(f: &Fig, figs: &[Fig]) -> Option<f64> {
+    let l = limit(figs, &f.scenario)?;
+    if f.unit == "spawns/s" {
+        Some(l / f.value)
+    } else {
+        Some(f.value / l)
+    }
+}
+
+struct Target {
+    name: String,
+    measured: String,
+    pass: Option<bool>,
+}
+
+fn targets(cfg: &Cfg, figs: &[Fig]) -> Vec<Target> {
+    let mut t = Vec::new();
+    let s = "serial static";
+    if let (Some(c), Some(l), Some(st)) = (
+        get(figs, s, Way::Childfd),
+        get(figs, s, Way::CloneVmPidfd),
+        get(figs, s, Way::Std),
+    ) {
+        t.push(Target {
+            name: "serial static: childfd within 1.05× the limit".into(),
+            measured: format!("{:.2}×", c / l),
+            pass: Some(c / l <= 1.05),
+        });
+        t.push(Target {
+            name: "serial static: childfd at least 1.25× as fast as std".into(),
+            measured: format!("{:.2}×", st / c),
+            pass: Some(st / c >= 1.25),
+        });
+    }
+    let big = *cfg.rss_gib.last().unwrap_or(&0);
+    if let (Some(z), Some(b)) = (
+        get(figs, "parent RSS 0 GiB", Way::Childfd),
+        get(figs, &format!("parent RSS {big} GiB"), Way::Childfd),
+    ) {
+        let name = format!(
+            "childfd at 4 GiB parent RSS within 1.15× its 0 GiB cost{}",
+            if big != 4 {
+                " (quick: measured at 1 GiB)"
+            } else {
+                ""
+            }
+        );
+        t.push(Target {
+            name,
+            measured: format!("{:.2}× ({big} GiB)", b / z),
+            pass: Some(b / z <= 1.15),
+        });
+    }
+    if let (Some(one), Some(two)) = (
+        get(figs, "1 spawning thread", Way::Childfd),
+        get(figs, "2 spawning threads", Way::Childfd),
+    ) {
+        t.push(Target {
+            name: "childfd: 2 threads at least 1.7× one thread's throughput".into(),
+            measured: format!("{:.2}×", two / one),
+            pass: Some(two / one >= 1.7),
+        });
+    }
+    let k = *cfg.inflight.last().unwrap_or(&0);
+    if let (Some(per), Some(ser)) = (
+        get(figs, &format!("{k} in flight"), Way::Childfd),
+        get(figs, s, Way::Childfd),
+    ) {
+        let name = format!(
+            "childfd, {k} in flight: time above the sleep per child within 1.2× serial spawn+wait{}",
+            if k != 10_000 {
+                " (quick: 10,000 not run)"
+            } else {
+                ""
+            }
+        );
+        t.push(Target {
+            name,
+            measured: format!("{:.2}× ({per:.1} µs vs {ser:.1} µs)", per / ser),
+            pass: Some(per / ser <= 1.2),
+        });
+    }
+    t
+}
+
+fn write_report(cfg: &Cfg, host: &Value, figs: &[Fig], sup: &[(String, f64, f64)], took: Duration) {
+    std::fs::create_dir_all(&cfg.out).expect("create report dir");
+    let targets = targets(cfg, figs);
+    let json = json!({
+        "host": host,
+        "mode": if cfg.quick { "quick" } else { "full" },
+        "took_s": took.as_secs_f64(),
+        "limit": Way::CloneVmPidfd.key(),
+        "figures": figs.iter().map(|f| json!({
+            "scenario": f.scenario, "way": f.way.key(), "label": f.way.label(),
+            "value": f.value, "unit": f.unit, "ratio_to_limit": ratio(f, figs), "extra": f.extra,
+        })).collect::<Vec<_>>(),
+        "supervisor": sup.iter().map(|(n, j, c)| json!({ "way": n, "jobs_per_s": j, "process_cpu_us_per_job": c })).collect::<Vec<_>>(),
+        "targets": targets.iter().map(|t| json!({ "target": t.name, "measured": t.measured, "pass": t.pass })).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        cfg.out.join("report.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
+
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# childfd spawn benchmark ({} mode)\n",
+        if cfg.quick { "quick" } else { "full" }
+    );
+    let _ = writeln!(
+        md,
+        "Host `{}`: {} × {}, {} GiB, Linux {}, git `{}`; took {:.0} s. Ratios are costs relative to the raw `clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD)` + `waitid` limit of the same run and scenario (1.00 = the limit, higher = slower).\n",
+        host["hostname"].as_str().unwrap_or(""),
+        host["cpus"],
+        host["cpu_model"].as_str().unwrap_or(""),
+        host["memory_gib"],
+        host["kernel"].as_str().unwrap_or(""),
+        host["git_revision"].as_str().unwrap_or(""),
+        took.as_secs_f64()
+    );
+    let _ = writeln!(md, "## Targets\n\n| target | measured | |\n|---|---|---|");
+    for t in &targets {
+        let v = match t.pass {
+            Some(true) => "pass",
+            Some(false) => "**short**",
+            None => "n/a",
+        };
+        let _ = writeln!(md, "| {} | {} | {v} |", t.name, t.measured);
+    }
+    let mut scenarios: Vec<&str> = Vec::new();
+    for f in figs {
+        if !scenarios.contains(&f.scenario.as_str()) {
+            scenarios.push(&f.scenario);
+        }
+    }
+    for sc in scenarios {
+        let unit = figs
+            .iter()
+            .find(|f| f.scenario == sc)
+            .map_or("", |f| f.unit);
+        let _ = writeln!(
+            md,
+            "\n## {sc}\n\n| way | {unit} | × limit | |\n|---|---|---|---|"
+        );
+        for f in figs.iter().filter(|f| f.scenario == sc) {
+            let extra = match f.extra.get("peak_bytes_per_child").and_then(Value::as_f64) {
+                Some(b) if b.is_finite() => format!("peak +{:.0} bytes/child", b),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {} | {extra} |",
+                f.way.label().replace('|', "\\|"),
+                f.value,
+                ratio(f, figs).map_or("-".into(), |r| format!("{r:.2}"))
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n## Supervisor: {} one-line jobs, 64 in flight\n\n| way | jobs/s | process CPU per job |\n|---|---|---|",
+        cfg.supervisor_jobs
+    );
+    for (n, j, c) in sup {
+        let _ = writeln!(md, "| {n} | {j:.0} | {c:.1} µs |");
+    }
+    std::fs::write(cfg.out.join("report.md"), &md).unwrap();
+    std::fs::write(cfg.out.join("report.svg"), svg(cfg, figs)).unwrap();
+    println!("{md}");
+    eprintln!("wrote {}/report.{{json,md,svg}}", cfg.out.display());
+}
+
+const COLORS: [&str; 8] = [
+    "#222222", "#1f77b4", "#d62728", "#9467bd", "#2ca02c", "#ff7f0e", "#8c564b", "#e377c2",
+];
+
+/// Two panels: latency against parent memory (log scale) per way, and
+/// serial throughput per way.
+fn svg(cfg: &Cfg, figs: &[Fig]) -> String {
+    let (w, h) = (980.0, 420.0);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
+    );
+    // Panel 1: µs per spawn vs parent RSS, log y.
+    let (x0, y0, pw, ph) = (60.0, 40.0, 380.0, 300.0);
+    let _ = write!(
+        s,
+        r#"<text x="{x0}" y="24" font-size="13">spawn + wait (µs, log scale) against parent resident memory</text>"#
+    );
+    let sizes = &cfg.rss_gib;
+    let vals: Vec<f64> = figs
+        .iter()
+        .filter(|f| f.scenario.starts_with("parent RSS"))
+        .map(|f| f.value)
+        .collect();
+    let (lo, hi) = (
+        vals.iter().cloned().fold(f64::MAX, f64::min).max(1.0),
+        vals.iter().cloned().fold(1.0, f64::max),
+    );
+    let (llo, lhi) = (
+        lo.log10().floor(),
+        hi.log10().ceil().max(lo.log10().floor() + 1.0),
+    );
+    let ypos = |v: f64| y0 + ph - (v.max(1.0).log10() - llo) / (lhi - llo) * ph;
+    let xpos = |i: usize| {
+        x0 + if sizes.len() > 1 {
+            i as f64 * pw / (sizes.len() - 1) as f64
+        } else {
+            pw / 2.0
+        }
+    };
+    let _ = write!(
+        s,
+        r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
+    );
+    let mut d = llo;
+    while d <= lhi {
+        let y = ypos(10f64.powf(d));
+        let _ = write!(
+            s,
+            r##"<line x1="{x0}" x2="{}" y1="{y}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+            x0 + pw,
+            x0 - 4.0,
+            y + 4.0,
+            10f64.powf(d)
+        );
+        d += 1.0;
+    }
+    for (i, g) in sizes.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{g} GiB</text>"#,
+            xpos(i),
+            y0 + ph + 16.0
+        );
+    }
+    for (wi, way) in Way::ALL.iter().enumerate() {
+        let pts: Vec<String> = sizes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                get(figs, &format!("parent RSS {g} GiB"), *way)
+                    .map(|v| format!("{:.1},{:.1}", xpos(i), ypos(v)))
+            })
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
+            pts.join(" "),
+            COLORS[wi]
+        );
+    }
+    // Panel 2: serial static throughput bars.
+    let (bx, by, bw) = (560.0, 40.0, 300.0);
+    let _ = write!(
+        s,
+        r#"<text x="{bx}" y="24" font-size="13">serial spawn + wait of a static child (spawns/s)</text>"#
+    );
+    let tput: Vec<(Way, f64)> = Way::ALL
+        .iter()
+        .filter_map(|w| get(figs, "serial static", *w).map(|us| (*w, 1e6 / us)))
+        .collect();
+    let max = tput.iter().map(|t| t.1).fold(1.0, f64::max);
+    for (i, (way, v)) in tput.iter().enumerate() {
+        let y = by + 10.0 + i as f64 * 36.0;
+        let wi = Way::ALL.iter().position(|w| w == way).unwrap_or(0);
+        let len = v / max * bw;
+        let _ = write!(
+            s,
+            r#"<rect x="{bx}" y="{y}" width="{len:.1}" height="20" fill="{}"/><text x="{}" y="{}">{:.0}</text>"#,
+            COLORS[wi],
+            bx + len + 4.0,
+            y + 14.0,
+            v
+        );
+    }
+    // Legend.
+    for (wi, way) in Way::ALL.iter().enumerate() {
+        let y = h - 62.0 + (wi / 2) as f64 * 14.0;
+        let x = 60.0 + (wi % 2) as f64 * 460.0;
+        let _ = write!(
+            s,
+            r#"<rect x="{x}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{y}">{}</text>"#,
+            y - 9.0,
+            COLORS[wi],
+            x + 14.0,
+            way.label().replace('<', "&lt;")
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
