@@ -539,7 +539,7 @@ const COLORS: [&str; 8] = [
 /// Two panels: latency against parent memory (log scale) per way, and
 /// serial throughput per way.
 fn svg(cfg: &Cfg, figs: &[Fig]) -> String {
-    let (w, h) = (980.0, 420.0);
+    let (w, h) = (980.0, 470.0);
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
     );
@@ -638,7 +638,7 @@ fn svg(cfg: &Cfg, figs: &[Fig]) -> String {
     }
     // Legend.
     for (wi, way) in Way::ALL.iter().enumerate() {
-        let y = h - 62.0 + (wi / 2) as f64 * 14.0;
+        let y = h - 66.0 + (wi / 2) as f64 * 16.0;
         let x = 60.0 + (wi % 2) as f64 * 460.0;
         let _ = write!(
             s,
