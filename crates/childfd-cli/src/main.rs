@@ -128,6 +128,13 @@ fn run_program(run: &Run) -> u8 {
         }
     };
     let code = exit_code(&out);
+    // Leave nothing behind: kill whatever of the tree is left (daemons
+    // that closed their output), and wait, bounded, until it is gone, so
+    // that dropping the handle also removes a cgroup leaf (a background
+    // cleanup would die with this process).
+    let _ = child.kill_tree();
+    let _ = child.wait_tree_deadline(std::time::Instant::now() + Duration::from_secs(5));
+    drop(child);
     diagnose(&program, run, &out, &passed);
     if run.json {
         // From before the spawn, as a user timing the command would.

@@ -428,6 +428,37 @@ pub fn kill_tagged(tag: &str) {
     }
 }
 
+/// This process's cgroup v2 directory (from `/proc/self/mountinfo` and
+/// `/proc/self/cgroup`), where childfd creates leaves by default.
+pub fn own_cgroup_dir() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split(' ').next()? == "cgroup2")
+            .then(|| left.split(' ').nth(4).map(str::to_string))?
+    })?;
+    let rel = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = rel
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim_start_matches('/')
+        .to_string();
+    Some(std::path::Path::new(&mount).join(rel))
+}
+
+/// cgroup leaves under `dir` created by process `pid` (`childfd-<pid>-*`).
+pub fn cgroup_leaves_of(dir: &std::path::Path, pid: u32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("childfd-{pid}-");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// cgroup directories under `dir` whose name starts with `childfd-<our pid>-`.
 pub fn our_cgroup_leaves(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let prefix = format!("childfd-{}-", std::process::id());

@@ -16,9 +16,13 @@
 //!
 //! # Caveats
 //!
-//! A leaf is removed once its tree is empty. If the process exits while a
-//! tree it did not kill is still running, the leaf stays until removed by
-//! hand (`rmdir`).
+//! A leaf is removed once its tree is empty: at once when the handle is
+//! dropped after the tree ended, else by the background reaper thread. If
+//! the process exits before that (a tree still running, or killed members
+//! still exiting when the handle was dropped), the leaf stays until removed
+//! by hand (`rmdir`). A program about to exit should therefore kill the
+//! tree and call [`Child::wait_tree_deadline`](crate::Child::wait_tree_deadline)
+//! before dropping the handle, as the `childfd` command does.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek};
