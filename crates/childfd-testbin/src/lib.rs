@@ -12,6 +12,8 @@
     clippy::multiple_unsafe_ops_per_block
 )]
 
+pub mod tree;
+
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};

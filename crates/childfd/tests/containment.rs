@@ -389,3 +389,25 @@ fn inherit_mode_reaches_the_child_only() {
     drop(c);
     h.finish(3);
 }
+
+#[test]
+fn tree_operations_after_the_cgroup_leaf_was_removed_are_no_ops() {
+    // Found by the stress suite: terminate() removes the emptied leaf, and
+    // a later signal_tree/terminate/wait_tree failed on its missing files.
+    let h = start();
+    let tag = new_tag("cg-after");
+    let c = tree(&tag, "exit 0", Containment::cgroup());
+    let t = c.terminate(Duration::from_millis(50)).unwrap();
+    assert!(t.status.success() || t.status.signal() == Some(Signal::TERM));
+    c.signal_tree(Signal::TERM).unwrap();
+    c.kill_tree().unwrap();
+    assert!(c.wait_tree_deadline(Instant::now()).unwrap());
+    assert_eq!(c.terminate(Duration::ZERO).unwrap().status, t.status);
+    let parent = c
+        .cgroup_path()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf);
+    drop(c);
+    assert_no_leftover_cgroups(parent);
+    h.finish(3);
+}

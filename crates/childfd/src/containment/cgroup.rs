@@ -185,8 +185,17 @@ impl Leaf {
             .into())
     }
 
+    /// Whether the leaf was removed (its tree was empty): from then on
+    /// the tree is empty, signalling it does nothing and waiting returns.
+    fn gone(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
     /// Whether any process is in the leaf (`populated` in `cgroup.events`).
     pub(crate) fn populated(&self) -> io::Result<bool> {
+        if self.gone() {
+            return Ok(false);
+        }
         read_populated(&self.path)
     }
 
@@ -240,6 +249,9 @@ impl Leaf {
 
     /// Every pid currently in the leaf.
     pub(crate) fn pids(&self) -> io::Result<Vec<i32>> {
+        if self.gone() {
+            return Ok(Vec::new());
+        }
         Ok(fs::read_to_string(self.path.join("cgroup.procs"))?
             .lines()
             .filter_map(|l| l.trim().parse().ok())
@@ -249,6 +261,9 @@ impl Leaf {
     /// Waits until the leaf is empty or `deadline` passes; true if empty.
     /// Polls `cgroup.events` for `POLLPRI`, so no busy loop.
     pub(crate) fn wait_empty(&self, deadline: Option<Instant>) -> io::Result<bool> {
+        if self.gone() {
+            return Ok(true);
+        }
         let mut events = File::open(self.path.join("cgroup.events"))?;
         loop {
             let mut text = String::new();
@@ -334,6 +349,9 @@ pub(crate) fn disable_cgroup_kill() {
 impl Leaf {
     /// `kill` honouring the forced fallback.
     pub(crate) fn kill_tree(&self) -> io::Result<()> {
+        if self.gone() {
+            return Ok(());
+        }
         if force_no_cgroup_kill() {
             self.freeze_and_kill()
         } else {
