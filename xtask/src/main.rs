@@ -6,8 +6,15 @@
 //!   writes `target/bench/report.{json,md,svg}`.
 //! - `tree-kill [--quick]`: the kill-time figures of the README.
 //!
-//! `stress` and `fuzz` arrive with their issue (7); until then they say
-//! so and fail.
+//! - `stress [--minutes N]`: the proptest stress suite (random trees ×
+//!   operation sequences), repeated with fresh seeds for N minutes
+//!   (default: one CI-sized round).
+//! - `fuzz [--seconds N]`: each cargo-fuzz target for N seconds (default
+//!   30), installing cargo-fuzz if needed; stable toolchain with
+//!   `RUSTC_BOOTSTRAP=1`.
+//! - `soak [--spawns N]`: N random trees (default 100,000) through a
+//!   Supervisor with random deadlines, then counts zombies, leaked fds and
+//!   survivors.
 
 use std::process::{Command, ExitCode};
 
@@ -23,6 +30,14 @@ fn run(cmd: &mut Command) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The value after `name` in `args`.
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn main() -> ExitCode {
@@ -59,12 +74,76 @@ fn main() -> ExitCode {
             .arg(root.join("target/bench"))
             .args(&args[1..])
             .current_dir(&root)),
-        Some(task @ ("stress" | "fuzz")) => {
-            eprintln!("xtask: `{task}` is not implemented yet (see the open issues)");
-            ExitCode::FAILURE
+        Some("stress") => {
+            let minutes = flag(&args, "--minutes").unwrap_or_else(|| "0".into());
+            let mut c = Command::new("cargo");
+            c.args([
+                "test",
+                "--release",
+                "-q",
+                "-p",
+                "childfd-io",
+                "--test",
+                "stress",
+            ])
+            .current_dir(&root);
+            if minutes != "0" {
+                c.env("CHILDFD_STRESS_MINUTES", &minutes)
+                    .env("CHILDFD_STRESS_CASES", "64");
+            }
+            run(&mut c)
+        }
+        Some("soak") => {
+            let spawns = flag(&args, "--spawns").unwrap_or_else(|| "100000".into());
+            run(Command::new("cargo")
+                .args([
+                    "test",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "childfd-io",
+                    "--test",
+                    "soak",
+                ])
+                .env("CHILDFD_SOAK_SPAWNS", spawns)
+                .current_dir(&root))
+        }
+        Some("fuzz") => {
+            let seconds = flag(&args, "--seconds").unwrap_or_else(|| "30".into());
+            let have = Command::new("cargo")
+                .args(["fuzz", "--version"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !have
+                && run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+                    != ExitCode::SUCCESS
+            {
+                return ExitCode::FAILURE;
+            }
+            for target in ["tree_spec", "lines_caps", "command_build"] {
+                let code = run(Command::new("cargo")
+                    .args([
+                        "fuzz",
+                        "run",
+                        "-O",
+                        target,
+                        &format!("corpus/{target}"),
+                        "--",
+                        &format!("-max_total_time={seconds}"),
+                    ])
+                    .env("RUSTC_BOOTSTRAP", "1")
+                    .current_dir(root.join("fuzz")));
+                if code != ExitCode::SUCCESS {
+                    eprintln!("xtask: fuzz target {target} failed; see fuzz/artifacts/{target}/");
+                    return code;
+                }
+            }
+            ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("usage: cargo xtask <ci | bench [--quick] | tree-kill [--quick]>");
+            eprintln!(
+                "usage: cargo xtask <ci | bench [--quick] | tree-kill [--quick] | stress [--minutes N] | fuzz [--seconds N] | soak [--spawns N]>"
+            );
             ExitCode::FAILURE
         }
     }

@@ -31,9 +31,10 @@ impl Captured {
     }
 }
 
-/// The running capture of one stream.
+/// The running capture of one stream: keeps the first `head` and the last
+/// `tail` bytes pushed, counts the rest. Public for the fuzz targets.
 #[derive(Debug)]
-pub(crate) struct Capture {
+pub struct Capture {
     head_limit: usize,
     tail_limit: usize,
     head: Vec<u8>,
@@ -42,8 +43,9 @@ pub(crate) struct Capture {
 }
 
 impl Capture {
-    /// `head_limit = usize::MAX` keeps everything.
-    pub(crate) fn new(head_limit: usize, tail_limit: usize) -> Capture {
+    /// A capture keeping `head_limit` first and `tail_limit` last bytes
+    /// (`head_limit = usize::MAX` keeps everything).
+    pub fn new(head_limit: usize, tail_limit: usize) -> Capture {
         Capture {
             head_limit,
             tail_limit,
@@ -53,7 +55,8 @@ impl Capture {
         }
     }
 
-    pub(crate) fn push(&mut self, mut data: &[u8]) {
+    /// Adds bytes read from the stream.
+    pub fn push(&mut self, mut data: &[u8]) {
         self.total += data.len() as u64;
         let room = self.head_limit.saturating_sub(self.head.len());
         let take = room.min(data.len());
@@ -72,7 +75,8 @@ impl Capture {
         }
     }
 
-    pub(crate) fn finish(self) -> Captured {
+    /// What was kept, and the counts.
+    pub fn finish(self) -> Captured {
         let tail: Vec<u8> = self.tail.into_iter().collect();
         let kept = (self.head.len() + tail.len()) as u64;
         Captured {

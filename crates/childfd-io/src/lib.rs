@@ -45,6 +45,12 @@ pub mod supervisor;
 mod sys;
 
 pub use capture::Captured;
+
+/// Internals exposed for the fuzz targets (`fuzz/`); not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::capture::Capture;
+}
 pub use holders::Holder;
 pub use options::{DEFAULT_GRACE, Options, Stream};
 pub use output::{Outcome, Output, output};

@@ -67,6 +67,7 @@ pub struct JobOptions {
     tail: usize,
     lines: bool,
     capture: bool,
+    kill_tree_on_exit: bool,
 }
 
 impl Default for JobOptions {
@@ -87,6 +88,7 @@ impl JobOptions {
             tail: 0,
             lines: false,
             capture: true,
+            kill_tree_on_exit: false,
         }
     }
 
@@ -130,6 +132,14 @@ impl JobOptions {
     /// Deliver each line as an [`Event::Line`] as it arrives.
     pub fn lines(mut self, yes: bool) -> Self {
         self.lines = yes;
+        self
+    }
+
+    /// When the job ends, however it ends, kill whatever is left of its
+    /// tree (descendants that closed their output and live on, stopped
+    /// ones included): nothing of the job outlives its report.
+    pub fn kill_tree_on_exit(mut self, yes: bool) -> Self {
+        self.kill_tree_on_exit = yes;
         self
     }
 
@@ -258,6 +268,7 @@ struct Slot {
     life: Lifecycle,
     spawned: Instant,
     scheduled: Option<Instant>,
+    kill_tree_on_exit: bool,
 }
 
 /// Runs many children from one loop; see the [module docs](crate::supervisor).
@@ -636,6 +647,7 @@ impl Supervisor {
             life,
             spawned: started,
             scheduled: None,
+            kill_tree_on_exit: opts.kill_tree_on_exit,
         };
         let registered = self.register(s, &slot);
         self.slots[s] = Some(slot);
@@ -730,6 +742,9 @@ impl Supervisor {
                 .flatten();
         }
         let ended_by = slot.life.ended_by();
+        if slot.kill_tree_on_exit {
+            let _ = slot.child.kill_tree();
+        }
         let [out, err] = slot.readers;
         let report = Report {
             id: slot.id,

@@ -232,12 +232,14 @@ fn run_case(tree: &Node, ops: &[Op], mode: u8) -> Result<(), TestCaseError> {
             }
         }
     }
-    // End of the sequence: end what is left, within bounds.
+    // End of the sequence: end what is left, within bounds. Failures are
+    // reported only after the cleanup below, so that no survivor of this
+    // case poisons the next one.
+    let mut verdict: Result<(), TestCaseError> = Ok(());
     if let Some(c) = child.take() {
-        let t = c
-            .terminate(Duration::from_millis(100))
-            .map_err(|e| TestCaseError::fail(format!("final terminate: {e}")))?;
-        let _ = t;
+        if let Err(e) = c.terminate(Duration::from_millis(100)) {
+            verdict = Err(TestCaseError::fail(format!("final terminate: {e}")));
+        }
         // What containment promises: cgroup mode leaves no descendant;
         // group modes none but setsid escapees; Inherit only the child.
         let survivors = childfd_testbin::tagged(&tag);
@@ -250,12 +252,15 @@ fn run_case(tree: &Node, ops: &[Op], mode: u8) -> Result<(), TestCaseError> {
             childfd_testbin::tagged(&tag).is_empty() || allowed
         });
         let survivors_now = childfd_testbin::tagged(&tag);
-        check(survivors_now.is_empty() || allowed, || {
-            format!("survivors in mode {mode}: {survivors:?}")
-        })?;
+        if verdict.is_ok() {
+            verdict = check(survivors_now.is_empty() || allowed, || {
+                format!("survivors in mode {mode}: {survivors:?}")
+            });
+        }
     }
     // Escapees (and trees of dropped handles) are the test's: end them.
     childfd_testbin::kill_tagged(&tag);
+    verdict?;
     check(
         childfd_testbin::eventually(Duration::from_secs(10), || {
             childfd_testbin::tagged(&tag).is_empty()

@@ -415,16 +415,26 @@ pub fn assert_no_survivors(tag: &str) {
     panic!("processes of the tree survived: {left:?}");
 }
 
-/// SIGKILLs every process tagged `tag` (they are the test's own) and waits
-/// for them to be gone.
+/// SIGKILLs every process tagged `tag` (they are the test's own) until
+/// none is left, bounded at about 2 s.
+///
+/// "None left" needs three empty scans of `/proc` in a row: a process
+/// forked during a scan can get a pid (after pid wrap-around) below the
+/// scan's position and be missed by that one scan.
 pub fn kill_tagged(tag: &str) {
-    for _ in 0..100 {
+    let mut empty_scans = 0;
+    for _ in 0..200 {
         let left = tagged(tag);
         if left.is_empty() {
-            return;
-        }
-        for p in &left {
-            kill(p.pid, libc::SIGKILL);
+            empty_scans += 1;
+            if empty_scans == 3 {
+                return;
+            }
+        } else {
+            empty_scans = 0;
+            for p in &left {
+                kill(p.pid, libc::SIGKILL);
+            }
         }
         std::thread::sleep(Duration::from_millis(10));
     }

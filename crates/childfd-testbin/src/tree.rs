@@ -224,10 +224,13 @@ impl fmt::Display for Node {
         if self.sleep_ms > 0 {
             parts.push(format!("s={}", self.sleep_ms));
         }
-        match self.signal {
-            Some(s) => parts.push(format!("k={s}")),
-            None if self.code != 0 => parts.push(format!("x={}", self.code)),
-            None => {}
+        if let Some(s) = self.signal {
+            parts.push(format!("k={s}"));
+        }
+        // Printed even with a signal (which wins at run time), so that a
+        // spec always prints back to an equal tree (found by fuzzing).
+        if self.code != 0 {
+            parts.push(format!("x={}", self.code));
         }
         f.write_str(&parts.join(","))
     }
