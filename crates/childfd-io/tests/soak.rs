@@ -50,7 +50,11 @@ fn random_node(r: &mut Rng, depth: u32, escapes: bool) -> Node {
 
 fn main() {
     tree::run_if_requested();
+    // As a subreaper this process adopts every orphaned tree node; like a
+    // real PID 1 it must reap them as they exit, or their zombies would
+    // exhaust the pids long before 100,000 trees.
     childfd::reaper::become_subreaper().expect("subreaper");
+    let orphans = childfd::reaper::Reaper::start().expect("orphan reaper");
     let spawns: u64 = std::env::var("CHILDFD_SOAK_SPAWNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -139,6 +143,8 @@ fn main() {
         childfd_testbin::children().is_empty() && childfd::pending_reaps() == 0
     });
     let zombies = childfd_testbin::children().len();
+    let orphans_reaped = orphans.reaped();
+    drop(orphans);
     let leaked_fds = childfd_testbin::open_fds()
         .difference(&fds_before)
         .filter(|_| true)
@@ -148,7 +154,7 @@ fn main() {
         .map_or(0, |d| childfd_testbin::our_cgroup_leaves(&d).len());
     println!(
         "soak: {spawns} trees ({processes} processes) in {:.0?}: {} exited, {} timed out, {} pipes held, {} cancelled; \
-         max in flight {}; zombies {zombies}, leaked fds {leaked_fds}, survivors {survivors}, cgroup leaves {leaves}",
+         max in flight {}; orphans reaped {orphans_reaped}; zombies {zombies}, leaked fds {leaked_fds}, survivors {survivors}, cgroup leaves {leaves}",
         start.elapsed(),
         counts[0],
         counts[1],
