@@ -48,18 +48,13 @@ pub(crate) struct Lifecycle {
 }
 
 impl Lifecycle {
-    pub(crate) fn new(
-        start: Instant,
-        deadline: Option<Duration>,
-        grace: Duration,
-        wait_delay: Option<Duration>,
-        kill_on_held: bool,
-    ) -> Lifecycle {
+    /// The state machine of a child started at `start`, with these limits.
+    pub(crate) fn new(start: Instant, limits: &crate::options::Limits) -> Lifecycle {
         Lifecycle {
-            deadline: deadline.and_then(|d| start.checked_add(d)),
-            grace,
-            wait_delay,
-            kill_on_held,
+            deadline: limits.deadline.and_then(|d| start.checked_add(d)),
+            grace: limits.grace,
+            wait_delay: limits.wait_delay,
+            kill_on_held: limits.kill_tree_on_held_pipes,
             status: None,
             exited_at: None,
             phase: Phase::Running,

@@ -26,6 +26,111 @@ pub(crate) enum Input<'a> {
     Reader(Box<dyn Read + 'a>),
 }
 
+/// Default grace between SIGTERM and SIGKILL when a deadline fires.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(1);
+
+/// The bounds of one child's capture, shared by [`Options`] and
+/// [`JobOptions`](crate::JobOptions): when to terminate, how long to read
+/// after exit, what to keep.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub deadline: Option<Duration>,
+    pub grace: Duration,
+    pub wait_delay: Option<Duration>,
+    pub kill_tree_on_held_pipes: bool,
+    pub head: usize,
+    pub tail: usize,
+    pub head_set: bool,
+    pub tail_set: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            deadline: None,
+            grace: DEFAULT_GRACE,
+            wait_delay: None,
+            kill_tree_on_held_pipes: false,
+            head: usize::MAX,
+            tail: 0,
+            head_set: false,
+            tail_set: false,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn validate(&self) -> Result<(), OutputError> {
+        let bad = |reason: &'static str| Err(OutputError::InvalidOptions { reason });
+        if self.deadline == Some(Duration::ZERO) && self.grace.is_zero() {
+            return bad("a zero deadline with no grace would kill the child before it could run");
+        }
+        if self.tail_set && !self.head_set {
+            return bad("keep_tail needs max_bytes (without a cap everything is kept)");
+        }
+        Ok(())
+    }
+}
+
+/// The builder methods for [`Limits`], written once for every options type
+/// that has a `limits` field.
+macro_rules! limits_builder {
+    () => {
+        /// When this much time has passed since the child started (for
+        /// [`output`](crate::output): since it was called), its tree is
+        /// terminated: SIGTERM and SIGCONT, then SIGKILL after the
+        /// [grace](Self::grace); the outcome is
+        /// [`Outcome::TimedOut`](crate::Outcome::TimedOut).
+        pub fn deadline(mut self, after: std::time::Duration) -> Self {
+            self.limits.deadline = Some(after);
+            self
+        }
+
+        /// Time between SIGTERM and SIGKILL when the deadline fires
+        /// (default [`DEFAULT_GRACE`](crate::DEFAULT_GRACE)).
+        pub fn grace(mut self, grace: std::time::Duration) -> Self {
+            self.limits.grace = grace;
+            self
+        }
+
+        /// After the child exits, keep reading at most this long (Go's
+        /// `WaitDelay`). If a pipe is still held open then, by a
+        /// descendant that inherited it, stop and report
+        /// [`Outcome::PipesHeldOpen`](crate::Outcome::PipesHeldOpen) with
+        /// the holders. Without it, reading waits for EOF however long it
+        /// takes (bounded only by the deadline).
+        pub fn wait_delay(mut self, delay: std::time::Duration) -> Self {
+            self.limits.wait_delay = Some(delay);
+            self
+        }
+
+        /// When the wait-delay expires with pipes held, kill the child's
+        /// tree (after naming the holders).
+        pub fn kill_tree_on_held_pipes(mut self, yes: bool) -> Self {
+            self.limits.kill_tree_on_held_pipes = yes;
+            self
+        }
+
+        /// Keep at most the first `n` bytes of each stream; the rest is
+        /// still read (so the child never blocks on a full pipe) and
+        /// counted.
+        pub fn max_bytes(mut self, n: usize) -> Self {
+            self.limits.head = n;
+            self.limits.head_set = true;
+            self
+        }
+
+        /// With [`max_bytes`](Self::max_bytes): also keep the last `n`
+        /// bytes of each stream.
+        pub fn keep_tail(mut self, n: usize) -> Self {
+            self.limits.tail = n;
+            self.limits.tail_set = true;
+            self
+        }
+    };
+}
+pub(crate) use limits_builder;
+
 /// Options of [`output`](crate::output). Built by chaining:
 ///
 /// ```
@@ -40,21 +145,11 @@ pub(crate) enum Input<'a> {
 /// # let _ = opts;
 /// ```
 pub struct Options<'a> {
-    pub(crate) deadline: Option<Duration>,
-    pub(crate) grace: Duration,
-    pub(crate) wait_delay: Option<Duration>,
-    pub(crate) kill_tree_on_held_pipes: bool,
-    pub(crate) head: usize,
-    pub(crate) tail: usize,
-    pub(crate) tail_set: bool,
-    pub(crate) max_set: bool,
+    pub(crate) limits: Limits,
     pub(crate) input: Input<'a>,
     pub(crate) on_line: Option<LineFn<'a>>,
     pub(crate) on_output: Option<LineFn<'a>>,
 }
-
-/// Default grace between SIGTERM and SIGKILL when a deadline fires.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(1);
 
 impl Default for Options<'_> {
     fn default() -> Self {
@@ -67,67 +162,14 @@ impl<'a> Options<'a> {
     /// everything kept, no input, grace [`DEFAULT_GRACE`].
     pub fn new() -> Options<'a> {
         Options {
-            deadline: None,
-            grace: DEFAULT_GRACE,
-            wait_delay: None,
-            kill_tree_on_held_pipes: false,
-            head: usize::MAX,
-            tail: 0,
-            tail_set: false,
-            max_set: false,
+            limits: Limits::default(),
             input: Input::None,
             on_line: None,
             on_output: None,
         }
     }
 
-    /// When this much time has passed since `output` started, the child's
-    /// tree is terminated (`terminate(grace)`: SIGTERM + SIGCONT, then
-    /// SIGKILL after the grace) and what was read is returned with outcome
-    /// [`Outcome::TimedOut`](crate::Outcome::TimedOut).
-    pub fn deadline(mut self, after: Duration) -> Self {
-        self.deadline = Some(after);
-        self
-    }
-
-    /// Time between SIGTERM and SIGKILL when the deadline fires.
-    pub fn grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
-        self
-    }
-
-    /// After the child exits, keep reading at most this long (Go's
-    /// `WaitDelay`). If a pipe is still held open then (by a descendant
-    /// that inherited it), stop and report
-    /// [`Outcome::PipesHeldOpen`](crate::Outcome::PipesHeldOpen) with the
-    /// holders. Without it, `output` waits for EOF however long it takes
-    /// (bounded only by the deadline).
-    pub fn wait_delay(mut self, delay: Duration) -> Self {
-        self.wait_delay = Some(delay);
-        self
-    }
-
-    /// When the wait-delay expires with pipes held, kill the child's tree
-    /// (after naming the holders).
-    pub fn kill_tree_on_held_pipes(mut self, yes: bool) -> Self {
-        self.kill_tree_on_held_pipes = yes;
-        self
-    }
-
-    /// Keep at most the first `n` bytes of each stream; the rest is still
-    /// read (so the child never blocks on a full pipe) and counted.
-    pub fn max_bytes(mut self, n: usize) -> Self {
-        self.head = n;
-        self.max_set = true;
-        self
-    }
-
-    /// With [`max_bytes`](Options::max_bytes): also keep the last `n` bytes.
-    pub fn keep_tail(mut self, n: usize) -> Self {
-        self.tail = n;
-        self.tail_set = true;
-        self
-    }
+    limits_builder!();
 
     /// Bytes to write to the child's stdin (non-blocking, interleaved with
     /// reading), then close it.
@@ -163,26 +205,14 @@ impl<'a> Options<'a> {
     }
 
     pub(crate) fn validate(&self) -> Result<(), OutputError> {
-        let bad = |reason: &'static str| Err(OutputError::InvalidOptions { reason });
-        if self.deadline == Some(Duration::ZERO) && self.grace.is_zero() {
-            return bad("a zero deadline with no grace would kill the child before it could run");
-        }
-        if self.tail_set && !self.max_set {
-            return bad("keep_tail needs max_bytes (without a cap everything is kept)");
-        }
-        Ok(())
+        self.limits.validate()
     }
 }
 
 impl fmt::Debug for Options<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")
-            .field("deadline", &self.deadline)
-            .field("grace", &self.grace)
-            .field("wait_delay", &self.wait_delay)
-            .field("kill_tree_on_held_pipes", &self.kill_tree_on_held_pipes)
-            .field("max_bytes", &self.max_set.then_some(self.head))
-            .field("keep_tail", &self.tail)
+            .field("limits", &self.limits)
             .field("on_line", &self.on_line.is_some())
             .field("on_output", &self.on_output.is_some())
             .finish_non_exhaustive()

@@ -91,15 +91,15 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
         Reader::new(
             child.take_stdout().map(OwnedFd::from),
             Stream::Stdout,
-            opts.head,
-            opts.tail,
+            opts.limits.head,
+            opts.limits.tail,
             lines,
         ),
         Reader::new(
             child.take_stderr().map(OwnedFd::from),
             Stream::Stderr,
-            opts.head,
-            opts.tail,
+            opts.limits.head,
+            opts.limits.tail,
             lines,
         ),
     ];
@@ -110,13 +110,7 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
     }
     let mut feeder = Feeder::new(input);
     let mut stdin_closed_early = false;
-    let mut life = Lifecycle::new(
-        start,
-        opts.deadline,
-        opts.grace,
-        opts.wait_delay,
-        opts.kill_tree_on_held_pipes,
-    );
+    let mut life = Lifecycle::new(start, &opts.limits);
 
     let mut poll = Poll::new().map_err(io_err)?;
     let pidfd_raw = child.as_fd().as_raw_fd();

@@ -49,7 +49,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::capture::Captured;
 use crate::holders::Holder;
 use crate::lifecycle::{Lifecycle, Step};
-use crate::options::{DEFAULT_GRACE, Stream};
+use crate::options::{Limits, Stream, limits_builder};
 use crate::pipes::{CHUNK, Reader, set_nonblocking};
 use crate::{Outcome, OutputError};
 
@@ -59,12 +59,7 @@ pub type JobId = u64;
 /// Per-job options: deadline, grace, wait-delay, what to keep of output.
 #[derive(Debug, Clone)]
 pub struct JobOptions {
-    deadline: Option<Duration>,
-    grace: Duration,
-    wait_delay: Option<Duration>,
-    kill_tree_on_held_pipes: bool,
-    head: usize,
-    tail: usize,
+    pub(crate) limits: Limits,
     lines: bool,
     capture: bool,
     kill_tree_on_exit: bool,
@@ -80,54 +75,14 @@ impl JobOptions {
     /// No deadline, no wait-delay, all output kept, no line events.
     pub fn new() -> JobOptions {
         JobOptions {
-            deadline: None,
-            grace: DEFAULT_GRACE,
-            wait_delay: None,
-            kill_tree_on_held_pipes: false,
-            head: usize::MAX,
-            tail: 0,
+            limits: Limits::default(),
             lines: false,
             capture: true,
             kill_tree_on_exit: false,
         }
     }
 
-    /// Terminate the job's tree this long after it started (TERM + CONT,
-    /// KILL after the grace); reported as [`Event::TimedOut`].
-    pub fn deadline(mut self, d: Duration) -> Self {
-        self.deadline = Some(d);
-        self
-    }
-
-    /// Time between TERM and KILL when the deadline fires.
-    pub fn grace(mut self, g: Duration) -> Self {
-        self.grace = g;
-        self
-    }
-
-    /// After exit, read at most this long; then [`Event::PipesHeldOpen`].
-    pub fn wait_delay(mut self, d: Duration) -> Self {
-        self.wait_delay = Some(d);
-        self
-    }
-
-    /// Kill the tree when the wait-delay expires with pipes held.
-    pub fn kill_tree_on_held_pipes(mut self, yes: bool) -> Self {
-        self.kill_tree_on_held_pipes = yes;
-        self
-    }
-
-    /// Keep at most the first `n` bytes of each stream (the rest is read and counted).
-    pub fn max_bytes(mut self, n: usize) -> Self {
-        self.head = n;
-        self
-    }
-
-    /// Also keep the last `n` bytes of each stream.
-    pub fn keep_tail(mut self, n: usize) -> Self {
-        self.tail = n;
-        self
-    }
+    limits_builder!();
 
     /// Deliver each line as an [`Event::Line`] as it arrives.
     pub fn lines(mut self, yes: bool) -> Self {
@@ -618,25 +573,19 @@ impl Supervisor {
             Reader::new(
                 child.take_stdout().map(OwnedFd::from),
                 Stream::Stdout,
-                opts.head,
-                opts.tail,
+                opts.limits.head,
+                opts.limits.tail,
                 opts.lines,
             ),
             Reader::new(
                 child.take_stderr().map(OwnedFd::from),
                 Stream::Stderr,
-                opts.head,
-                opts.tail,
+                opts.limits.head,
+                opts.limits.tail,
                 opts.lines,
             ),
         ];
-        let life = Lifecycle::new(
-            started,
-            opts.deadline,
-            opts.grace,
-            opts.wait_delay,
-            opts.kill_tree_on_held_pipes,
-        );
+        let life = Lifecycle::new(started, &opts.limits);
         let pid = child.id();
         self.next_gen += 1;
         let slot = Slot {
