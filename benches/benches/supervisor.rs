@@ -10,7 +10,6 @@
 use std::time::{Duration, Instant};
 
 use childfd_io::{Event, JobOptions, Supervisor};
-use tokio::task::JoinSet;
 
 const CAP: usize = 64;
 
@@ -67,43 +66,11 @@ fn childfd_run(n: usize, spawn_threads: Option<usize>) -> Run {
     }
 }
 
-async fn tokio_job() {
-    let out = tokio::process::Command::new(childfd_testbin::ECHO1)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success() && out.stdout == b"line\n");
-}
-
 fn tokio_run(n: usize, multi_thread: bool) -> Run {
-    let rt = if multi_thread {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
+    let rt = childfd_benches::tokio_runtime(multi_thread);
     let p0 = cpu(rustix::time::ClockId::ProcessCPUTime);
     let start = Instant::now();
-    rt.block_on(async {
-        let mut set = JoinSet::new();
-        let mut launched = 0;
-        while launched < CAP.min(n) {
-            set.spawn(tokio_job());
-            launched += 1;
-        }
-        while let Some(r) = set.join_next().await {
-            r.unwrap();
-            if launched < n {
-                set.spawn(tokio_job());
-                launched += 1;
-            }
-        }
-    });
+    childfd_benches::tokio_echo_jobs(&rt, n, CAP);
     let wall = start.elapsed();
     let process_cpu = cpu(rustix::time::ClockId::ProcessCPUTime) - p0;
     Run {

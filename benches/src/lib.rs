@@ -250,3 +250,46 @@ pub fn rss_kib() -> u64 {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }
+
+/// A tokio runtime: multi-thread or current-thread.
+pub fn tokio_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+    if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+}
+
+/// Runs `n` jobs of `childfd-testbin`'s `echo1` on `rt`, `cap` at a time,
+/// as a `JoinSet` of `tokio::process::Command::output` (the Supervisor
+/// comparison), checking each one's output.
+pub fn tokio_echo_jobs(rt: &tokio::runtime::Runtime, n: usize, cap: usize) {
+    async fn job() {
+        let o = tokio::process::Command::new(childfd_testbin::ECHO1)
+            .output()
+            .await
+            .unwrap();
+        assert!(o.status.success() && o.stdout == b"line\n");
+    }
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        let mut launched = 0;
+        while launched < cap.min(n) {
+            set.spawn(job());
+            launched += 1;
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+            if launched < n {
+                set.spawn(job());
+                launched += 1;
+            }
+        }
+    });
+}

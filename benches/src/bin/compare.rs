@@ -148,40 +148,9 @@ fn supervisor_scenario(cfg: &Cfg) -> Vec<(String, f64, f64)> {
         ("tokio JoinSet, multi-thread", true),
         ("tokio JoinSet, current-thread", false),
     ] {
-        let rt = if multi {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-        } else {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-        };
+        let rt = childfd_benches::tokio_runtime(multi);
         let (c0, t0) = (cpu(), Instant::now());
-        rt.block_on(async {
-            let mut set = tokio::task::JoinSet::new();
-            let job = || async {
-                let o = tokio::process::Command::new(childfd_testbin::ECHO1)
-                    .output()
-                    .await
-                    .unwrap();
-                assert!(o.status.success() && o.stdout == b"line\n");
-            };
-            let mut launched = 0;
-            while launched < 64.min(n) {
-                set.spawn(job());
-                launched += 1;
-            }
-            while let Some(r) = set.join_next().await {
-                r.unwrap();
-                if launched < n {
-                    set.spawn(job());
-                    launched += 1;
-                }
-            }
-        });
+        childfd_benches::tokio_echo_jobs(&rt, n, 64);
         rows.push((
             name.to_string(),
             n as f64 / t0.elapsed().as_secs_f64(),

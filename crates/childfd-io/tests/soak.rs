@@ -12,16 +12,7 @@ use childfd::{Command, Containment};
 use childfd_io::{Event, JobOptions, Supervisor};
 use childfd_testbin::tree::{self, Node};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
+use childfd_testbin::Rng;
 
 fn random_node(r: &mut Rng, depth: u32, escapes: bool) -> Node {
     let mut n = Node {

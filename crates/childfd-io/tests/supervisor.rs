@@ -9,17 +9,7 @@ use childfd::{Command, EndedBy, Signal};
 use childfd_io::{Event, JobId, JobOptions, Outcome, Stream, Supervisor};
 use childfd_testbin::{Hygiene, assert_no_survivors, new_tag};
 
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+use childfd_testbin::Rng;
 
 #[derive(Debug, Clone, Copy)]
 enum Ending {

@@ -473,15 +473,7 @@ pub fn cgroup_leaves_of(dir: &std::path::Path, pid: u32) -> Vec<std::path::PathB
 
 /// cgroup directories under `dir` whose name starts with `childfd-<our pid>-`.
 pub fn our_cgroup_leaves(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let prefix = format!("childfd-{}-", std::process::id());
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
+    cgroup_leaves_of(dir, std::process::id())
 }
 
 /// `prctl(PR_GET_DUMPABLE)` of this process.
@@ -513,5 +505,20 @@ mod tests {
         let after = open_fds();
         let new: Vec<i32> = after.difference(&before).copied().collect();
         assert_eq!(new, vec![f.as_raw_fd()]);
+    }
+}
+
+/// A small deterministic generator (xorshift), so randomized tests
+/// reproduce from their seed.
+#[derive(Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n` (0 if `n` is 0).
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
     }
 }

@@ -144,11 +144,19 @@ impl Child {
         if let Some(s) = self.status.get() {
             return Ok(*s);
         }
-        let raw = match pidfd::wait(self.fd(), Block::Yes) {
+        match self.reap_locked(Block::Yes)? {
+            Some(s) => Ok(s),
+            None => Err(self.os(std::io::Error::other("blocking waitid returned no child"))),
+        }
+    }
+
+    /// `waitid` under the reaping lock (held by the caller): caches and
+    /// returns the status if reaped; recovers it from the kernel if another
+    /// reaper took it (`ECHILD`).
+    fn reap_locked(&self, block: Block) -> Result<Option<ExitStatus>, WaitError> {
+        let raw = match pidfd::wait(self.fd(), block) {
             Ok(Some(raw)) => raw,
-            Ok(None) => {
-                return Err(self.os(std::io::Error::other("blocking waitid returned no child")));
-            }
+            Ok(None) => return Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
                 crate::reaper::unregister(self.pid);
                 RECOVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -157,7 +165,7 @@ impl Child {
             Err(e) => return Err(self.os(e)),
         };
         crate::reaper::unregister(self.pid);
-        Ok(*self.status.get_or_init(|| ExitStatus::from_raw(raw)))
+        Ok(Some(*self.status.get_or_init(|| ExitStatus::from_raw(raw))))
     }
 
     /// Waits at most `timeout`; `Ok(None)` if the child is still running.
@@ -238,18 +246,7 @@ impl Child {
         if let Some(s) = self.status.get() {
             return Ok(Some(*s));
         }
-        let raw = match pidfd::wait(self.fd(), Block::No) {
-            Ok(Some(raw)) => raw,
-            Ok(None) => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                crate::reaper::unregister(self.pid);
-                RECOVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.recover_stolen_status()?
-            }
-            Err(e) => return Err(self.os(e)),
-        };
-        crate::reaper::unregister(self.pid);
-        Ok(Some(*self.status.get_or_init(|| ExitStatus::from_raw(raw))))
+        self.reap_locked(Block::No)
     }
 
     /// Another reaper took our child: ask the kernel what the status was.
