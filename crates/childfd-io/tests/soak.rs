@@ -136,11 +136,7 @@ fn main() {
     let zombies = childfd_testbin::children().len();
     let orphans_reaped = orphans.reaped();
     drop(orphans);
-    let leaked_fds = childfd_testbin::open_fds()
-        .difference(&fds_before)
-        .filter(|_| true)
-        .count()
-        .saturating_sub(1);
+    let leaked_fds = childfd_testbin::leaked_fds_since(&fds_before).len();
     let leaves = childfd_testbin::own_cgroup_dir()
         .map_or(0, |d| childfd_testbin::our_cgroup_leaves(&d).len());
     println!(

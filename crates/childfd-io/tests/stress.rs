@@ -275,10 +275,9 @@ fn run_case(tree: &Node, ops: &[Op], mode: u8) -> Result<(), TestCaseError> {
     check(clean, || {
         format!("children left: {:?}", childfd_testbin::children())
     })?;
-    // No extra fd (the background reaper's epoll may appear once).
+    // No extra fd (beyond what childfd keeps for the whole process).
     let fds_ok = childfd_testbin::eventually(Duration::from_secs(5), || {
-        let now = childfd_testbin::open_fds();
-        now.difference(&fds_before).count() <= 1
+        childfd_testbin::leaked_fds_since(&fds_before).is_empty()
     });
     check(fds_ok, || {
         format!("fds: {:?}", childfd_testbin::describe_fds())

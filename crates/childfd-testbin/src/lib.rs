@@ -47,6 +47,23 @@ pub fn open_fds() -> BTreeSet<i32> {
         .collect()
 }
 
+/// The fds open now that were not in `before`, except those childfd keeps
+/// open on purpose for the whole process once made: the background
+/// reaper's epoll fd, and the shared `/dev/null` and low fd slots of
+/// spawns (`childfd::reserved_fds`). A non-empty result is a leak.
+pub fn leaked_fds_since(before: &BTreeSet<i32>) -> Vec<i32> {
+    let reserved = childfd::reserved_fds();
+    let mut new: Vec<i32> = open_fds()
+        .difference(before)
+        .copied()
+        .filter(|fd| !reserved.contains(fd))
+        .collect();
+    if let Some(i) = new.iter().position(|&fd| is_epoll(fd)) {
+        new.remove(i);
+    }
+    new
+}
+
 fn is_epoll(fd: i32) -> bool {
     std::fs::read_link(format!("/proc/self/fd/{fd}"))
         .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[eventpoll]")
@@ -201,15 +218,10 @@ impl Hygiene {
             }
             panic!("test left children behind: {left:?}");
         }
-        // childfd's background reaper keeps one epoll fd for the whole
-        // process once started: the only new fd allowed.
         let fds_ok = eventually(Duration::from_secs(5), || {
-            let now = open_fds();
-            let new: Vec<_> = now.difference(&self.fds).collect();
-            // A leak is an fd open now that was not at the start. Fds that
-            // were open at the start may close meanwhile: the background
-            // reaper finishing an earlier test's dropped children.
-            new.is_empty() || (new.len() == 1 && is_epoll(*new[0]))
+            // Fds that were open at the start may close meanwhile: the
+            // background reaper finishing an earlier test's dropped children.
+            leaked_fds_since(&self.fds).is_empty()
         });
         assert!(
             fds_ok,
@@ -247,6 +259,22 @@ impl Hygiene {
 ///
 /// If the filter cannot be installed.
 pub fn seccomp_deny(nr: i64, errno: i32) {
+    seccomp_deny_if(nr, None, errno);
+}
+
+/// As [`seccomp_deny`], but only for calls whose argument `arg` (0-based)
+/// has any of the bits of `mask` set in its low 32 bits: for example
+/// `close_range` with `CLOSE_RANGE_UNSHARE`, as a filter that predates the
+/// flag would refuse it.
+///
+/// # Panics
+///
+/// If the filter cannot be installed.
+pub fn seccomp_deny_with_flag(nr: i64, arg: u32, mask: u32, errno: i32) {
+    seccomp_deny_if(nr, Some((arg, mask)), errno);
+}
+
+fn seccomp_deny_if(nr: i64, flag: Option<(u32, u32)>, errno: i32) {
     const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
     const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
     let arch = if cfg!(target_arch = "x86_64") {
@@ -264,18 +292,29 @@ pub fn seccomp_deny(nr: i64, errno: i32) {
     let ld_w_abs = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     let ret = (libc::BPF_RET | libc::BPF_K) as u16;
-    let filter = [
+    let jset = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+    let deny = stmt(
+        ret,
+        libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA),
+    );
+    let allow = stmt(ret, libc::SECCOMP_RET_ALLOW);
+    let mut filter = vec![
         stmt(ld_w_abs, 4), // seccomp_data.arch
         jump(jeq, arch, 1, 0),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
+        allow,
         stmt(ld_w_abs, 0), // seccomp_data.nr
-        jump(jeq, nr as u32, 0, 1),
-        stmt(
-            ret,
-            libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA),
-        ),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
     ];
+    match flag {
+        None => filter.extend([jump(jeq, nr as u32, 0, 1), deny, allow]),
+        Some((arg, mask)) => filter.extend([
+            jump(jeq, nr as u32, 0, 3),
+            // seccomp_data.args[arg], low 32 bits (little-endian)
+            stmt(ld_w_abs, 16 + 8 * arg),
+            jump(jset, mask, 0, 1),
+            deny,
+            allow,
+        ]),
+    }
     let prog = libc::sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_ptr() as *mut _,

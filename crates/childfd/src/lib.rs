@@ -63,6 +63,14 @@ pub fn spawn_method() -> SpawnMethod {
     sys::clone::method()
 }
 
+/// The fds childfd keeps open for the whole process: the shared
+/// `/dev/null` and the low slots that spawns park their fd sources in (see
+/// the spawn docs in the README). For leak checks in tests.
+#[doc(hidden)]
+pub fn reserved_fds() -> Vec<std::os::fd::RawFd> {
+    command::reserved_fds()
+}
+
 /// Switches that force the fallbacks for older kernels, so that tests can
 /// check them on a new one. Process-wide and irreversible; not for
 /// production use.

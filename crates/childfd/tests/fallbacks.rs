@@ -21,6 +21,7 @@ const SCENARIOS: &[&str] = &[
     "forced-clone3-fork",
     "forced-clone-vm",
     "no-close-range",
+    "no-close-range-unshare",
     "no-exit-info",
 ];
 
@@ -85,7 +86,7 @@ fn basic_checks(expected: SpawnMethod) {
         (e.kind(), e.stage()),
         (ErrorKind::NotFound, SpawnStage::Chdir)
     );
-    // A fd without O_CLOEXEC must not leak.
+    // A fd without O_CLOEXEC must not leak, low or among many.
     let secret = std::fs::File::open("/etc/hostname").unwrap();
     rustix::io::fcntl_setfd(&secret, rustix::io::FdFlags::empty()).unwrap();
     let fd = secret.as_raw_fd();
@@ -94,6 +95,29 @@ fn basic_checks(expected: SpawnMethod) {
         .spawn()
         .unwrap();
     assert!(c.wait().unwrap().success(), "fd {fd} leaked");
+    let many: Vec<_> = (0..300)
+        .map(|_| rustix::io::dup(&secret).unwrap())
+        .collect();
+    let high = many.last().unwrap().as_raw_fd();
+    let mut c = Command::new("sh")
+        .args([
+            "-c",
+            &format!("cat; test ! -e /proc/self/fd/{fd} && test ! -e /proc/self/fd/{high}"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut w = c.take_stdin().unwrap();
+        w.write_all(b"many").unwrap();
+    }
+    let mut s = String::new();
+    c.take_stdout().unwrap().read_to_string(&mut s).unwrap();
+    assert_eq!(s, "many");
+    assert!(c.wait().unwrap().success(), "fd {fd} or {high} leaked");
+    drop(many);
     assert!(
         childfd_testbin::children().is_empty(),
         "zombies left: {:?}",
@@ -163,6 +187,17 @@ fn scenario(name: &str) {
         // Kernels before 5.11: fds marked close-on-exec one by one.
         "no-close-range" => {
             childfd::force_fallback::no_close_range();
+            basic_checks(native);
+        }
+        // A seccomp filter that refuses close_range's CLOSE_RANGE_UNSHARE:
+        // the child falls back to unshare(CLONE_FILES), a whole copy.
+        "no-close-range-unshare" => {
+            childfd_testbin::seccomp_deny_with_flag(
+                libc::SYS_close_range,
+                2,
+                libc::CLOSE_RANGE_UNSHARE,
+                libc::EPERM,
+            );
             basic_checks(native);
         }
         // Kernels before 6.15: a stolen status is an error, never made up.

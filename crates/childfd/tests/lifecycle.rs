@@ -415,7 +415,8 @@ fn fd_mappings_that_overlap_each_other_are_shuffled_correctly() {
     let (n1, n2) = (r1.as_raw_fd(), r2.as_raw_fd());
     let out = run_ok_capture(
         Command::new("sh")
-            .args(["-c", &format!("cat <&{n1}; echo; cat <&{n2}")])
+            // (/dev/fd rather than `<&N`: dash takes single-digit fds only)
+            .args(["-c", &format!("cat /dev/fd/{n1}; echo; cat /dev/fd/{n2}")])
             .fd(n2, r1)
             .fd(n1, r2),
     );

@@ -4,6 +4,8 @@
 //! NUL byte or an empty program is reported by [`Command::spawn`] before
 //! any process exists, never as a panic.
 
+mod parking;
+pub(crate) use parking::reserved as reserved_fds;
 mod plan;
 mod stdio;
 

@@ -2,14 +2,14 @@
 //! child will use is made here, before the clone.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::ptr;
 
-use rustix::fs::{Mode, OFlags};
 use rustix::pipe::PipeFlags;
 
 use super::Command;
+use super::parking::{self, Parked};
 use super::stdio::Kind;
 use crate::child::{Child, ChildStderr, ChildStdin, ChildStdout};
 use crate::containment::cgroup::{self, Leaf};
@@ -58,23 +58,17 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     // Stdio: parent ends kept, child ends closed once the child has exec'd.
     let mut child_ends: Vec<OwnedFd> = Vec::new();
     let mut actions: Vec<FdAction> = Vec::with_capacity(3 + cmd.fds.len());
-    let mut null: Option<OwnedFd> = None;
+    // Sources above parking::LOW are duplicated into low slots, so that
+    // the child copies only the bottom of our fd table (see `parking`).
+    let mut parked = Parked::new();
     let (mut p_in, mut p_out, mut p_err) = (None, None, None);
     let mut stderr_to_stdout = false;
     for (n, s) in [(0, &cmd.stdin), (1, &cmd.stdout), (2, &cmd.stderr)] {
         match &s.0 {
             Kind::Inherit => {}
             Kind::Null => {
-                if null.is_none() {
-                    let fd = rustix::fs::open(
-                        "/dev/null",
-                        OFlags::RDWR | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| os_err(SpawnStage::Pipe, e.into()))?;
-                    null = Some(fd);
-                }
-                let src = null.as_ref().map_or(-1, |f| f.as_raw_fd());
+                let null = parking::null().map_err(|e| os_err(SpawnStage::Pipe, e.into()))?;
+                let src = parked.park(null);
                 actions.push(FdAction { src, dst: n });
             }
             Kind::Piped => {
@@ -82,7 +76,7 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
                     .map_err(|e| os_err(SpawnStage::Pipe, e.into()))?;
                 let (mine, theirs) = if n == 0 { (w, r) } else { (r, w) };
                 actions.push(FdAction {
-                    src: theirs.as_raw_fd(),
+                    src: parked.park(theirs.as_fd()),
                     dst: n,
                 });
                 child_ends.push(theirs);
@@ -93,7 +87,7 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
                 }
             }
             Kind::Fd(fd) => actions.push(FdAction {
-                src: fd.as_raw_fd(),
+                src: parked.park(fd.as_fd()),
                 dst: n,
             }),
             Kind::SameAsStdout => {
@@ -109,7 +103,7 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     }
     for (dst, fd) in &cmd.fds {
         actions.push(FdAction {
-            src: fd.as_raw_fd(),
+            src: parked.park(fd.as_fd()),
             dst: *dst,
         });
     }
@@ -147,8 +141,23 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         }
         _ => None,
     };
+    let procs_raw = procs_fd.as_ref().map_or(-1, |f| f.as_raw_fd());
+    // With close_range (5.11+) the child shares our fd table (CLONE_FILES)
+    // and unshares only the fds below this bound: every fd it uses.
+    let unshare_fds_below = if use_close_range {
+        actions
+            .iter()
+            .flat_map(|a| [a.src, a.dst])
+            .chain([2, procs_raw])
+            .max()
+            .unwrap_or(2)
+            + 1
+    } else {
+        0
+    };
     let mut plan = ChildPlan {
-        cgroup_procs_fd: procs_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        cgroup_procs_fd: procs_raw,
+        unshare_fds_below,
         candidates: &candidate_ptrs,
         argv: argv.as_ptr(),
         envp,
@@ -204,6 +213,9 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         if let Some(l) = leaf_ref {
             let fd = l.open_procs().map_err(|e| os_err(SpawnStage::Cgroup, e))?;
             plan.cgroup_procs_fd = fd.as_raw_fd();
+            if plan.unshare_fds_below > 0 {
+                plan.unshare_fds_below = plan.unshare_fds_below.max(fd.as_raw_fd() + 1);
+            }
             procs_fd = Some(fd);
         }
         result = run(&mut plan);
@@ -227,6 +239,8 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         };
         os_err(stage, f.error)
     })?;
+    // The child has exec'd: our slots and its pipe ends can go.
+    drop(parked);
     drop(child_ends);
     let tree = match (&cmd.containment, leaf) {
         (_, Some(mut l)) => Tree::Cgroup(l.0.take().expect("leaf present")),

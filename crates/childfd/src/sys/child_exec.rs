@@ -19,7 +19,10 @@
 //! - **return** into the caller: [`child_main`] is entered by the assembly
 //!   trampoline in [`super::clone`] with nothing to return to, and ends in
 //!   `execve` or `exit_group`;
-//! - **write parent memory** other than the [`SpawnBlock`] it is given.
+//! - **write parent memory** other than the [`SpawnBlock`] it is given;
+//! - **change any fd before unsharing the fd table**: with `CLONE_FILES`
+//!   (see [`ChildPlan::unshare_fds_below`]) a `dup2` or close before that
+//!   step would change the parent's own fds.
 //!
 //! Everything it needs (argv, envp, PATH candidates, the fd plan) was built
 //! by the parent before the clone and is only read here.
@@ -97,6 +100,11 @@ pub(crate) struct ChildPlan<'a> {
     /// `cgroup.procs` of the child's cgroup, to join by writing `0` (the
     /// legacy clone path, which has no `CLONE_INTO_CGROUP`), or -1.
     pub cgroup_procs_fd: i32,
+    /// Nonzero: the child was cloned with `CLONE_FILES` (it shares the
+    /// parent's fd table) and must take a private copy of the fds below
+    /// this number before touching any fd (`close_range(n, ~0,
+    /// CLOSE_RANGE_UNSHARE)`). Every fd the plan uses is below it.
+    pub unshare_fds_below: i32,
     /// NUL-terminated paths to try with `execve`, in order (execvp rules).
     pub candidates: &'a [*const c_char],
     /// NULL-terminated argv.
@@ -204,7 +212,23 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
             }
         }
 
-        // 2. Every inherited fd >= 3 becomes close-on-exec; then the fd plan
+        // 2. With CLONE_FILES the fd table is still the parent's: take a
+        //    private copy of its bottom (all the plan uses), or failing that
+        //    of all of it, before any fd changes. Nothing above the bound is
+        //    copied, so a parent with thousands of fds does not pay for them.
+        if p.unshare_fds_below > 0 {
+            let r = sc!(
+                libc::SYS_close_range,
+                p.unshare_fds_below,
+                u32::MAX,
+                libc::CLOSE_RANGE_UNSHARE
+            );
+            if r < 0 {
+                check(sc!(libc::SYS_unshare, libc::CLONE_FILES), Stage::Fds)?;
+            }
+        }
+
+        //    Every inherited fd >= 3 becomes close-on-exec; then the fd plan
         //    (dup2 clears close-on-exec on its target, so mapped fds survive).
         if p.use_close_range {
             check(

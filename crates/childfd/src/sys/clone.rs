@@ -19,6 +19,11 @@
 //! | [`Method::CloneVm`] | x86_64, `clone3` refused (`ENOSYS`, or `EPERM` from a seccomp filter) | same; resets caught signal handlers by hand |
 //! | [`Method::Clone3Fork`] | other architectures, or forced | copies the page tables, like `fork` |
 //!
+//! Where `close_range` exists (5.11+) every method adds `CLONE_FILES`: the
+//! child starts on the parent's fd table and copies only its bottom (see
+//! [`super::child_exec::ChildPlan::unshare_fds_below`]), instead of the
+//! kernel copying, and `execve` then dropping, every fd of the parent.
+//!
 //! A spawn that changes uid, gid or groups never shares memory with the
 //! parent, whatever the method: the credential change would otherwise mark
 //! the parent's memory descriptor non-dumpable.
@@ -328,6 +333,9 @@ fn clone3(
     if share_vm {
         flags |= libc::CLONE_VM as u64;
     }
+    if plan.unshare_fds_below > 0 {
+        flags |= libc::CLONE_FILES as u64;
+    }
     let mut args = CloneArgs {
         flags,
         pidfd: &mut pidfd as *mut i32 as u64,
@@ -367,6 +375,9 @@ fn legacy_clone(plan: &ChildPlan<'_>, arena: &Arena, share_vm: bool) -> io::Resu
     let mut flags = (libc::CLONE_PIDFD | libc::CLONE_VFORK) as usize;
     if share_vm {
         flags |= libc::CLONE_VM as usize;
+    }
+    if plan.unshare_fds_below > 0 {
+        flags |= libc::CLONE_FILES as usize;
     }
     // x86_64 argument order: flags, stack, parent_tid, child_tid, tls; with
     // CLONE_PIDFD the pidfd is written through `parent_tid`.
