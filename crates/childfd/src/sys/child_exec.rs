@@ -216,6 +216,7 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
         //    private copy of its bottom (all the plan uses), or failing that
         //    of all of it, before any fd changes. Nothing above the bound is
         //    copied, so a parent with thousands of fds does not pay for them.
+        let mut only_stdio = false;
         if p.unshare_fds_below > 0 {
             let r = sc!(
                 libc::SYS_close_range,
@@ -225,12 +226,18 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
             );
             if r < 0 {
                 check(sc!(libc::SYS_unshare, libc::CLONE_FILES), Stage::Fds)?;
+            } else {
+                // The copy holds fds below the bound only.
+                only_stdio = p.unshare_fds_below <= 3;
             }
         }
 
-        //    Every inherited fd >= 3 becomes close-on-exec; then the fd plan
-        //    (dup2 clears close-on-exec on its target, so mapped fds survive).
-        if p.use_close_range {
+        //    Every inherited fd >= 3 becomes close-on-exec (nothing to do if
+        //    the private copy has none); then the fd plan (dup2 clears
+        //    close-on-exec on its target, so mapped fds survive).
+        if only_stdio {
+            // Nothing at 3 or above was copied.
+        } else if p.use_close_range {
             check(
                 sc!(
                     libc::SYS_close_range,
