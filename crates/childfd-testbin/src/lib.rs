@@ -50,13 +50,20 @@ pub fn open_fds() -> BTreeSet<i32> {
 /// The fds open now that were not in `before`, except those childfd keeps
 /// open on purpose for the whole process once made: the background
 /// reaper's epoll fd, and the shared `/dev/null` and low fd slots of
-/// spawns (`childfd::reserved_fds`). A non-empty result is a leak.
+/// spawns (`childfd::reserved_fds`), which must be back to `/dev/null` (a
+/// slot still holding something would keep a child's pipe open). A
+/// non-empty result is a leak.
 pub fn leaked_fds_since(before: &BTreeSet<i32>) -> Vec<i32> {
     let reserved = childfd::reserved_fds();
+    let at_rest = |fd: i32| {
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .is_ok_and(|t| t == std::path::Path::new("/dev/null"))
+    };
     let mut new: Vec<i32> = open_fds()
         .difference(before)
         .copied()
         .filter(|fd| !reserved.contains(fd))
+        .chain(reserved.iter().copied().filter(|&fd| !at_rest(fd)))
         .collect();
     if let Some(i) = new.iter().position(|&fd| is_epoll(fd)) {
         new.remove(i);

@@ -22,6 +22,7 @@ const SCENARIOS: &[&str] = &[
     "forced-clone-vm",
     "no-close-range",
     "no-close-range-unshare",
+    "under-valgrind",
     "no-exit-info",
 ];
 
@@ -200,6 +201,29 @@ fn scenario(name: &str) {
             );
             basic_checks(native);
         }
+        // valgrind refuses clone3 (ENOSYS) and aborts the program on a
+        // clone with flags it cannot emulate (CLONE_FILES with CLONE_VFORK):
+        // the legacy method must keep to the classic flags.
+        "under-valgrind" => {
+            let Ok(out) = std::process::Command::new("valgrind")
+                .args(["-q", "--error-exitcode=99"])
+                .arg(std::env::current_exe().unwrap())
+                .env("CHILDFD_FALLBACK_SCENARIO", "inside-valgrind")
+                .output()
+            else {
+                println!("scenario SKIPPED LOUDLY: valgrind is not installed on this machine");
+                return;
+            };
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "under valgrind ({}):\n{text}",
+                out.status
+            );
+            print!("{text}");
+        }
+        "inside-valgrind" => basic_checks(legacy),
         // Kernels before 6.15: a stolen status is an error, never made up.
         "no-exit-info" => {
             childfd::force_fallback::no_pidfd_exit_info();

@@ -425,6 +425,36 @@ fn fd_mappings_that_overlap_each_other_are_shuffled_correctly() {
 }
 
 #[test]
+fn exec_through_proc_self_fd_still_finds_the_fd() {
+    // The fexecve pattern: the program is one of our (close-on-exec) fds,
+    // named by path. The child must still see it when it calls execve,
+    // however many fds we hold.
+    let h = Hygiene::start();
+    let many: Vec<_> = (0..100)
+        .map(|_| std::fs::File::open("/dev/null").unwrap())
+        .collect();
+    let prog = std::fs::File::open(childfd_testbin::EXIT0).unwrap();
+    let fd = prog.as_raw_fd();
+    for path in [format!("/proc/self/fd/{fd}"), format!("/dev/fd/{fd}")] {
+        let c = Command::new(&path).spawn().unwrap();
+        assert!(wait_bounded(&c).success(), "{path}");
+    }
+    let c = Command::new(childfd_testbin::EXIT0)
+        .current_dir(format!("/proc/self/fd/{fd}/.."))
+        .spawn();
+    // A file is no directory: ENOTDIR at the chdir stage, not ENOENT
+    // (which would mean the fd was gone in the child).
+    let e = c.unwrap_err();
+    assert_eq!(
+        (e.stage(), e.raw_os_error()),
+        (childfd::SpawnStage::Chdir, Some(libc::ENOTDIR)),
+        "{e}"
+    );
+    drop((many, prog));
+    h.finish(1);
+}
+
+#[test]
 fn an_fd_opened_without_cloexec_never_reaches_the_child() {
     let h = Hygiene::start();
     let secret = std::fs::File::open("/etc/hostname").unwrap();

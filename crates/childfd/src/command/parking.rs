@@ -70,7 +70,12 @@ pub(crate) fn null() -> rustix::io::Result<BorrowedFd<'static>> {
     if let Some(fd) = NULL.get() {
         return Ok(fd.as_fd());
     }
-    let fd = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    let mut fd = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    if fd.as_raw_fd() < 3 {
+        // Started with a standard stream closed: never keep 0-2 for good,
+        // or a later dup2 onto it by the program would redirect ours.
+        fd = rustix::io::fcntl_dupfd_cloexec(&fd, 3)?;
+    }
     // A racing thread may have set it first: ours is then closed.
     let _ = NULL.set(fd);
     Ok(NULL.get().expect("set above").as_fd())
@@ -88,13 +93,27 @@ pub(crate) fn reserved() -> Vec<RawFd> {
 /// guarantees that once the clone has returned).
 pub(crate) struct Parked {
     set: Option<[OwnedFd; SLOTS]>,
+    /// The sources parked so far, by number, in slot order.
+    sources: [RawFd; SLOTS],
     used: usize,
     tried: bool,
+    enabled: bool,
 }
 
 impl Parked {
-    /// Also makes the process's first set, while low numbers are free.
-    pub(crate) fn new() -> Parked {
+    /// Parks nothing unless `enabled` (the spawn shares the fd table);
+    /// then also makes the process's first set, while low numbers are free.
+    pub(crate) fn new(enabled: bool) -> Parked {
+        let off = Parked {
+            set: None,
+            sources: [-1; SLOTS],
+            used: 0,
+            tried: false,
+            enabled,
+        };
+        if !enabled {
+            return off;
+        }
         let mut p = pool();
         if p.created == 0 && !p.crowded {
             if let Some(set) = new_set(&mut p) {
@@ -102,11 +121,7 @@ impl Parked {
             }
         }
         drop(p);
-        Parked {
-            set: None,
-            used: 0,
-            tried: false,
-        }
+        off
     }
 
     /// The fd number the child should take `src` from: `src` itself when
@@ -114,7 +129,16 @@ impl Parked {
     /// a duplicate of it.
     pub(crate) fn park(&mut self, src: BorrowedFd<'_>) -> RawFd {
         let raw = src.as_raw_fd();
-        if raw <= LOW || self.used == SLOTS {
+        if !self.enabled || raw <= LOW {
+            return raw;
+        }
+        // One slot per source, however many streams use it.
+        if let Some(i) = self.sources[..self.used].iter().position(|&s| s == raw) {
+            if let Some(set) = &self.set {
+                return set[i].as_raw_fd();
+            }
+        }
+        if self.used == SLOTS {
             return raw;
         }
         if !self.tried {
@@ -128,8 +152,10 @@ impl Parked {
         if slot.as_raw_fd() >= raw || rustix::io::dup3(src, slot, DupFlags::CLOEXEC).is_err() {
             return raw;
         }
+        let parked = slot.as_raw_fd();
+        self.sources[self.used] = raw;
         self.used += 1;
-        slot.as_raw_fd()
+        parked
     }
 }
 
@@ -195,7 +221,7 @@ mod tests {
     fn parked_slot_is_back_to_dev_null_after_drop() {
         // The first set is made before the table fills up; then push a
         // pipe above LOW so that it gets parked.
-        drop(Parked::new());
+        drop(Parked::new(true));
         let mut filler = Vec::new();
         while filler.len() < LOW as usize + 8 {
             filler.push(rustix::io::fcntl_dupfd_cloexec(null().unwrap(), 3).unwrap());
@@ -203,9 +229,13 @@ mod tests {
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
         assert!(r.as_raw_fd() > LOW, "pipe at {}", r.as_raw_fd());
         let slot = {
-            let mut parked = Parked::new();
+            let mut parked = Parked::new(true);
             let slot = parked.park(r.as_fd());
             assert!(slot < r.as_raw_fd(), "not parked: {slot}");
+            // The same source again (stdout and stderr to one pipe) takes
+            // no second slot.
+            assert_eq!(parked.park(r.as_fd()), slot);
+            assert_eq!(parked.used, 1);
             let target = std::fs::read_link(format!("/proc/self/fd/{slot}")).unwrap();
             assert!(target.to_string_lossy().starts_with("pipe:"), "{target:?}");
             slot

@@ -60,7 +60,13 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     let mut actions: Vec<FdAction> = Vec::with_capacity(3 + cmd.fds.len());
     // Sources above parking::LOW are duplicated into low slots, so that
     // the child copies only the bottom of our fd table (see `parking`).
-    let mut parked = Parked::new();
+    // With close_range (5.11+) the child shares our fd table (CLONE_FILES)
+    // and unshares only the bottom of it, unless this spawn names an fd by
+    // path (`/proc/self/fd/N` as the program or directory: the child needs
+    // all of them until execve) or clone refused CLONE_FILES before.
+    let use_close_range = env::close_range_cloexec();
+    let share_files = use_close_range && clone::files_allowed() && !names_fd_by_path(cmd);
+    let mut parked = Parked::new(share_files);
     let (mut p_in, mut p_out, mut p_err) = (None, None, None);
     let mut stderr_to_stdout = false;
     for (n, s) in [(0, &cmd.stdin), (1, &cmd.stdout), (2, &cmd.stderr)] {
@@ -119,7 +125,6 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     let shuffle_min = conflict.then(|| actions.iter().map(|a| a.dst).max().unwrap_or(2).max(2) + 1);
     let mut scratch = vec![-1i32; if conflict { actions.len() } else { 0 }];
 
-    let use_close_range = env::close_range_cloexec();
     // Containment: the child's group or session, or a fresh cgroup leaf
     // (removed again if the spawn fails).
     let (group, leaf) = match &cmd.containment {
@@ -142,16 +147,16 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         _ => None,
     };
     let procs_raw = procs_fd.as_ref().map_or(-1, |f| f.as_raw_fd());
-    // With close_range (5.11+) the child shares our fd table (CLONE_FILES)
-    // and unshares only the fds below this bound: every fd it uses.
-    let unshare_fds_below = if use_close_range {
+    // The child unshares the fds below this bound: every fd it uses.
+    let unshare_fds_below = if share_files {
         actions
             .iter()
             .flat_map(|a| [a.src, a.dst])
             .chain([2, procs_raw])
             .max()
             .unwrap_or(2)
-            + 1
+            .checked_add(1)
+            .unwrap_or(0)
     } else {
         0
     };
@@ -205,11 +210,17 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         }
     };
     let mut result = run(&mut plan);
+    let einval = |r: &Result<_, clone::Failure>| matches!(r, Err(f) if f.stage.is_none() && f.error.raw_os_error() == Some(libc::EINVAL));
+    // An emulator (qemu-user, say) that refuses CLONE_FILES: retry without
+    // it, and never use it again in this process.
+    if einval(&result) && plan.unshare_fds_below > 0 {
+        clone::disable_files();
+        plan.unshare_fds_below = 0;
+        result = run(&mut plan);
+    }
     // A kernel with clone3 but without our flags: retry once with the
     // legacy clone (the child then joins its cgroup through cgroup.procs).
-    if matches!(&result, Err(f) if f.stage.is_none() && f.error.raw_os_error() == Some(libc::EINVAL))
-        && clone::downgrade_after_einval()
-    {
+    if einval(&result) && clone::downgrade_after_einval() {
         if let Some(l) = leaf_ref {
             let fd = l.open_procs().map_err(|e| os_err(SpawnStage::Cgroup, e))?;
             plan.cgroup_procs_fd = fd.as_raw_fd();
@@ -256,6 +267,24 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         cmd.kill_on_drop,
         tree,
     ))
+}
+
+/// Whether the program (any PATH candidate) or the working directory is
+/// an fd of ours named by path, such as `/proc/self/fd/7` (`fexecve` of a
+/// memfd): the child then needs our whole fd table until `execve`.
+fn names_fd_by_path(cmd: &Command) -> bool {
+    let own = format!("/proc/{}/fd/", std::process::id());
+    let is_fd_path = |p: &[u8]| {
+        [
+            b"/proc/self/fd/".as_slice(),
+            b"/proc/thread-self/fd/",
+            b"/dev/fd/",
+            own.as_bytes(),
+        ]
+        .iter()
+        .any(|pre| p.starts_with(pre))
+    };
+    is_fd_path(cmd.program.as_bytes()) || cmd.cwd.as_ref().is_some_and(|c| is_fd_path(c.as_bytes()))
 }
 
 /// A new cgroup leaf that is removed unless taken (spawn succeeded).

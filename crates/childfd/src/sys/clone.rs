@@ -22,7 +22,13 @@
 //! Where `close_range` exists (5.11+) every method adds `CLONE_FILES`: the
 //! child starts on the parent's fd table and copies only its bottom (see
 //! [`super::child_exec::ChildPlan::unshare_fds_below`]), instead of the
-//! kernel copying, and `execve` then dropping, every fd of the parent.
+//! kernel copying, and `execve` then dropping, every fd of the parent. Not
+//! on the legacy `clone` method, which is what runs where `clone3` is
+//! refused (old kernels, seccomp profiles, valgrind, which also aborts on
+//! `CLONE_FILES` with `CLONE_VFORK`); not when `CHILDFD_SPAWN_METHOD` forces
+//! a method; not after a clone with it failed with `EINVAL` (an emulator);
+//! and not for a spawn that names one of our fds by path
+//! (`/proc/self/fd/N` as program or directory).
 //!
 //! A spawn that changes uid, gid or groups never shares memory with the
 //! parent, whatever the method: the credential change would otherwise mark
@@ -33,7 +39,8 @@
 //!
 //! The environment variable `CHILDFD_SPAWN_METHOD` (`clone3-vm`, `clone-vm`,
 //! `clone3-fork`), read once, forces a method: useful under tools that
-//! cannot follow `CLONE_VM` children, and used by the fallback tests.
+//! cannot follow `CLONE_VM` children, and used by the fallback tests. It
+//! also turns `CLONE_FILES` off.
 //!
 //! # Caveats
 //!
@@ -105,6 +112,25 @@ pub(crate) fn downgrade_after_einval() -> bool {
     true
 }
 
+/// Cleared when `CLONE_FILES` must not be used: a method is forced by
+/// `CHILDFD_SPAWN_METHOD` (tools such as valgrind accept only the classic
+/// flag sets), or a clone with it failed with `EINVAL` (an emulator).
+static FILES: OnceLock<AtomicBool> = OnceLock::new();
+
+fn files() -> &'static AtomicBool {
+    FILES.get_or_init(|| AtomicBool::new(std::env::var_os("CHILDFD_SPAWN_METHOD").is_none()))
+}
+
+/// Whether spawns may clone with `CLONE_FILES` (see the module docs).
+pub(crate) fn files_allowed() -> bool {
+    method() != Method::CloneVm && files().load(Ordering::Relaxed)
+}
+
+/// Stops using `CLONE_FILES` in this process.
+pub(crate) fn disable_files() {
+    files().store(false, Ordering::Relaxed);
+}
+
 fn probe() -> Method {
     let forced = std::env::var("CHILDFD_SPAWN_METHOD").ok();
     match forced.as_deref() {
@@ -160,7 +186,12 @@ const PAGE: usize = 4096;
 /// this leaves room for unoptimised builds.
 const STACK_SIZE: usize = 64 * 1024;
 
-/// A private mapping: `[guard page][stack ...][spawn block page]`.
+/// A shared anonymous mapping: `[guard page][stack ...][spawn block page]`.
+///
+/// Shared (`MAP_SHARED`) so that the child's report reaches the parent
+/// whether or not the child shares our memory: on the fork-style method,
+/// and under tools that run a `CLONE_VM | CLONE_VFORK` clone as a plain
+/// fork (valgrind does), the child writes to the same pages.
 struct Arena {
     base: *mut u8,
     len: usize,
@@ -170,22 +201,16 @@ struct Arena {
 unsafe impl Send for Arena {}
 
 impl Arena {
-    /// Maps a new arena; `shared` gives a `MAP_SHARED` mapping so a
-    /// fork-style child's writes to the spawn block reach the parent.
-    fn new(shared: bool) -> io::Result<Arena> {
+    /// Maps a new arena.
+    fn new() -> io::Result<Arena> {
         let len = PAGE + STACK_SIZE + PAGE;
-        let kind = if shared {
-            libc::MAP_SHARED
-        } else {
-            libc::MAP_PRIVATE
-        };
         // SAFETY: anonymous mapping with no address hint.
         let base = unsafe {
             libc::mmap(
                 core::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                kind | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_STACK,
                 -1,
                 0,
             )
@@ -233,19 +258,16 @@ impl Drop for Arena {
 static POOL: Mutex<Vec<Arena>> = Mutex::new(Vec::new());
 const POOL_MAX: usize = 16;
 
-fn take_arena(shared: bool) -> io::Result<Arena> {
-    if !shared {
-        if let Some(a) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Ok(a);
-        }
+fn take_arena() -> io::Result<Arena> {
+    if let Some(a) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        return Ok(a);
     }
-    Arena::new(shared)
+    Arena::new()
 }
 
-fn give_back(arena: Arena, shared: bool) {
-    if shared {
-        return;
-    }
+/// Back to the pool: the child that used it has exec'd or exited
+/// (`CLONE_VFORK`), so nothing runs on it any more.
+fn give_back(arena: Arena) {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if pool.len() < POOL_MAX {
         pool.push(arena);
@@ -283,8 +305,7 @@ pub(crate) struct CloneOptions<'a> {
 pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result<Spawned, Failure> {
     let method = method();
     let share_vm = method.shares_memory() && opts.share_memory;
-    let shared = !share_vm;
-    let arena = take_arena(shared).map_err(|error| Failure { stage: None, error })?;
+    let arena = take_arena().map_err(|error| Failure { stage: None, error })?;
     let block = arena.block();
     block.errno.store(0, Ordering::Relaxed);
     block.stage.store(0, Ordering::Relaxed);
@@ -303,7 +324,7 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
     }
     let errno = block.errno.load(Ordering::Acquire);
     let stage = Stage::from_u32(block.stage.load(Ordering::Relaxed));
-    give_back(arena, shared);
+    give_back(arena);
 
     let spawned = result.map_err(|error| Failure { stage: None, error })?;
     if errno != 0 {
