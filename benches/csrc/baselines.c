@@ -32,6 +32,14 @@ static int exec_child(void *p) {
     _exit(127);
 }
 
+/* The same, for a child cloned with CLONE_FILES: first take a private
+ * copy of fds 0-2 only (close_range(3, ~0, CLOSE_RANGE_UNSHARE)), so the
+ * parent's other fds are neither copied nor closed again by execve. */
+static int exec_child_unshare(void *p) {
+    if (syscall(SYS_close_range, 3, ~0U, 2 /* CLOSE_RANGE_UNSHARE */) != 0) _exit(126);
+    return exec_child(p);
+}
+
 #define STACK (64 * 1024)
 
 /* The child stack of this thread, mapped once and reused, as childfd
@@ -59,6 +67,24 @@ int cb_clone_vm_pidfd(const char *path, int n) {
         siginfo_t si;
         if (waitid(P_PIDFD, pidfd, &si, WEXITED | __WALL) < 0) { int e = errno; close(pidfd); return -e; }
         close(pidfd);
+    }
+    return 0;
+}
+
+/* clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_FILES), the child
+ * unsharing only fds 0-2: the limit without the copy of the fd table. */
+int cb_clone_files_pidfd(const char *path, int n) {
+    char *stack = child_stack();
+    if (!stack) return -ENOMEM;
+    struct exec_arg a = {path};
+    for (int i = 0; i < n; i++) {
+        int pidfd = -1;
+        int pid = clone(exec_child_unshare, stack + STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_FILES, &a, &pidfd);
+        if (pid < 0) return -errno;
+        siginfo_t si;
+        if (waitid(P_PIDFD, pidfd, &si, WEXITED | __WALL) < 0) { int e = errno; close(pidfd); return -e; }
+        close(pidfd);
+        if (si.si_code != CLD_EXITED || si.si_status != 0) return -ECHILD;
     }
     return 0;
 }
@@ -103,14 +129,15 @@ int cb_posix_spawn(const char *path, int n) {
 }
 
 /* k children in flight: spawn all, then reap each as it exits.
- * way: 0 clone_vm_pidfd (reaped by pidfd, in spawn order), 1 vfork,
- * 2 fork, 3 posix_spawn (reaped with waitpid(-1)). */
+ * way: 0 clone_vm_pidfd and 4 clone_files_pidfd (reaped by pidfd, in
+ * spawn order), 1 vfork, 2 fork, 3 posix_spawn (reaped with waitpid(-1)). */
 int cb_inflight(int way, const char *path, int k) {
     char *argv[] = {(char *)path, NULL};
     int *pidfds = NULL;
     char *stack = NULL;
     struct exec_arg a = {path};
-    if (way == 0) {
+    int by_pidfd = way == 0 || way == 4;
+    if (by_pidfd) {
         pidfds = malloc(sizeof(int) * k);
         stack = child_stack();
         if (!pidfds || !stack) return -ENOMEM;
@@ -118,9 +145,12 @@ int cb_inflight(int way, const char *path, int k) {
     int spawned = 0, err = 0;
     for (; spawned < k; spawned++) {
         pid_t pid;
-        if (way == 0) {
+        if (by_pidfd) {
             int fd = -1;
-            pid = clone(exec_child, stack + STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD, &a, &fd);
+            if (way == 0)
+                pid = clone(exec_child, stack + STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD, &a, &fd);
+            else
+                pid = clone(exec_child_unshare, stack + STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_FILES, &a, &fd);
             pidfds[spawned] = fd;
         } else if (way == 1) {
             pid = vfork();
@@ -135,7 +165,7 @@ int cb_inflight(int way, const char *path, int k) {
         if (pid < 0) { err = -errno; break; }
     }
     for (int i = 0; i < spawned; i++) {
-        if (way == 0) {
+        if (by_pidfd) {
             siginfo_t si;
             waitid(P_PIDFD, pidfds[i], &si, WEXITED | __WALL);
             close(pidfds[i]);
@@ -144,6 +174,6 @@ int cb_inflight(int way, const char *path, int k) {
             waitpid(-1, &st, __WALL);
         }
     }
-    if (way == 0) free(pidfds);
+    if (by_pidfd) free(pidfds);
     return err;
 }

@@ -9,6 +9,7 @@ mod ffi {
     use std::ffi::c_char;
     unsafe extern "C" {
         pub fn cb_clone_vm_pidfd(path: *const c_char, n: i32) -> i32;
+        pub fn cb_clone_files_pidfd(path: *const c_char, n: i32) -> i32;
         pub fn cb_vfork(path: *const c_char, n: i32) -> i32;
         pub fn cb_fork(path: *const c_char, n: i32) -> i32;
         pub fn cb_posix_spawn(path: *const c_char, n: i32) -> i32;
@@ -22,6 +23,10 @@ pub enum Way {
     /// C: `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` + `waitid(P_PIDFD)`,
     /// the kernel's limit for a pidfd spawn. Every ratio is to this.
     CloneVmPidfd,
+    /// C: the same with `CLONE_FILES`, the child first unsharing fds 0-2
+    /// only (`close_range(3, ~0, CLOSE_RANGE_UNSHARE)`): the limit without
+    /// the copy of the parent's fd table, as childfd spawns.
+    CloneFilesPidfd,
     /// C: `vfork` + `execve` + `waitpid` (no pidfd).
     Vfork,
     /// C: `fork` + `execve` + `waitpid`.
@@ -40,8 +45,9 @@ pub enum Way {
 
 impl Way {
     /// Every way, the limit first.
-    pub const ALL: [Way; 8] = [
+    pub const ALL: [Way; 9] = [
         Way::CloneVmPidfd,
+        Way::CloneFilesPidfd,
         Way::Vfork,
         Way::Fork,
         Way::PosixSpawn,
@@ -55,6 +61,7 @@ impl Way {
     pub fn key(self) -> &'static str {
         match self {
             Way::CloneVmPidfd => "clone_vm_pidfd",
+            Way::CloneFilesPidfd => "clone_files_pidfd",
             Way::Vfork => "vfork",
             Way::Fork => "fork",
             Way::PosixSpawn => "posix_spawn",
@@ -69,6 +76,7 @@ impl Way {
     pub fn label(self) -> &'static str {
         match self {
             Way::CloneVmPidfd => "C clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) + waitid (the limit)",
+            Way::CloneFilesPidfd => "C the same + CLONE_FILES, child unshares fds 0-2 only",
             Way::Vfork => "C vfork + execve + waitpid",
             Way::Fork => "C fork + execve + waitpid",
             Way::PosixSpawn => "C posix_spawn + waitpid",
@@ -133,6 +141,11 @@ pub fn serial(way: Way, path: &str, n: usize, budget: Duration) -> (usize, Durat
                 "clone",
             ),
             // SAFETY: as above.
+            Way::CloneFilesPidfd => check(
+                unsafe { ffi::cb_clone_files_pidfd(cpath.as_ptr(), 1) },
+                "clone files",
+            ),
+            // SAFETY: as above.
             Way::Vfork => check(unsafe { ffi::cb_vfork(cpath.as_ptr(), 1) }, "vfork"),
             // SAFETY: as above.
             Way::Fork => check(unsafe { ffi::cb_fork(cpath.as_ptr(), 1) }, "fork"),
@@ -162,11 +175,12 @@ pub fn inflight(way: Way, path: &str, k: usize) -> Duration {
     let cpath = c_path(path);
     let start = Instant::now();
     match way {
-        Way::CloneVmPidfd | Way::Vfork | Way::Fork | Way::PosixSpawn => {
+        Way::CloneVmPidfd | Way::CloneFilesPidfd | Way::Vfork | Way::Fork | Way::PosixSpawn => {
             let code = match way {
                 Way::CloneVmPidfd => 0,
                 Way::Vfork => 1,
                 Way::Fork => 2,
+                Way::CloneFilesPidfd => 4,
                 _ => 3,
             };
             // SAFETY: a valid C string; the C function only reads it.

@@ -519,14 +519,15 @@ fn write_report(cfg: &Cfg, host: &Value, figs: &[Fig], sup: &[(String, f64, f64)
     eprintln!("wrote {}/report.{{json,md,svg}}", cfg.out.display());
 }
 
-const COLORS: [&str; 8] = [
-    "#222222", "#1f77b4", "#d62728", "#9467bd", "#2ca02c", "#ff7f0e", "#8c564b", "#e377c2",
+const COLORS: [&str; Way::ALL.len()] = [
+    "#222222", "#7f7f7f", "#1f77b4", "#d62728", "#9467bd", "#2ca02c", "#ff7f0e", "#8c564b",
+    "#e377c2",
 ];
 
 /// Two panels: latency against parent memory (log scale) per way, and
 /// serial throughput per way.
 fn svg(cfg: &Cfg, figs: &[Fig]) -> String {
-    let (w, h) = (980.0, 470.0);
+    let (w, h) = (980.0, 490.0);
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
     );
@@ -611,7 +612,7 @@ fn svg(cfg: &Cfg, figs: &[Fig]) -> String {
         .collect();
     let max = tput.iter().map(|t| t.1).fold(1.0, f64::max);
     for (i, (way, v)) in tput.iter().enumerate() {
-        let y = by + 10.0 + i as f64 * 36.0;
+        let y = by + 10.0 + i as f64 * 32.0;
         let wi = Way::ALL.iter().position(|w| w == way).unwrap_or(0);
         let len = v / max * bw;
         let _ = write!(
@@ -625,7 +626,7 @@ fn svg(cfg: &Cfg, figs: &[Fig]) -> String {
     }
     // Legend.
     for (wi, way) in Way::ALL.iter().enumerate() {
-        let y = h - 66.0 + (wi / 2) as f64 * 16.0;
+        let y = h - 84.0 + (wi / 2) as f64 * 16.0;
         let x = 60.0 + (wi % 2) as f64 * 460.0;
         let _ = write!(
             s,
