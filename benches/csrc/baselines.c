@@ -1,6 +1,6 @@
 /* The raw ways to spawn, as C programs do them: the baselines that
  * `cargo xtask bench` compares childfd with, in the same process run.
- * Each serial function spawns `path` (no arguments, empty environment)
+ * Each serial function spawns `path` (no arguments, our environment)
  * and waits for it, `n` times; returns 0, or -errno on the first failure.
  * They are thread-safe (each call has its own child stack). */
 #define _GNU_SOURCE
@@ -21,14 +21,17 @@
 #define P_PIDFD 3
 #endif
 
-static char *empty_env[] = {NULL};
+/* Every way passes the process's own environment, as childfd, std and
+ * tokio do by default: the work of copying it (and, for a dynamically
+ * linked child, of the loader and locale reading it) is the same for all. */
+extern char **environ;
 
 struct exec_arg { const char *path; };
 
 static int exec_child(void *p) {
     const char *path = ((struct exec_arg *)p)->path;
     char *argv[] = {(char *)path, NULL};
-    execve(path, argv, empty_env);
+    execve(path, argv, environ);
     _exit(127);
 }
 
@@ -94,7 +97,7 @@ int cb_vfork(const char *path, int n) {
     for (int i = 0; i < n; i++) {
         char *argv[] = {(char *)path, NULL};
         pid_t pid = vfork();
-        if (pid == 0) { execve(path, argv, empty_env); _exit(127); }
+        if (pid == 0) { execve(path, argv, environ); _exit(127); }
         if (pid < 0) return -errno;
         int st;
         if (waitpid(pid, &st, 0) < 0) return -errno;
@@ -107,7 +110,7 @@ int cb_fork(const char *path, int n) {
     for (int i = 0; i < n; i++) {
         char *argv[] = {(char *)path, NULL};
         pid_t pid = fork();
-        if (pid == 0) { execve(path, argv, empty_env); _exit(127); }
+        if (pid == 0) { execve(path, argv, environ); _exit(127); }
         if (pid < 0) return -errno;
         int st;
         if (waitpid(pid, &st, 0) < 0) return -errno;
@@ -120,7 +123,7 @@ int cb_posix_spawn(const char *path, int n) {
     for (int i = 0; i < n; i++) {
         char *argv[] = {(char *)path, NULL};
         pid_t pid;
-        int r = posix_spawn(&pid, path, NULL, NULL, argv, empty_env);
+        int r = posix_spawn(&pid, path, NULL, NULL, argv, environ);
         if (r != 0) return -r;
         int st;
         if (waitpid(pid, &st, 0) < 0) return -errno;
@@ -154,12 +157,12 @@ int cb_inflight(int way, const char *path, int k) {
             pidfds[spawned] = fd;
         } else if (way == 1) {
             pid = vfork();
-            if (pid == 0) { execve(path, argv, empty_env); _exit(127); }
+            if (pid == 0) { execve(path, argv, environ); _exit(127); }
         } else if (way == 2) {
             pid = fork();
-            if (pid == 0) { execve(path, argv, empty_env); _exit(127); }
+            if (pid == 0) { execve(path, argv, environ); _exit(127); }
         } else {
-            int r = posix_spawn(&pid, path, NULL, NULL, argv, empty_env);
+            int r = posix_spawn(&pid, path, NULL, NULL, argv, environ);
             if (r != 0) { errno = r; pid = -1; }
         }
         if (pid < 0) { err = -errno; break; }

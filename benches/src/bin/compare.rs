@@ -458,7 +458,7 @@ fn write_report(cfg: &Cfg, host: &Value, figs: &[Fig], sup: &[(String, f64, f64)
     );
     let _ = writeln!(
         md,
-        "Host `{}`: {} × {}, {} GiB, Linux {}, git `{}`; took {:.0} s. Ratios are costs relative to the raw `clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD)` + `waitid` limit of the same run and scenario (1.00 = the limit, higher = slower).\n",
+        "Host `{}`: {} × {}, {} GiB, Linux {}, git `{}`; took {:.0} s. Ratios are costs relative to the raw `clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD)` + `waitid` limit of the same run and scenario (1.00 = the limit, higher = slower). Every way execs the same program with no arguments and this process's environment.\n",
         host["hostname"].as_str().unwrap_or(""),
         host["cpus"],
         host["cpu_model"].as_str().unwrap_or(""),
