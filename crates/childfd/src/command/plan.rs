@@ -273,16 +273,13 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
 /// an fd of ours named by path, such as `/proc/self/fd/7` (`fexecve` of a
 /// memfd): the child then needs our whole fd table until `execve`.
 fn names_fd_by_path(cmd: &Command) -> bool {
-    let own = format!("/proc/{}/fd/", std::process::id());
     let is_fd_path = |p: &[u8]| {
-        [
-            b"/proc/self/fd/".as_slice(),
-            b"/proc/thread-self/fd/",
-            b"/dev/fd/",
-            own.as_bytes(),
-        ]
-        .iter()
-        .any(|pre| p.starts_with(pre))
+        p.starts_with(b"/dev/fd/")
+            || p.strip_prefix(b"/proc/").is_some_and(|rest| {
+                rest.starts_with(b"self/fd/")
+                    || rest.starts_with(b"thread-self/fd/")
+                    || rest.starts_with(format!("{}/fd/", std::process::id()).as_bytes())
+            })
     };
     is_fd_path(cmd.program.as_bytes()) || cmd.cwd.as_ref().is_some_and(|c| is_fd_path(c.as_bytes()))
 }
