@@ -58,31 +58,16 @@ static char *child_stack(void) {
     return thread_stack;
 }
 
-/* clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) + waitid(P_PIDFD): the limit. */
-int cb_clone_vm_pidfd(const char *path, int n) {
+/* n serial clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD [| CLONE_FILES]) +
+ * waitid(P_PIDFD); with `files`, the child unshares fds 0-2 only. */
+static int clone_pidfd_serial(const char *path, int n, int files) {
     char *stack = child_stack();
     if (!stack) return -ENOMEM;
     struct exec_arg a = {path};
+    int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (files ? CLONE_FILES : 0);
     for (int i = 0; i < n; i++) {
         int pidfd = -1;
-        int pid = clone(exec_child, stack + STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD, &a, &pidfd);
-        if (pid < 0) return -errno;
-        siginfo_t si;
-        if (waitid(P_PIDFD, pidfd, &si, WEXITED | __WALL) < 0) { int e = errno; close(pidfd); return -e; }
-        close(pidfd);
-    }
-    return 0;
-}
-
-/* clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_FILES), the child
- * unsharing only fds 0-2: the limit without the copy of the fd table. */
-int cb_clone_files_pidfd(const char *path, int n) {
-    char *stack = child_stack();
-    if (!stack) return -ENOMEM;
-    struct exec_arg a = {path};
-    for (int i = 0; i < n; i++) {
-        int pidfd = -1;
-        int pid = clone(exec_child_unshare, stack + STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_FILES, &a, &pidfd);
+        int pid = clone(files ? exec_child_unshare : exec_child, stack + STACK, flags, &a, &pidfd);
         if (pid < 0) return -errno;
         siginfo_t si;
         if (waitid(P_PIDFD, pidfd, &si, WEXITED | __WALL) < 0) { int e = errno; close(pidfd); return -e; }
@@ -91,6 +76,13 @@ int cb_clone_files_pidfd(const char *path, int n) {
     }
     return 0;
 }
+
+/* clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) + waitid(P_PIDFD): the limit. */
+int cb_clone_vm_pidfd(const char *path, int n) { return clone_pidfd_serial(path, n, 0); }
+
+/* The same with CLONE_FILES, the child unsharing only fds 0-2: the limit
+ * without the copy of the fd table. */
+int cb_clone_files_pidfd(const char *path, int n) { return clone_pidfd_serial(path, n, 1); }
 
 /* vfork + execve + waitpid. */
 int cb_vfork(const char *path, int n) {

@@ -36,17 +36,22 @@ fn main() {
                     .env_remove("CHILDFD_SPAWN_METHOD")
                     .output()
                     .unwrap();
-                let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                    + &String::from_utf8_lossy(&out.stderr);
-                assert!(
-                    out.status.success(),
-                    "scenario {s} failed ({}):\n{text}",
-                    out.status
-                );
-                print!("{text}");
+                echo_and_check(&out, &format!("scenario {s}"));
             }
         }
     }
+}
+
+/// Prints what a scenario process printed; fails if it failed.
+fn echo_and_check(out: &std::process::Output, what: &str) {
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{text}",
+        out.status
+    );
+    print!("{text}");
 }
 
 /// What every method must still do right.
@@ -214,14 +219,7 @@ fn scenario(name: &str) {
                 println!("scenario SKIPPED LOUDLY: valgrind is not installed on this machine");
                 return;
             };
-            let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success(),
-                "under valgrind ({}):\n{text}",
-                out.status
-            );
-            print!("{text}");
+            echo_and_check(&out, "under valgrind");
         }
         "inside-valgrind" => basic_checks(legacy),
         // Kernels before 6.15: a stolen status is an error, never made up.
