@@ -58,12 +58,12 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     // Stdio: parent ends kept, child ends closed once the child has exec'd.
     let mut child_ends: Vec<OwnedFd> = Vec::new();
     let mut actions: Vec<FdAction> = Vec::with_capacity(3 + cmd.fds.len());
-    // Sources above parking::LOW are duplicated into low slots, so that
-    // the child copies only the bottom of our fd table (see `parking`).
     // With close_range (5.11+) the child shares our fd table (CLONE_FILES)
     // and unshares only the bottom of it, unless this spawn names an fd by
     // path (`/proc/self/fd/N` as the program or directory: the child needs
-    // all of them until execve) or clone refused CLONE_FILES before.
+    // all of them until execve) or clone refused CLONE_FILES before. Then
+    // sources above parking::LOW are duplicated into low slots, so that the
+    // bottom it copies holds every fd it uses (see `parking`).
     let use_close_range = env::close_range_cloexec();
     let share_files = use_close_range && clone::files_allowed() && !names_fd_by_path(cmd);
     let mut parked = Parked::new(share_files);
@@ -212,21 +212,22 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     let mut result = run(&mut plan);
     let einval = |r: &Result<_, clone::Failure>| matches!(r, Err(f) if f.stage.is_none() && f.error.raw_os_error() == Some(libc::EINVAL));
     // An emulator (qemu-user, say) that refuses CLONE_FILES: retry without
-    // it, and never use it again in this process.
+    // it, and if that works never use it again in this process.
     if einval(&result) && plan.unshare_fds_below > 0 {
-        clone::disable_files();
         plan.unshare_fds_below = 0;
         result = run(&mut plan);
+        if result.is_ok() {
+            clone::disable_files();
+        }
     }
     // A kernel with clone3 but without our flags: retry once with the
     // legacy clone (the child then joins its cgroup through cgroup.procs).
     if einval(&result) && clone::downgrade_after_einval() {
+        // The legacy method keeps to the classic flags (no CLONE_FILES).
+        plan.unshare_fds_below = 0;
         if let Some(l) = leaf_ref {
             let fd = l.open_procs().map_err(|e| os_err(SpawnStage::Cgroup, e))?;
             plan.cgroup_procs_fd = fd.as_raw_fd();
-            if plan.unshare_fds_below > 0 {
-                plan.unshare_fds_below = plan.unshare_fds_below.max(fd.as_raw_fd() + 1);
-            }
             procs_fd = Some(fd);
         }
         result = run(&mut plan);
