@@ -481,8 +481,33 @@ impl Supervisor {
     /// Runs until every job has ended, calling `f` with each event; returns
     /// the summary.
     pub fn run(&mut self, mut f: impl FnMut(Event)) -> Summary {
-        for ev in self.by_ref() {
-            f(ev);
+        self.run_controlled(|_, ev| f(ev))
+    }
+
+    /// As [`run`](Self::run), but `f` also gets the supervisor, so that a
+    /// callback loop can [`cancel`](Self::cancel), [`cancel_all`](Self::cancel_all)
+    /// or [`push`](Self::push) more jobs as events arrive.
+    ///
+    /// ```
+    /// # use childfd_io::{Event, JobOptions, Supervisor};
+    /// let mut sup = Supervisor::new(4)?;
+    /// for _ in 0..8 {
+    ///     let mut cmd = childfd::Command::new("sleep");
+    ///     cmd.arg("30");
+    ///     sup.push(cmd, JobOptions::new());
+    /// }
+    /// // Give up on everything as soon as the first job has started.
+    /// let summary = sup.run_controlled(|sup, ev| {
+    ///     if let Event::Started { .. } = ev {
+    ///         sup.cancel_all();
+    ///     }
+    /// });
+    /// assert_eq!(summary.cancelled, 8);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn run_controlled(&mut self, mut f: impl FnMut(&mut Supervisor, Event)) -> Summary {
+        while let Some(ev) = self.next() {
+            f(self, ev);
         }
         self.summary()
     }

@@ -233,6 +233,57 @@ fn cancelling_all_mid_output_loses_no_output_already_read() {
 }
 
 #[test]
+fn a_callback_loop_can_cancel_one_job_and_then_all() {
+    let h = Hygiene::start();
+    let tag = new_tag("supcb");
+    let mut sup = Supervisor::new(3).unwrap();
+    for _ in 0..6 {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo up; sleep 300; true"])
+            .env("CHILDFD_TEST_TAG", &tag);
+        sup.push(cmd, JobOptions::new().lines(true));
+    }
+    let started = Instant::now();
+    let mut first: Option<JobId> = None;
+    let mut cancelled = Vec::new();
+    let summary = sup.run_controlled(|sup, ev| match ev {
+        // The first job to print is cancelled alone; when the next one
+        // prints, everything else goes.
+        Event::Line { id, .. } => match first {
+            None => {
+                first = Some(id);
+                sup.cancel(id);
+            }
+            Some(f) if f != id => sup.cancel_all(),
+            Some(_) => {}
+        },
+        Event::Cancelled(r) => cancelled.push(r),
+        Event::Started { .. } => {}
+        other => panic!("unexpected {other:?}"),
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "cancel did not end the sleeps"
+    );
+    // Six distinct jobs cancelled: those that had started (the first one,
+    // the other two under the cap, perhaps one that took the first one's
+    // slot) were killed by SIGKILL; the queued rest never started.
+    let ids: std::collections::HashSet<JobId> = cancelled.iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), 6);
+    let first = first.expect("a job printed");
+    let ran: Vec<_> = cancelled.iter().filter(|r| r.pid.is_some()).collect();
+    assert!((3..=4).contains(&ran.len()), "{} started", ran.len());
+    assert!(ran.iter().any(|r| r.id == first));
+    for r in &ran {
+        assert_eq!(r.status.and_then(|s| s.signal()), Some(Signal::KILL));
+    }
+    assert_eq!((summary.cancelled, summary.succeeded), (6, 0));
+    drop(sup);
+    assert_no_survivors(&tag);
+    h.finish(1);
+}
+
+#[test]
 fn while_every_child_sleeps_the_supervising_thread_sleeps_too() {
     let h = Hygiene::start();
     let mut sup = Supervisor::new(50).unwrap();
