@@ -91,6 +91,11 @@ pub mod force_fallback {
         crate::sys::pidfd::disable_group_signal();
     }
 
+    /// Behave as a kernel without `CLONE_INTO_CGROUP` (5.5 and 5.6).
+    pub fn no_clone_into_cgroup() {
+        crate::sys::clone::disable_into_cgroup();
+    }
+
     /// Behave as a kernel without `cgroup.kill` (before 5.14).
     pub fn no_cgroup_kill() {
         crate::containment::cgroup::disable_cgroup_kill();

@@ -22,6 +22,7 @@ const SCENARIOS: &[&str] = &[
     "forced-clone-vm",
     "no-close-range",
     "no-close-range-unshare",
+    "no-clone-into-cgroup",
     "under-valgrind",
     "no-exit-info",
 ];
@@ -302,6 +303,45 @@ fn scenario(name: &str) {
                 childfd_testbin::our_cgroup_leaves(&parent).is_empty()
             }));
             println!("scenario ok: cgroup emptied by freeze-and-kill");
+        }
+        // Kernels 5.5 and 5.6: clone3 without CLONE_INTO_CGROUP; the child
+        // joins its leaf by writing to cgroup.procs before it execs.
+        "no-clone-into-cgroup" => {
+            childfd::force_fallback::no_clone_into_cgroup();
+            let c = match Command::new("sleep")
+                .arg("300")
+                .containment(childfd::Containment::cgroup())
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("WARNING: no writable cgroup v2 ({e}); cgroup.procs join not tested");
+                    return;
+                }
+            };
+            assert_eq!(childfd::spawn_method(), native);
+            let leaf = c.cgroup_path().unwrap().to_path_buf();
+            let own = std::fs::read_to_string(format!("/proc/{}/cgroup", c.id())).unwrap();
+            let v2 = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .expect("a cgroup v2 line");
+            assert!(
+                leaf.ends_with(v2.trim_start_matches('/')),
+                "child in {v2}, leaf {}",
+                leaf.display()
+            );
+            c.kill_tree().unwrap();
+            assert!(
+                c.wait_tree_deadline(std::time::Instant::now() + Duration::from_secs(30))
+                    .unwrap()
+            );
+            let parent = leaf.parent().unwrap().to_path_buf();
+            drop(c);
+            assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
+                childfd_testbin::our_cgroup_leaves(&parent).is_empty()
+            }));
+            println!("scenario ok: child joined its cgroup through cgroup.procs");
         }
         other => panic!("unknown scenario {other}"),
     }

@@ -16,7 +16,7 @@ use crate::containment::cgroup::{self, Leaf};
 use crate::containment::{Containment, Tree};
 use crate::error::{SpawnError, SpawnStage};
 use crate::sys::child_exec::{ChildPlan, FdAction, GroupAction, Stage};
-use crate::sys::clone::{self, CloneOptions, Method};
+use crate::sys::clone::{self, CloneOptions};
 use crate::sys::env;
 
 /// `PATH` when none is set, as glibc's execvp.
@@ -138,12 +138,11 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         }
     };
     let leaf_ref = leaf.as_ref().and_then(|l| l.0.as_ref());
-    // The legacy clone cannot use CLONE_INTO_CGROUP: the child joins by
-    // writing to cgroup.procs.
+    // Without CLONE_INTO_CGROUP (the legacy clone, kernels 5.5 and 5.6) the
+    // child joins by writing to cgroup.procs.
+    let into_cgroup = clone::into_cgroup_allowed();
     let procs_fd = match leaf_ref {
-        Some(l) if clone::method() == Method::CloneVm => {
-            Some(l.open_procs().map_err(|e| os_err(SpawnStage::Cgroup, e))?)
-        }
+        Some(l) if !into_cgroup => Some(l.open_procs().map_err(|e| os_err(SpawnStage::Cgroup, e))?),
         _ => None,
     };
     let procs_raw = procs_fd.as_ref().map_or(-1, |f| f.as_raw_fd());
@@ -193,8 +192,8 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
         block: ptr::null(),
     };
     let mut procs_fd = procs_fd;
-    let opts = CloneOptions {
-        cgroup: leaf_ref.map(|l| l.dir_fd()),
+    let mut opts = CloneOptions {
+        cgroup: leaf_ref.filter(|_| into_cgroup).map(|l| l.dir_fd()),
         share_memory: cmd.uid.is_none() && cmd.gid.is_none() && cmd.groups.is_none(),
     };
     // Until the pid is registered as owned, an orphan reaper must not run.
@@ -202,22 +201,39 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     // A parent-death signal fires when the spawning *thread* exits: spawn
     // from a thread that lives as long as the process.
     let on_spawner = cmd.pdeathsig.is_some() && !crate::sys::spawner::on_main_thread();
-    let run = |plan: &mut ChildPlan<'_>| {
+    let run = |plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>| {
         if on_spawner {
-            crate::sys::spawner::run_on_spawner(|| clone::spawn(plan, &opts))
+            crate::sys::spawner::run_on_spawner(|| clone::spawn(plan, opts))
         } else {
-            clone::spawn(plan, &opts)
+            clone::spawn(plan, opts)
         }
     };
-    let mut result = run(&mut plan);
+    let mut result = run(&mut plan, &opts);
     let einval = |r: &Result<_, clone::Failure>| matches!(r, Err(f) if f.stage.is_none() && f.error.raw_os_error() == Some(libc::EINVAL));
     // An emulator (qemu-user, say) that refuses CLONE_FILES: retry without
     // it, and if that works never use it again in this process.
     if einval(&result) && plan.unshare_fds_below > 0 {
         plan.unshare_fds_below = 0;
-        result = run(&mut plan);
+        result = run(&mut plan, &opts);
         if result.is_ok() {
             clone::disable_files();
+        }
+    }
+    // Kernels 5.5 and 5.6: clone3 without CLONE_INTO_CGROUP. The child
+    // joins its cgroup itself; if that works, so do all later spawns.
+    if einval(&result) && opts.cgroup.is_some() {
+        if let Some(l) = leaf_ref {
+            let fd = l.open_procs().map_err(|e| os_err(SpawnStage::Cgroup, e))?;
+            plan.cgroup_procs_fd = fd.as_raw_fd();
+            if plan.unshare_fds_below > 0 {
+                plan.unshare_fds_below = plan.unshare_fds_below.max(fd.as_raw_fd() + 1);
+            }
+            procs_fd = Some(fd);
+        }
+        opts.cgroup = None;
+        result = run(&mut plan, &opts);
+        if result.is_ok() {
+            clone::disable_into_cgroup();
         }
     }
     // A kernel with clone3 but without our flags: retry once with the
@@ -225,12 +241,12 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     if einval(&result) && clone::downgrade_after_einval() {
         // The legacy method keeps to the classic flags (no CLONE_FILES).
         plan.unshare_fds_below = 0;
-        if let Some(l) = leaf_ref {
+        if let (Some(l), None) = (leaf_ref, &procs_fd) {
             let fd = l.open_procs().map_err(|e| os_err(SpawnStage::Cgroup, e))?;
             plan.cgroup_procs_fd = fd.as_raw_fd();
             procs_fd = Some(fd);
         }
-        result = run(&mut plan);
+        result = run(&mut plan, &opts);
     }
     drop(procs_fd);
     if let Ok(s) = &result {

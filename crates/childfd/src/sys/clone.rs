@@ -131,6 +131,21 @@ pub(crate) fn disable_files() {
     files().store(false, Ordering::Relaxed);
 }
 
+/// Cleared when `CLONE_INTO_CGROUP` is refused (kernels 5.5 and 5.6 have
+/// `clone3` but not this flag): the child then joins its cgroup itself,
+/// by writing to `cgroup.procs`, as on the legacy method.
+static INTO_CGROUP: AtomicBool = AtomicBool::new(true);
+
+/// Whether `clone3` may place the child with `CLONE_INTO_CGROUP`.
+pub(crate) fn into_cgroup_allowed() -> bool {
+    method() != Method::CloneVm && INTO_CGROUP.load(Ordering::Relaxed)
+}
+
+/// Stops using `CLONE_INTO_CGROUP` in this process.
+pub(crate) fn disable_into_cgroup() {
+    INTO_CGROUP.store(false, Ordering::Relaxed);
+}
+
 fn probe() -> Method {
     let forced = std::env::var("CHILDFD_SPAWN_METHOD").ok();
     match forced.as_deref() {
