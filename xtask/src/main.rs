@@ -32,6 +32,22 @@ fn run(cmd: &mut Command) -> ExitCode {
     }
 }
 
+/// `cargo test --release -q -p childfd-io --test <name>`, from the root.
+fn io_test(root: &std::path::Path, name: &str) -> Command {
+    let mut c = Command::new("cargo");
+    c.args([
+        "test",
+        "--release",
+        "-q",
+        "-p",
+        "childfd-io",
+        "--test",
+        name,
+    ])
+    .current_dir(root);
+    c
+}
+
 /// The value after `name` in `args`.
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -76,17 +92,7 @@ fn main() -> ExitCode {
             .current_dir(&root)),
         Some("stress") => {
             let minutes = flag(&args, "--minutes").unwrap_or_else(|| "0".into());
-            let mut c = Command::new("cargo");
-            c.args([
-                "test",
-                "--release",
-                "-q",
-                "-p",
-                "childfd-io",
-                "--test",
-                "stress",
-            ])
-            .current_dir(&root);
+            let mut c = io_test(&root, "stress");
             if minutes != "0" {
                 c.env("CHILDFD_STRESS_MINUTES", &minutes)
                     .env("CHILDFD_STRESS_CASES", "64");
@@ -95,18 +101,7 @@ fn main() -> ExitCode {
         }
         Some("soak") => {
             let spawns = flag(&args, "--spawns").unwrap_or_else(|| "100000".into());
-            run(Command::new("cargo")
-                .args([
-                    "test",
-                    "--release",
-                    "-q",
-                    "-p",
-                    "childfd-io",
-                    "--test",
-                    "soak",
-                ])
-                .env("CHILDFD_SOAK_SPAWNS", spawns)
-                .current_dir(&root))
+            run(io_test(&root, "soak").env("CHILDFD_SOAK_SPAWNS", spawns))
         }
         Some("fuzz") => {
             let seconds = flag(&args, "--seconds").unwrap_or_else(|| "30".into());

@@ -33,6 +33,14 @@ fn tree(tag: &str, script: &str, containment: Containment) -> Child {
         .expect("spawn tree")
 }
 
+/// The directory holding the child's cgroup leaf (cgroup mode), to check
+/// afterwards that no leaf is left in it.
+fn cgroup_parent(c: &Child) -> Option<std::path::PathBuf> {
+    c.cgroup_path()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+}
+
 fn modes() -> Vec<(&'static str, Containment)> {
     vec![
         ("pgroup", Containment::ProcessGroup),
@@ -82,10 +90,7 @@ fn killing_the_tree_of_start_sh_leaves_no_orphaned_sub_sh() {
         let tag = new_tag(&format!("startsh-{name}"));
         let dir = scripts_dir(&tag);
         let c = tree(&tag, &format!("exec sh {}/start.sh", dir.display()), mode);
-        let parent = c
-            .cgroup_path()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf);
+        let parent = cgroup_parent(&c);
         // start.sh, sub.sh and a sleep.
         wait_tagged(&tag, 3);
         c.kill_tree().unwrap();
@@ -109,10 +114,7 @@ fn killing_only_start_sh_orphans_sub_sh_until_kill_tree_after_the_leader_died() 
         let tag = new_tag(&format!("leaderfirst-{name}"));
         let dir = scripts_dir(&tag);
         let c = tree(&tag, &format!("exec sh {}/start.sh", dir.display()), mode);
-        let parent = c
-            .cgroup_path()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf);
+        let parent = cgroup_parent(&c);
         wait_tagged(&tag, 3);
         c.kill().unwrap();
         c.wait_timeout(BOUND).unwrap().expect("start.sh killed");
@@ -165,10 +167,7 @@ fn cgroup_mode_kills_setsid_and_double_forked_escapees() {
     let h = start();
     let tag = new_tag("escape-cgroup");
     let c = tree(&tag, ESCAPEES, Containment::cgroup());
-    let parent = c
-        .cgroup_path()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf);
+    let parent = cgroup_parent(&c);
     wait_tagged(&tag, 4);
     c.kill_tree().unwrap();
     gone_within(&c, BOUND);
@@ -219,10 +218,7 @@ fn a_fork_loop_is_killed_completely_in_cgroup_mode() {
     let h = start();
     let tag = new_tag("forkloop");
     let c = tree(&tag, "while :; do sleep 1000 & done", Containment::cgroup());
-    let parent = c
-        .cgroup_path()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf);
+    let parent = cgroup_parent(&c);
     wait_tagged(&tag, 50);
     let start = Instant::now();
     c.kill_tree().unwrap();
@@ -278,10 +274,7 @@ fn a_dropped_cgroup_child_leaves_no_cgroup_directory() {
     // Still running when dropped: the leaf goes once the tree ends.
     let tag = new_tag("dropcg");
     let c = tree(&tag, "sleep 0.3 & sleep 0.2", Containment::cgroup());
-    let parent = c
-        .cgroup_path()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf);
+    let parent = cgroup_parent(&c);
     drop(c);
     assert_no_leftover_cgroups(parent.clone());
     // With kill_on_drop, an escapee is killed and the leaf removed.
@@ -403,10 +396,7 @@ fn tree_operations_after_the_cgroup_leaf_was_removed_are_no_ops() {
     c.kill_tree().unwrap();
     assert!(c.wait_tree_deadline(Instant::now()).unwrap());
     assert_eq!(c.terminate(Duration::ZERO).unwrap().status, t.status);
-    let parent = c
-        .cgroup_path()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf);
+    let parent = cgroup_parent(&c);
     drop(c);
     assert_no_leftover_cgroups(parent);
     h.finish(3);
