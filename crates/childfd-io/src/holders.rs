@@ -12,12 +12,12 @@ pub struct Holder {
 }
 
 /// The inode of a pipe, as `/proc/<pid>/fd/<n>` shows it: `pipe:[<ino>]`.
-pub(crate) fn pipe_inode(fd: impl AsFd) -> Option<u64> {
+pub fn pipe_inode(fd: impl AsFd) -> Option<u64> {
     rustix::fs::fstat(fd).ok().map(|st| st.st_ino)
 }
 
 /// Every other process with an fd on one of these pipe inodes.
-pub(crate) fn find(inodes: &[u64]) -> Vec<Holder> {
+pub fn find(inodes: &[u64]) -> Vec<Holder> {
     if inodes.is_empty() {
         return Vec::new();
     }

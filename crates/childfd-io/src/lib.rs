@@ -51,6 +51,31 @@ pub use capture::Captured;
 pub mod fuzzing {
     pub use crate::capture::Capture;
 }
+/// The parts [`output`] and the [`Supervisor`] are built from, for the
+/// other crates of this workspace that drive children from their own event
+/// loop (`childfd-tokio` on tokio's reactor, `childfd-cli`). Not a stable
+/// API: it changes with this crate's version, so depend on it with an
+/// exact version (`=x.y.z`).
+///
+/// The split is "the engine decides, the caller does the I/O":
+/// [`Lifecycle`](engine::Lifecycle) is the one state machine of a capture
+/// (deadline → SIGTERM + SIGCONT to the tree, SIGKILL after the grace;
+/// wait-delay after exit → [`Outcome::PipesHeldOpen`] with the holders;
+/// cancel → SIGKILL now, then drain). It never blocks and never reads a
+/// pipe: call [`poll_exit`](engine::Lifecycle::poll_exit) when the pidfd
+/// is readable, [`step`](engine::Lifecycle::step) after every event, and
+/// sleep until the instant it returns. Reading goes through
+/// [`Capture`](engine::Capture) (caps with head and tail) and
+/// [`LineSplitter`](lines::LineSplitter), writing stdin through
+/// [`write_no_sigpipe`](engine::write_no_sigpipe).
+#[doc(hidden)]
+pub mod engine {
+    pub use crate::capture::Capture;
+    pub use crate::holders::{find as find_holders, pipe_inode};
+    pub use crate::lifecycle::{DRAIN_AFTER_KILL, Lifecycle, Step};
+    pub use crate::options::Limits;
+    pub use crate::sys::write_no_sigpipe;
+}
 pub use holders::Holder;
 pub use options::{DEFAULT_GRACE, Options, Stream};
 pub use output::{Outcome, Output, output};

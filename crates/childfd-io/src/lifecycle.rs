@@ -14,10 +14,11 @@ use crate::{Outcome, OutputError};
 
 /// After SIGKILL, how long to keep reading pipes that something outside
 /// the tree still holds, when no wait-delay was given.
-pub(crate) const DRAIN_AFTER_KILL: Duration = Duration::from_secs(1);
+pub const DRAIN_AFTER_KILL: Duration = Duration::from_secs(1);
 /// While terminating, how often to check whether the tree is gone.
 const TREE_CHECK: Duration = Duration::from_millis(10);
 
+#[derive(Debug)]
 enum Phase {
     Running,
     /// TERM sent (deadline) or KILL sent (cancel); KILL at `kill_at`
@@ -30,26 +31,31 @@ enum Phase {
 }
 
 /// What the caller should do next.
-pub(crate) enum Step {
+#[derive(Debug)]
+pub enum Step {
     /// Finished: stop reading and report.
     Done(Outcome, Vec<Holder>),
     /// Keep going; call `step` again on any event, or at this time.
     Wait(Option<Instant>),
 }
 
-pub(crate) struct Lifecycle {
+/// One child's capture state machine (see the module docs).
+#[derive(Debug)]
+pub struct Lifecycle {
     deadline: Option<Instant>,
     grace: Duration,
     wait_delay: Option<Duration>,
     kill_on_held: bool,
-    pub(crate) status: Option<ExitStatus>,
-    pub(crate) exited_at: Option<Instant>,
+    /// The child's status, once [`poll_exit`](Self::poll_exit) reaped it.
+    pub status: Option<ExitStatus>,
+    /// When `poll_exit` saw the child exit.
+    pub exited_at: Option<Instant>,
     phase: Phase,
 }
 
 impl Lifecycle {
     /// The state machine of a child started at `start`, with these limits.
-    pub(crate) fn new(start: Instant, limits: &crate::options::Limits) -> Lifecycle {
+    pub fn new(start: Instant, limits: &crate::options::Limits) -> Lifecycle {
         Lifecycle {
             deadline: limits.deadline.and_then(|d| start.checked_add(d)),
             grace: limits.grace,
@@ -62,7 +68,7 @@ impl Lifecycle {
     }
 
     /// The pidfd was readable (or might be): reap if exited.
-    pub(crate) fn poll_exit(&mut self, child: &Child) -> Result<(), OutputError> {
+    pub fn poll_exit(&mut self, child: &Child) -> Result<(), OutputError> {
         if self.status.is_none() {
             self.status = child.try_wait()?;
             if self.status.is_some() {
@@ -73,7 +79,7 @@ impl Lifecycle {
     }
 
     /// Cancel: SIGKILL the tree now, then drain.
-    pub(crate) fn cancel(&mut self, child: &Child) -> Result<(), OutputError> {
+    pub fn cancel(&mut self, child: &Child) -> Result<(), OutputError> {
         if matches!(
             self.phase,
             Phase::Ending {
@@ -94,7 +100,7 @@ impl Lifecycle {
     }
 
     /// With the deadline fired: whether TERM sufficed.
-    pub(crate) fn ended_by(&self) -> Option<EndedBy> {
+    pub fn ended_by(&self) -> Option<EndedBy> {
         match self.phase {
             Phase::Running
             | Phase::Ending {
@@ -112,7 +118,7 @@ impl Lifecycle {
     /// Decides, at `now`, whether the capture is done; signals the tree
     /// when a deadline or grace has passed. `inodes` gives the inodes of
     /// the pipes still open (for naming holders).
-    pub(crate) fn step(
+    pub fn step(
         &mut self,
         child: &Child,
         now: Instant,

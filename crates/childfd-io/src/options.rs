@@ -33,14 +33,22 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(1);
 /// [`JobOptions`](crate::JobOptions): when to terminate, how long to read
 /// after exit, what to keep.
 #[derive(Debug, Clone)]
-pub(crate) struct Limits {
+pub struct Limits {
+    /// Terminate the tree this long after the start.
     pub deadline: Option<Duration>,
+    /// Between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Keep reading at most this long after the child's exit.
     pub wait_delay: Option<Duration>,
+    /// Kill the tree when the wait-delay expires with pipes held.
     pub kill_tree_on_held_pipes: bool,
+    /// Bytes kept from the start of each stream.
     pub head: usize,
+    /// Bytes kept from the end of each stream.
     pub tail: usize,
+    /// Whether `head` was set (a tail needs a head cap).
     pub head_set: bool,
+    /// Whether `tail` was set.
     pub tail_set: bool,
 }
 
@@ -60,7 +68,12 @@ impl Default for Limits {
 }
 
 impl Limits {
-    pub(crate) fn validate(&self) -> Result<(), OutputError> {
+    /// Rejects contradictory limits, before anything is started.
+    ///
+    /// # Errors
+    ///
+    /// [`OutputError::InvalidOptions`].
+    pub fn validate(&self) -> Result<(), OutputError> {
         let bad = |reason: &'static str| Err(OutputError::InvalidOptions { reason });
         if self.deadline == Some(Duration::ZERO) && self.grace.is_zero() {
             return bad("a zero deadline with no grace would kill the child before it could run");

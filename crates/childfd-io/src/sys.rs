@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// write, and if the write raised it (`EPIPE`), the pending signal is
 /// consumed with `sigtimedwait` before the mask is restored. A SIGPIPE
 /// that was already pending before is left alone.
-pub(crate) fn write_no_sigpipe(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+pub fn write_no_sigpipe(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: sigset_t is plain data; all-zero is a valid value that
     // sigemptyset then initialises.
     let mut pipe_set: libc::sigset_t = unsafe { core::mem::zeroed() };

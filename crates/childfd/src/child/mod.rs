@@ -6,7 +6,7 @@ mod pipes;
 pub use pipes::{ChildStderr, ChildStdin, ChildStdout};
 
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -314,6 +314,16 @@ impl AsFd for Child {
     /// The child's pidfd.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd()
+    }
+}
+
+impl AsRawFd for Child {
+    /// The child's pidfd, for registering with another event loop (tokio's
+    /// `AsyncFd`, a raw `epoll`): readable once the child has exited
+    /// ([`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)).
+    /// Valid while the `Child` lives; do not close it.
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd().as_raw_fd()
     }
 }
 
