@@ -1,255 +1,257 @@
-//! Parsing `childfd run [FLAGS] -- PROGRAM ARGS…`.
+//! The command line, with `clap` derive: `childfd run [OPTIONS] [--] PROGRAM [ARGS]...`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use childfd::Signal;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Runs a program so that it can neither hang its reader nor leave anything behind.
+#[derive(Debug, Parser)]
+#[command(name = "childfd", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run PROGRAM, pass its output through, exit with its exit code.
+    #[command(after_help = AFTER_HELP)]
+    Run(Run),
+}
+
+const AFTER_HELP: &str = "\
+Exit codes: the program's own; 128+N if it was killed by signal N; 124 if
+--timeout passed; 128+N if childfd itself got signal N (INT, TERM, HUP,
+QUIT: the program's tree is ended first); 141 if childfd's stdout was
+closed by its reader; 125 childfd's own error (bad option, ...); 126
+PROGRAM cannot be executed; 127 PROGRAM not found.
+
+Output: a stream that is a terminal goes straight to the terminal (the
+program sees a tty) unless a flag needs a pipe: --max-output,
+--wait-delay, --pipe. Otherwise it is read and passed through by childfd
+(never blocking its loop: deadlines and signals hold while the reader
+of childfd's output is slow or stopped).
+
+Terminal: when stdin is a terminal and childfd is in its foreground
+process group, the program's group gets the terminal for its lifetime
+(Ctrl-C, Ctrl-Z and reads reach it as in a shell; stopping it stops
+childfd, `fg` continues both). --no-foreground keeps it in the
+background.
+
+Durations: bare seconds (5, 1.5) or with a unit (500ms, 2s, 1m, 1h, 1d,
+1h30m, 2min); --timeout 0 means no limit.";
+
 /// How to contain the program's tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Contain {
-    Pgroup,
-    Session,
+    /// A fresh cgroup leaf where a writable cgroup v2 directory exists (catches
+    /// `setsid` escapees), else a process group.
+    Auto,
+    /// A fresh cgroup v2 leaf; fail if none can be made.
     Cgroup,
+    /// A new process group.
+    Pgroup,
+    /// A new session (no controlling terminal).
+    Session,
+    /// Childfd's own process group; only the program itself is signalled.
     None,
 }
 
-impl Contain {
-    pub fn name(self) -> &'static str {
-        match self {
-            Contain::Pgroup => "pgroup",
-            Contain::Session => "session",
-            Contain::Cgroup => "cgroup",
-            Contain::None => "none",
-        }
+/// `childfd run`'s options.
+#[derive(Debug, Clone, Args)]
+pub struct Run {
+    /// End the program's tree after this long: the --signal, then SIGKILL
+    /// after --kill-after; exit 124. 0 means no limit.
+    #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// The first signal sent to the tree when --timeout passes (name or number).
+    #[arg(long, short = 's', value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
+    pub signal: Signal,
+
+    /// Time between the first signal and SIGKILL.
+    #[arg(
+        long = "kill-after",
+        short = 'k',
+        visible_alias = "grace",
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = parse_duration
+    )]
+    pub grace: Duration,
+
+    /// After the program exits, read its output at most this long more; if
+    /// something still holds the pipes, name it and kill the tree. Needs the pipe.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_delay: Option<Duration>,
+
+    /// How to contain the program's process tree.
+    #[arg(long, value_enum, default_value_t = Contain::Auto, value_name = "MODE")]
+    pub contain: Contain,
+
+    /// Pass at most this many bytes of each stream (K, M, G suffixes); the
+    /// rest is read, counted and dropped. Needs the pipe.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_output: Option<u64>,
+
+    /// Read the program's output through a pipe even where it could go
+    /// straight to a terminal (for byte counts in the report).
+    #[arg(long)]
+    pub pipe: bool,
+
+    /// When childfd's stdout is closed by its reader, keep the program
+    /// running and discard its output instead of ending it (exit 141).
+    #[arg(long)]
+    pub keep_draining: bool,
+
+    /// Keep the program in the background even when childfd has the terminal.
+    #[arg(long, conflicts_with = "foreground")]
+    pub no_foreground: bool,
+
+    /// Give the program the terminal (the default where possible; accepted
+    /// for timeout(1) compatibility).
+    #[arg(long)]
+    pub foreground: bool,
+
+    /// Print a JSON report on stderr, on a line of its own, at the end.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write the JSON report to this file (stderr stays for people).
+    #[arg(long, value_name = "PATH")]
+    pub json_file: Option<PathBuf>,
+
+    /// Write the JSON report to this open file descriptor.
+    #[arg(long, value_name = "FD", value_parser = clap::value_parser!(i32).range(1..))]
+    pub json_fd: Option<i32>,
+
+    /// The program and its arguments (`--` before them is optional).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM"
+    )]
+    pub command: Vec<OsString>,
+}
+
+impl Run {
+    /// The time limit, if any (`--timeout 0` is none).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout.filter(|t| !t.is_zero())
     }
 }
 
-/// A parsed `run` command line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Run {
-    pub timeout: Option<Duration>,
-    pub grace: Duration,
-    pub wait_delay: Option<Duration>,
-    pub contain: Contain,
-    pub max_output: Option<u64>,
-    pub json: bool,
-    pub program: OsString,
-    pub args: Vec<OsString>,
-}
-
-/// What the command line asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cmd {
-    Run(Run),
-    Help,
-}
-
-pub const USAGE: &str = "\
-usage: childfd run [--timeout D] [--grace D] [--wait-delay D]
-                   [--contain pgroup|session|cgroup|none] [--max-output N] [--json]
-                   -- PROGRAM [ARGS...]
-
-Runs PROGRAM, passing its stdout and stderr through, and exits with its
-exit code (128+N if killed by signal N).
-
-  --timeout D      terminate the program's tree after D (SIGTERM, then SIGKILL
-                   after the grace); exit 124
-  --grace D        time between SIGTERM and SIGKILL (default 1s)
-  --wait-delay D   after the program exits, read its output at most D longer;
-                   if something still holds the pipes, name it and kill the tree
-  --contain MODE   process tree containment (default pgroup)
-  --max-output N   pass at most N bytes per stream through (K, M, G suffixes);
-                   the rest is read, counted and dropped
-  --json           print a JSON report as the last line on stderr
-
-Durations: 500ms, 2s, 1m, 1h. Exit codes: the program's; 124 timeout;
-125 childfd's own error; 126 cannot execute; 127 not found.
-";
-
-/// Parses `500ms`, `2s`, `1.5s`, `1m`, `1h`.
-pub fn duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (use e.g. 500ms, 2s, 1m)");
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => s.split_at(i),
-        None => return Err(bad()),
+/// A duration: bare seconds as `timeout(1)` takes them (`5`, `1.5`, or
+/// with a one-letter unit `1.5m`), else a systemd-style span read by
+/// `humantime` (`500ms`, `1h30m`, `2min`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1.0),
+        Some((i, 'm')) => (&s[..i], 60.0),
+        Some((i, 'h')) => (&s[..i], 3600.0),
+        Some((i, 'd')) => (&s[..i], 86400.0),
+        _ => (s, 1.0),
     };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+    let simple = !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if let (true, Ok(n)) = (simple, num.parse::<f64>()) {
+        return Duration::try_from_secs_f64(n * mult).map_err(|e| e.to_string());
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5, 1.5, 500ms, 2s, 1h30m)"))
 }
 
-/// Parses `65536`, `64K`, `1M`, `2G`.
-pub fn size(s: &str) -> Result<u64, String> {
-    let bad = || format!("invalid size {s:?} (use e.g. 65536, 64K, 1M)");
-    let (num, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+/// A byte count: `65536`, `64K`, `1M`, `2G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
     num.parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(bad)
+        .ok_or_else(|| "expected a byte count such as 65536, 64K, 1M".to_string())
 }
 
-/// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
-    let mut args = args.into_iter();
-    match args.next().as_ref().and_then(|a| a.to_str()) {
-        Some("run") => {}
-        Some("-h" | "--help" | "help") => return Ok(Cmd::Help),
-        Some(other) => return Err(format!("unknown command {other:?} (expected `run`)")),
-        None => return Err("missing command (expected `run`)".into()),
+/// A signal by name (`TERM`, `SIGTERM`, `term`) or number (`15`).
+pub fn parse_signal(s: &str) -> Result<Signal, String> {
+    let bad = || "unknown signal (examples: TERM, INT, KILL, 9)".to_string();
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::new(n).ok_or_else(bad);
     }
-    let mut run = Run {
-        timeout: None,
-        grace: Duration::from_secs(1),
-        wait_delay: None,
-        contain: Contain::Pgroup,
-        max_output: None,
-        json: false,
-        program: OsString::new(),
-        args: Vec::new(),
-    };
-    loop {
-        let Some(arg) = args.next() else {
-            return Err("missing `-- PROGRAM`".into());
-        };
-        let Some(flag) = arg.to_str() else {
-            return Err(format!("invalid flag {arg:?}"));
-        };
-        if flag == "--" {
-            break;
-        }
-        if flag == "-h" || flag == "--help" {
-            return Ok(Cmd::Help);
-        }
-        if flag == "--json" {
-            run.json = true;
-            continue;
-        }
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (flag, None),
-        };
-        let mut value = || -> Result<String, String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => args
-                    .next()
-                    .and_then(|v| v.into_string().ok())
-                    .ok_or_else(|| format!("{name} needs a value")),
-            }
-        };
-        match name {
-            "--timeout" => run.timeout = Some(duration(&value()?)?),
-            "--grace" => run.grace = duration(&value()?)?,
-            "--wait-delay" => run.wait_delay = Some(duration(&value()?)?),
-            "--max-output" => run.max_output = Some(size(&value()?)?),
-            "--contain" => {
-                run.contain = match value()?.as_str() {
-                    "pgroup" => Contain::Pgroup,
-                    "session" => Contain::Session,
-                    "cgroup" => Contain::Cgroup,
-                    "none" => Contain::None,
-                    other => {
-                        return Err(format!(
-                            "invalid --contain {other:?} (pgroup, session, cgroup or none)"
-                        ));
-                    }
-                }
-            }
-            _ => return Err(format!("unknown flag {name:?}")),
-        }
-    }
-    run.program = args.next().ok_or("missing PROGRAM after `--`")?;
-    run.args = args.collect();
-    Ok(Cmd::Run(run))
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    (1..=64)
+        .filter_map(Signal::new)
+        .find(|sig| sig.name().and_then(|n| n.strip_prefix("SIG")) == Some(name))
+        .ok_or_else(bad)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(args: &[&str]) -> Result<Cmd, String> {
-        parse(args.iter().map(OsString::from))
+    fn run(args: &[&str]) -> Result<Run, clap::Error> {
+        let argv = ["childfd", "run"].iter().chain(args).map(OsString::from);
+        Cli::try_parse_from(argv).map(|c| match c.cmd {
+            Cmd::Run(r) => r,
+        })
     }
 
     #[test]
-    fn durations_and_sizes() {
-        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(
-            duration("5").is_err()
-                && duration("s").is_err()
-                && duration("2x").is_err()
-                && duration("-1s").is_err()
+    fn durations_read_bare_seconds_units_and_spans() {
+        let d = |s| parse_duration(s).unwrap();
+        assert_eq!(d("5"), Duration::from_secs(5));
+        assert_eq!(d("1.5"), Duration::from_millis(1500));
+        assert_eq!(d("1.5s"), Duration::from_millis(1500));
+        assert_eq!(d("2m"), Duration::from_secs(120));
+        assert_eq!(d("2min"), Duration::from_secs(120));
+        assert_eq!(d("500ms"), Duration::from_millis(500));
+        assert_eq!(d("1h30m"), Duration::from_secs(5400));
+        assert_eq!(d("1d"), Duration::from_secs(86400));
+        for bad in ["", "s", "soon", "-1", "2x", "1..5"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn timeout_zero_means_no_limit() {
+        assert_eq!(run(&["--timeout", "0", "true"]).unwrap().timeout(), None);
+        assert_eq!(
+            run(&["--timeout", "5", "true"]).unwrap().timeout(),
+            Some(Duration::from_secs(5))
         );
-        assert_eq!(size("64K"), Ok(65536));
-        assert_eq!(size("100"), Ok(100));
-        assert!(size("x").is_err() && size("99999999999999G").is_err());
     }
 
     #[test]
-    fn flags_before_the_separator_and_the_program_after() {
-        let Ok(Cmd::Run(r)) = p(&[
-            "run",
-            "--timeout",
-            "1s",
-            "--wait-delay=500ms",
-            "--json",
-            "--",
-            "sh",
-            "-c",
-            "x",
-        ]) else {
-            panic!()
-        };
-        assert_eq!(r.timeout, Some(Duration::from_secs(1)));
-        assert_eq!(r.wait_delay, Some(Duration::from_millis(500)));
+    fn sizes_and_signals() {
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("x").is_err() && parse_size("99999999999999G").is_err());
+        for s in ["TERM", "SIGTERM", "term", "15"] {
+            assert_eq!(parse_signal(s), Ok(Signal::TERM));
+        }
+        assert!(parse_signal("NOPE").is_err() && parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn the_separator_is_optional_and_program_flags_stay_the_programs() {
+        let r = run(&["-k", "2", "sleep", "1"]).unwrap();
+        assert_eq!(r.command, ["sleep", "1"]);
+        assert_eq!(r.grace, Duration::from_secs(2));
+        let r = run(&["--grace=500ms", "--", "ls", "--timeout"]).unwrap();
+        assert_eq!(r.command, ["ls", "--timeout"]);
+        assert_eq!(r.grace, Duration::from_millis(500));
+        let r = run(&["--json", "sh", "-c", "x", "--json"]).unwrap();
         assert!(r.json);
-        assert_eq!(r.program, "sh");
-        assert_eq!(r.args, vec![OsString::from("-c"), OsString::from("x")]);
-        // Flags after `--` belong to the program.
-        let Ok(Cmd::Run(r)) = p(&["run", "--", "ls", "--timeout"]) else {
-            panic!()
-        };
-        assert_eq!(r.args, vec![OsString::from("--timeout")]);
-    }
-
-    #[test]
-    fn bad_command_lines_say_what_is_wrong() {
-        assert!(
-            p(&["run", "--timeout", "soon", "--", "x"])
-                .unwrap_err()
-                .contains("invalid duration")
-        );
-        assert!(
-            p(&["run", "--contain", "jail", "--", "x"])
-                .unwrap_err()
-                .contains("--contain")
-        );
-        assert!(
-            p(&["run", "--frobnicate", "--", "x"])
-                .unwrap_err()
-                .contains("unknown flag")
-        );
-        assert!(
-            p(&["run", "--timeout"])
-                .unwrap_err()
-                .contains("needs a value")
-        );
-        assert!(p(&["run", "--"]).unwrap_err().contains("missing PROGRAM"));
-        assert!(p(&["run", "true"]).unwrap_err().contains("unknown flag"));
-        assert!(p(&["walk"]).unwrap_err().contains("unknown command"));
-        assert_eq!(p(&["--help"]), Ok(Cmd::Help));
+        assert_eq!(r.command, ["sh", "-c", "x", "--json"]);
+        assert_eq!(r.contain, Contain::Auto);
     }
 }

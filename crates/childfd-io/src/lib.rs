@@ -72,7 +72,7 @@ pub mod fuzzing {
 pub mod engine {
     pub use crate::capture::Capture;
     pub use crate::holders::{find as find_holders, pipe_inode};
-    pub use crate::lifecycle::{DRAIN_AFTER_KILL, Lifecycle, Step};
+    pub use crate::lifecycle::{DRAIN_AFTER_KILL, DRAIN_AFTER_TREE_GONE, Lifecycle, Step};
     pub use crate::options::Limits;
     pub use crate::sys::write_no_sigpipe;
 }

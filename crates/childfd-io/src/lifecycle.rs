@@ -15,6 +15,10 @@ use crate::{Outcome, OutputError};
 /// After SIGKILL, how long to keep reading pipes that something outside
 /// the tree still holds, when no wait-delay was given.
 pub const DRAIN_AFTER_KILL: Duration = Duration::from_secs(1);
+/// After the first signal ended the whole tree, how long to keep reading
+/// pipes that something outside the tree (a `setsid` escapee) still holds,
+/// when no wait-delay was given.
+pub const DRAIN_AFTER_TREE_GONE: Duration = Duration::from_millis(250);
 /// While terminating, how often to check whether the tree is gone.
 const TREE_CHECK: Duration = Duration::from_millis(10);
 
@@ -27,6 +31,9 @@ enum Phase {
         kill_at: Instant,
         killed_at: Option<Instant>,
         cancelled: bool,
+        /// When the child and its whole tree were seen gone while a pipe
+        /// was still open (held by a process outside the tree).
+        tree_gone_at: Option<Instant>,
     },
 }
 
@@ -46,6 +53,7 @@ pub struct Lifecycle {
     grace: Duration,
     wait_delay: Option<Duration>,
     kill_on_held: bool,
+    first_signal: Signal,
     /// The child's status, once [`poll_exit`](Self::poll_exit) reaped it.
     pub status: Option<ExitStatus>,
     /// When `poll_exit` saw the child exit.
@@ -61,10 +69,62 @@ impl Lifecycle {
             grace: limits.grace,
             wait_delay: limits.wait_delay,
             kill_on_held: limits.kill_tree_on_held_pipes,
+            first_signal: Signal::TERM,
             status: None,
             exited_at: None,
             phase: Phase::Running,
         }
+    }
+
+    /// Sends `sig` instead of SIGTERM when the deadline fires (`timeout
+    /// -s`); SIGCONT still follows, SIGKILL after the grace.
+    pub fn first_signal(mut self, sig: Signal) -> Lifecycle {
+        self.first_signal = sig;
+        self
+    }
+
+    /// Ends the tree now as the deadline would, but with `sig` as the
+    /// first signal (one the caller received, to pass on): `sig` and
+    /// SIGCONT to the tree, SIGKILL after the grace unless it is gone by
+    /// then. The outcome is then [`Outcome::TimedOut`]. Does nothing once
+    /// the tree is being ended.
+    ///
+    /// # Errors
+    ///
+    /// [`OutputError::Tree`] if the tree cannot be signalled.
+    pub fn terminate(
+        &mut self,
+        child: &Child,
+        now: Instant,
+        sig: Signal,
+    ) -> Result<(), OutputError> {
+        if let Phase::Running = self.phase {
+            self.start_ending(child, now, sig)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the tree is being ended (deadline,
+    /// [`terminate`](Self::terminate) or [`cancel`](Self::cancel)).
+    pub fn ending(&self) -> bool {
+        matches!(self.phase, Phase::Ending { .. })
+    }
+
+    fn start_ending(
+        &mut self,
+        child: &Child,
+        now: Instant,
+        sig: Signal,
+    ) -> Result<(), OutputError> {
+        child.signal_tree(sig)?;
+        child.signal_tree(Signal::CONT)?;
+        self.phase = Phase::Ending {
+            kill_at: now + self.grace,
+            killed_at: None,
+            cancelled: false,
+            tree_gone_at: None,
+        };
+        Ok(())
     }
 
     /// The pidfd was readable (or might be): reap if exited.
@@ -95,6 +155,7 @@ impl Lifecycle {
             kill_at: now,
             killed_at: Some(now),
             cancelled: true,
+            tree_gone_at: None,
         };
         Ok(())
     }
@@ -118,6 +179,12 @@ impl Lifecycle {
     /// Decides, at `now`, whether the capture is done; signals the tree
     /// when a deadline or grace has passed. `inodes` gives the inodes of
     /// the pipes still open (for naming holders).
+    ///
+    /// Once the first signal has ended the child and its whole tree, pipes
+    /// still open are held by processes outside the tree: reading stops
+    /// after the wait-delay (or [`DRAIN_AFTER_TREE_GONE`]) from that
+    /// moment, without SIGKILL, and [`ended_by`](Self::ended_by) says
+    /// [`EndedBy::Term`].
     pub fn step(
         &mut self,
         child: &Child,
@@ -135,14 +202,7 @@ impl Lifecycle {
                     }
                     if let Some(d) = self.deadline {
                         if now >= d {
-                            child.signal_tree(Signal::TERM)?;
-                            child.signal_tree(Signal::CONT)?;
-                            let kill_at = now + self.grace;
-                            self.phase = Phase::Ending {
-                                kill_at,
-                                killed_at: None,
-                                cancelled: false,
-                            };
+                            self.start_ending(child, now, self.first_signal)?;
                             continue;
                         }
                         at(d);
@@ -163,14 +223,34 @@ impl Lifecycle {
                     kill_at,
                     killed_at,
                     cancelled,
+                    tree_gone_at,
                 } => {
                     let outcome = if *cancelled {
                         Outcome::Cancelled
                     } else {
                         Outcome::TimedOut
                     };
-                    if self.status.is_some() && !pipes_open && child.wait_tree_deadline(now)? {
-                        return Ok(Step::Done(outcome, Vec::new()));
+                    if tree_gone_at.is_none()
+                        && self.status.is_some()
+                        && child.wait_tree_deadline(now)?
+                    {
+                        if !pipes_open {
+                            return Ok(Step::Done(outcome, Vec::new()));
+                        }
+                        // Only the pipes are left, held outside the tree:
+                        // no SIGKILL can help, so drain briefly from now.
+                        *tree_gone_at = Some(now);
+                    }
+                    if let Some(gone) = *tree_gone_at {
+                        if !pipes_open {
+                            return Ok(Step::Done(outcome, Vec::new()));
+                        }
+                        let drain = self.wait_delay.unwrap_or(DRAIN_AFTER_TREE_GONE);
+                        if now >= gone + drain {
+                            return Ok(Step::Done(outcome, holders::find(&inodes())));
+                        }
+                        at(gone + drain);
+                        return Ok(Step::Wait(wake));
                     }
                     match killed_at {
                         None if now >= *kill_at => {

@@ -1,0 +1,209 @@
+//! childfd's own stdout and stderr as pipes: a reader that leaves, a
+//! reader that stops reading, a closed stderr, and an escapee holding the
+//! program's pipe after a timeout.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use childfd_testbin::{assert_no_survivors, kill_tagged, new_tag, tagged};
+use common::*;
+
+#[test]
+fn yes_piped_into_head_ends_with_141_instead_of_draining_for_ever() {
+    let tag = new_tag("cli-epipe");
+    let json = report_path("cli-epipe");
+    let mut c = command(&tag, &["run", "--json-file", json.to_str().unwrap(), "yes"])
+        .spawn()
+        .unwrap();
+    let err = read_all(c.stderr.take().unwrap());
+    // `head -1`: read one line, then close the pipe.
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "y\n");
+    drop(out);
+    let status = wait_bounded(&mut c, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(141), "{:?}", err.recv_timeout(BOUND));
+    let r = take_report(&json);
+    assert_eq!(r["outcome"], "broken_pipe", "{r}");
+    // Quiet, as a pipeline's SIGPIPE is.
+    assert_eq!(err.recv_timeout(BOUND).unwrap(), "");
+    assert_no_survivors(&tag);
+    assert_no_leaf(c.id());
+}
+
+#[test]
+fn keep_draining_runs_the_program_to_its_end_after_the_reader_left() {
+    let tag = new_tag("cli-drain");
+    let mut c = command(
+        &tag,
+        &[
+            "run",
+            "--keep-draining",
+            "sh",
+            "-c",
+            "echo first; sleep 0.3; head -c 1000000 /dev/zero; exit 7",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    drop(out);
+    let status = wait_bounded(&mut c, BOUND);
+    assert_eq!(status.code(), Some(7));
+    assert_no_survivors(&tag);
+}
+
+#[test]
+fn a_deadline_holds_while_childfds_stdout_is_blocked() {
+    let tag = new_tag("cli-blocked");
+    let json = report_path("cli-blocked");
+    // `yes | sleep 10`: nobody reads childfd's stdout.
+    let mut c = command(
+        &tag,
+        &[
+            "run",
+            "--timeout",
+            "1",
+            "--json-file",
+            json.to_str().unwrap(),
+            "yes",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let err = read_all(c.stderr.take().unwrap());
+    let unread = c.stdout.take().unwrap();
+    let status = wait_bounded(&mut c, Duration::from_secs(15));
+    drop(unread);
+    assert_eq!(status.code(), Some(124), "{:?}", err.recv_timeout(BOUND));
+    let r = take_report(&json);
+    assert_eq!(r["outcome"], "timed_out", "{r}");
+    let (bytes, passed) = (
+        r["stdout"]["bytes"].as_u64(),
+        r["stdout"]["passed"].as_u64(),
+    );
+    assert!(
+        bytes >= passed && r["stdout"]["dropped"].as_u64().is_some(),
+        "{r}"
+    );
+    assert_no_survivors(&tag);
+    assert_no_leaf(c.id());
+}
+
+#[test]
+fn a_closed_stderr_does_not_panic_childfd() {
+    let tag = new_tag("cli-stderr");
+    // `childfd run ... 2>&1 >/dev/null | true`: stderr's reader is gone
+    // before childfd writes its "timed out" line.
+    let mut c = command(
+        &tag,
+        &[
+            "run",
+            "--timeout",
+            "300ms",
+            "sh",
+            "-c",
+            "echo err >&2; sleep 300",
+        ],
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    drop(c.stderr.take());
+    let status = wait_bounded(&mut c, BOUND);
+    assert_eq!(status.code(), Some(124));
+    assert_no_survivors(&tag);
+    // And with fd 2 closed outright.
+    let r = childfd(
+        &tag,
+        &[
+            "run",
+            "sh",
+            "-c",
+            &format!(
+                "exec {} run --timeout 300ms sleep 300 2>&-",
+                env!("CARGO_BIN_EXE_childfd")
+            ),
+        ],
+    );
+    assert_eq!(r.code, 124, "{}", r.stderr);
+    assert_no_survivors(&tag);
+}
+
+#[test]
+fn an_escapee_holding_the_pipe_after_a_timeout_costs_no_grace_and_term_is_reported() {
+    let tag = new_tag("cli-escapee");
+    let json = report_path("cli-escapee");
+    let r = childfd(
+        &tag,
+        &[
+            "run",
+            "--contain",
+            "pgroup",
+            "--timeout",
+            "1s",
+            "--kill-after",
+            "20s",
+            "--json-file",
+            json.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "setsid sleep 300 & echo started; sleep 300",
+        ],
+    );
+    let left = tagged(&tag);
+    kill_tagged(&tag); // the escapee: outside a process group's reach
+    assert_eq!(r.code, 124, "{}", r.stderr);
+    assert_eq!(r.stdout, "started\n");
+    // SIGTERM ended the whole group at once: neither the grace nor a
+    // drain after SIGKILL was waited for.
+    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+    let rep = take_report(&json);
+    assert_eq!(rep["ended_by"], "term", "{rep}");
+    assert_eq!(rep["status"]["name"], "SIGTERM", "{rep}");
+    assert_eq!(rep["holders"][0]["name"], "sleep", "{rep}");
+    assert!(
+        r.stderr.contains("SIGTERM ended its tree")
+            && r.stderr.contains("held by sleep (pid"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(left.len(), 1, "only the escapee was left: {left:?}");
+}
+
+#[test]
+fn contain_auto_catches_a_setsid_escapee_where_cgroups_allow() {
+    let tag = new_tag("cli-auto");
+    let json = report_path("cli-auto");
+    let r = childfd(
+        &tag,
+        &[
+            "run",
+            "--timeout",
+            "500ms",
+            "--json-file",
+            json.to_str().unwrap(),
+            "sh",
+            "-c",
+            "setsid sleep 300 & echo started; sleep 300",
+        ],
+    );
+    assert_eq!(r.code, 124, "{}", r.stderr);
+    let rep = take_report(&json);
+    if rep["containment"] == "cgroup" {
+        assert_no_survivors(&tag);
+        assert!(rep["holders"].as_array().unwrap().is_empty(), "{rep}");
+    } else {
+        eprintln!("WARNING: no writable cgroup v2 here: auto fell back to a process group");
+        assert_eq!(rep["containment"], "pgroup");
+        kill_tagged(&tag);
+    }
+    assert_no_leaf(r.pid);
+}
