@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Runs a program so that it can neither hang its reader nor leave anything behind.
 #[derive(Debug, Parser)]
-#[command(name = "childfd", version, propagate_version = true)]
+#[command(
+    name = "childfd",
+    version,
+    propagate_version = true,
+    arg_required_else_help = false
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -131,12 +136,7 @@ pub struct Run {
     pub json_fd: Option<i32>,
 
     /// The program and its arguments (`--` before them is optional).
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "PROGRAM"
-    )]
+    #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     pub command: Vec<OsString>,
 }
 

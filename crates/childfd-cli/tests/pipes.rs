@@ -170,8 +170,7 @@ fn an_escapee_holding_the_pipe_after_a_timeout_costs_no_grace_and_term_is_report
     assert_eq!(rep["status"]["name"], "SIGTERM", "{rep}");
     assert_eq!(rep["holders"][0]["name"], "sleep", "{rep}");
     assert!(
-        r.stderr.contains("SIGTERM ended its tree")
-            && r.stderr.contains("held by sleep (pid"),
+        r.stderr.contains("SIGTERM ended its tree") && r.stderr.contains("held by sleep (pid"),
         "{}",
         r.stderr
     );

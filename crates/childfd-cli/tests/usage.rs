@@ -14,7 +14,8 @@ fn every_usage_error_is_a_short_message_and_125() {
     let cases: &[(&[&str], &str)] = &[
         (&["run", "--timeout", "soon", "true"], "--timeout"),
         (&["run", "--kill-after", "x", "true"], "--kill-after"),
-        (&["run", "--wait-delay", "-1", "true"], "--wait-delay"),
+        (&["run", "--wait-delay", "-1", "true"], "-1"),
+        (&["run", "--wait-delay", "1y2", "true"], "--wait-delay"),
         (&["run", "--max-output", "lots", "true"], "--max-output"),
         (&["run", "--contain", "jail", "true"], "jail"),
         (&["run", "-s", "NOPE", "true"], "--signal"),
