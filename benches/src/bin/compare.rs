@@ -1,5 +1,6 @@
-//! `cargo xtask bench [--quick]`: every way to spawn, every scenario, one
-//! process run; writes `target/bench/report.{json,md,svg}`.
+//! `cargo xtask bench [--quick] [--serial]`: every way to spawn, every scenario, one
+//! process run; writes `target/bench/report.{json,md,svg}` (`--serial`: the serial
+//! scenarios only, printed, no files).
 //!
 //! Every figure is also given as a ratio to the raw
 //! `clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD)` + `waitid` baseline of the same
@@ -163,6 +164,7 @@ fn supervisor_scenario(cfg: &Cfg) -> Vec<(String, f64, f64)> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let serial_only = args.iter().any(|a| a == "--serial");
     let out = args
         .iter()
         .position(|a| a == "--out")
@@ -231,6 +233,21 @@ fn main() {
         for (way, us) in us_per_spawn_all(path, |_| n, &cfg) {
             push(&mut figs, scenario, way, us, "µs/spawn", Value::Null);
         }
+    }
+    if serial_only {
+        // `--serial`: only the serial scenarios, each way as a ratio to
+        // the limit of the same run; no report files.
+        for f in &figs {
+            let l = limit(&figs, &f.scenario).unwrap_or(f64::NAN);
+            eprintln!(
+                "  {:<20} {:<58} {:>8.1} µs  {:>5.2}× limit",
+                f.scenario,
+                f.way.label(),
+                f.value,
+                f.value / l
+            );
+        }
+        return;
     }
 
     // 2. Parent resident memory.
