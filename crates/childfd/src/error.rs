@@ -102,14 +102,27 @@ pub enum SpawnError {
         #[source]
         reason: InvalidCommand,
     },
-    /// A system call failed.
-    #[error("cannot spawn `{program}`: {stage} failed")]
+    /// A system call failed. The message ends with the OS's reason, as
+    /// std's does (`No such file or directory (os error 2)`).
+    #[error("cannot spawn `{program}`: {stage} failed: {source}")]
     Os {
         /// The program, lossily converted.
         program: String,
         /// The step that failed.
         stage: SpawnStage,
         /// The error of that step.
+        #[source]
+        source: io::Error,
+    },
+    /// The child could not change into its working directory (stage
+    /// [`SpawnStage::Chdir`]); the message names the directory.
+    #[error("cannot spawn `{program}`: chdir to `{}` failed: {source}", dir.display())]
+    Chdir {
+        /// The program, lossily converted.
+        program: String,
+        /// The directory given to [`Command::current_dir`](crate::Command::current_dir).
+        dir: std::path::PathBuf,
+        /// The error of `chdir`.
         #[source]
         source: io::Error,
     },
@@ -121,7 +134,7 @@ impl SpawnError {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             SpawnError::Invalid { .. } => io::ErrorKind::InvalidInput,
-            SpawnError::Os { source, .. } => source.kind(),
+            SpawnError::Os { source, .. } | SpawnError::Chdir { source, .. } => source.kind(),
         }
     }
 
@@ -130,6 +143,7 @@ impl SpawnError {
         match self {
             SpawnError::Invalid { .. } => SpawnStage::Validate,
             SpawnError::Os { stage, .. } => *stage,
+            SpawnError::Chdir { .. } => SpawnStage::Chdir,
         }
     }
 
@@ -137,7 +151,9 @@ impl SpawnError {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             SpawnError::Invalid { .. } => None,
-            SpawnError::Os { source, .. } => source.raw_os_error(),
+            SpawnError::Os { source, .. } | SpawnError::Chdir { source, .. } => {
+                source.raw_os_error()
+            }
         }
     }
 }

@@ -20,11 +20,12 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 use rustix::event::epoll;
 
+use crate::sys::fork::PerProcess;
 use crate::sys::pidfd::{self, Block};
 
 enum Entry {
@@ -73,7 +74,38 @@ struct Reaper {
     started: AtomicBool,
 }
 
-static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
+/// One reaper per process. A `fork()`ed copy starts its own: the epoll fd
+/// it inherited is the parent's epoll *instance*, so adding its children
+/// there would wake (and, with keys the parent does not know, spin) the
+/// parent's thread, and that thread does not exist in the copy anyway.
+static REAPER: PerProcess<Option<Reaper>> = PerProcess::new();
+
+fn reaper() -> &'static Option<Reaper> {
+    REAPER.get(
+        || {
+            let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).ok()?;
+            Some(Reaper {
+                epoll,
+                entries: Mutex::new(HashMap::new()),
+                started: AtomicBool::new(false),
+            })
+        },
+        forget_parents,
+    )
+}
+
+/// In a forked copy: closes our copies of the parent's adopted fds, which
+/// closes nothing of the parent's (the parent holds its own), and never
+/// calls `epoll_ctl` on the shared instance. The copy's epoll fd stays
+/// open (the value is never dropped); if a thread that did not survive the
+/// fork held the map's lock, the entries stay open too.
+fn forget_parents(stale: &Option<Reaper>) {
+    if let Some(r) = stale {
+        if let Ok(mut map) = r.entries.try_lock() {
+            map.clear();
+        }
+    }
+}
 
 /// Hands `pidfd` (of child `pid`, not yet reaped) to the background
 /// reaper. Never blocks.
@@ -90,14 +122,7 @@ pub(crate) fn adopt_cgroup(path: PathBuf) {
 }
 
 fn register(entry: Entry, flags: epoll::EventFlags) {
-    let Some(r) = REAPER.get_or_init(|| {
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).ok()?;
-        Some(Reaper {
-            epoll,
-            entries: Mutex::new(HashMap::new()),
-            started: AtomicBool::new(false),
-        })
-    }) else {
+    let Some(r) = reaper() else {
         // No epoll instance: finish inline without blocking if possible;
         // a still-running child becomes a zombie later (documented).
         entry.try_finish();
@@ -185,7 +210,7 @@ fn run(r: &'static Reaper) {
 
 /// Number of adopted entries not finished yet (for tests and diagnostics).
 pub(crate) fn pending() -> usize {
-    match REAPER.get() {
+    match REAPER.peek() {
         Some(Some(r)) => r.entries.lock().unwrap_or_else(|e| e.into_inner()).len(),
         _ => 0,
     }

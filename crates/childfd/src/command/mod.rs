@@ -4,8 +4,6 @@
 //! NUL byte or an empty program is reported by [`Command::spawn`] before
 //! any process exists, never as a panic.
 
-mod parking;
-pub(crate) use parking::reserved as reserved_fds;
 mod plan;
 mod stdio;
 
@@ -51,6 +49,7 @@ pub struct Command {
     pub(crate) groups: Option<Vec<u32>>,
     pub(crate) pdeathsig: Option<Signal>,
     pub(crate) default_signals: u64,
+    pub(crate) inherit_signal_mask: bool,
     pub(crate) containment: Containment,
     pub(crate) kill_on_drop: bool,
     /// The first invalid input seen by the builder; reported by `spawn`.
@@ -92,6 +91,7 @@ impl Command {
             groups: None,
             pdeathsig: None,
             default_signals: 1 << (libc::SIGPIPE - 1),
+            inherit_signal_mask: false,
             containment: Containment::default(),
             kill_on_drop: false,
             invalid,
@@ -249,6 +249,26 @@ impl Command {
     /// Resets `sig` to its default disposition in the child (SIGPIPE always is).
     pub fn reset_signal(&mut self, sig: Signal) -> &mut Command {
         self.default_signals |= 1u64 << (sig.as_raw() - 1);
+        self
+    }
+
+    /// Whether the child starts with the spawning thread's signal mask
+    /// (`true`) or with every signal unblocked (`false`, the default).
+    ///
+    /// The default is an empty mask because a blocked signal survives
+    /// `execve`: a program started from a thread that blocks SIGTERM or
+    /// SIGINT (as signal-handling threads and async runtimes do, to take
+    /// them with `sigwait` or a signalfd) would ignore `terminate` and
+    /// Ctrl-C, and most programs never unblock what they did not block
+    /// themselves. Pass `true` to hand the mask on, as `posix_spawn` does by
+    /// default and `std::process::Command` does; the spawning thread's own
+    /// mask is never changed by a spawn either way.
+    ///
+    /// Whatever the mask, a signal that reached the child before it
+    /// exec'd is discarded (it was meant for the caller's process group, not
+    /// for this child), so none can stop or kill it before `execve`.
+    pub fn inherit_signal_mask(&mut self, yes: bool) -> &mut Command {
+        self.inherit_signal_mask = yes;
         self
     }
 

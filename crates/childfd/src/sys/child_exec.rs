@@ -20,12 +20,27 @@
 //!   trampoline in [`super::clone`] with nothing to return to, and ends in
 //!   `execve` or `exit_group`;
 //! - **write parent memory** other than the [`SpawnBlock`] it is given;
+//! - **read the live `environ`**: another parent thread may be reallocating
+//!   it (`setenv`); `envp` is the parent's snapshot, taken under std's
+//!   environment lock;
 //! - **change any fd before unsharing the fd table**: with `CLONE_FILES`
 //!   (see [`ChildPlan::unshare_fds_below`]) a `dup2` or close before that
-//!   step would change the parent's own fds.
+//!   step would change the parent's own fds;
+//! - **use an fd the parent did not hand over in this spawn**: every fd in
+//!   the plan was created or duplicated by the parent for this spawn (or is
+//!   the caller's own `Stdio`/mapped fd); no fd number is remembered across
+//!   spawns, since the host may close and reuse any number;
+//! - **unblock signals while one is pending**: a signal sent to the
+//!   caller's process group before [`set_group`] (a terminal's SIGTSTP or
+//!   SIGINT, say) is pending here; unblocked, it would stop the child, and a
+//!   stopped `CLONE_VFORK` child holds the spawning thread for ever. Such
+//!   signals were not sent to this child, so [`set_signals`] discards them
+//!   (setting a disposition to `SIG_IGN` drops pending instances) before it
+//!   sets the mask.
 //!
 //! Everything it needs (argv, envp, PATH candidates, the fd plan) was built
-//! by the parent before the clone and is only read here.
+//! by the parent before the clone and is only read here. The steps run in
+//! the order of [`run`], each a function below.
 
 use core::ffi::c_char;
 use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
@@ -129,6 +144,12 @@ pub(crate) struct ChildPlan<'a> {
     pub reset_all_handlers: bool,
     /// Signals (bit `n - 1` for signal `n`) set back to `SIG_DFL`.
     pub default_signals: u64,
+    /// Whether the child keeps the spawning thread's signal mask
+    /// ([`signal_mask`](Self::signal_mask)) rather than an empty one.
+    pub inherit_signal_mask: bool,
+    /// The mask the child execs with (bit `n - 1` for signal `n`); filled
+    /// in by [`super::clone::spawn`].
+    pub signal_mask: u64,
     /// `PR_SET_PDEATHSIG` signal, 0 for none, and the pid the parent must be.
     pub pdeathsig: i32,
     pub expected_ppid: i32,
@@ -178,44 +199,79 @@ fn check(r: isize, stage: Stage) -> Result<isize, (Stage, i32)> {
 
 enum Never {}
 
-/// The child's steps; returns only on failure.
+/// The child's steps, in order; returns only on failure.
 ///
 /// # Safety
 ///
 /// As for [`child_main`].
-// One block of raw syscalls whose arguments share a single justification;
-// splitting it per call would only repeat that sentence thirty times.
+// The steps share one justification; one block per step would repeat it.
 #[allow(clippy::multiple_unsafe_ops_per_block)]
 unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
-    // SAFETY: every syscall below takes integers or pointers into the plan
-    // (argv, envp, candidates, groups, cwd, scratch slots), which the parent
-    // keeps valid and unchanged while it is suspended by CLONE_VFORK.
+    // SAFETY: forwarded from our caller; each step only reads the plan and
+    // makes raw syscalls on the child's own state.
     unsafe {
-        // 0. Join the cgroup before anything else (legacy clone path only;
-        //    clone3 placed us there with CLONE_INTO_CGROUP).
-        if p.cgroup_procs_fd >= 0 {
-            check(
-                sc!(libc::SYS_write, p.cgroup_procs_fd, b"0".as_ptr(), 1),
-                Stage::Cgroup,
-            )?;
-        }
+        join_cgroup(p)?;
+        set_group(p)?;
+        setup_fds(p)?;
+        set_signals(p)?;
+        set_credentials(p)?;
+        arm_parent_death(p)?;
+        change_dir(p)?;
+        exec(p)
+    }
+}
 
-        // 1. Process group or session, first: a signal to the new group must
-        //    reach the child even before it execs.
-        match p.group {
-            GroupAction::Inherit => {}
-            GroupAction::NewGroup => {
-                check(sc!(libc::SYS_setpgid, 0, 0), Stage::ProcessGroup)?;
-            }
-            GroupAction::NewSession => {
-                check(sc!(libc::SYS_setsid), Stage::ProcessGroup)?;
-            }
-        }
+/// Joins the cgroup before anything else (legacy clone path only; clone3
+/// placed us there with `CLONE_INTO_CGROUP`).
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn join_cgroup(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    if p.cgroup_procs_fd >= 0 {
+        // SAFETY: writes one byte from a static buffer to an fd of the plan.
+        let r = unsafe { sc!(libc::SYS_write, p.cgroup_procs_fd, b"0".as_ptr(), 1) };
+        check(r, Stage::Cgroup)?;
+    }
+    Ok(())
+}
 
-        // 2. With CLONE_FILES the fd table is still the parent's: take a
-        //    private copy of its bottom (all the plan uses), or failing that
-        //    of all of it, before any fd changes. Nothing above the bound is
-        //    copied, so a parent with thousands of fds does not pay for them.
+/// Process group or session, early: a signal to the new group must reach
+/// the child even before it execs, and one to the caller's group must stop
+/// reaching it.
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn set_group(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    let r = match p.group {
+        GroupAction::Inherit => return Ok(()),
+        // SAFETY: integer arguments; acts on the child itself.
+        GroupAction::NewGroup => unsafe { sc!(libc::SYS_setpgid, 0, 0) },
+        // SAFETY: no arguments; acts on the child itself.
+        GroupAction::NewSession => unsafe { sc!(libc::SYS_setsid) },
+    };
+    check(r, Stage::ProcessGroup).map(drop)
+}
+
+/// With `CLONE_FILES` the fd table is still the parent's: takes a private
+/// copy of its bottom (all the plan uses), or failing that of all of it,
+/// before any fd changes. Nothing above the bound is copied, so a parent
+/// with thousands of fds does not pay for them. Then every inherited fd
+/// from 3 up becomes close-on-exec (nothing to do if the private copy has
+/// none), and the fd plan runs (dup2 clears close-on-exec on its target, so
+/// mapped fds survive).
+///
+/// # Safety
+///
+/// As for [`child_main`].
+// Raw syscalls on integers and the plan's scratch slots, which share one
+// justification.
+#[allow(clippy::multiple_unsafe_ops_per_block)]
+unsafe fn setup_fds(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    // SAFETY: fd syscalls on numbers of the plan; `shuffle_scratch` has one
+    // writable slot per fd action.
+    unsafe {
         let mut only_stdio = false;
         if p.unshare_fds_below > 0 {
             let r = sc!(
@@ -231,22 +287,16 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
                 only_stdio = p.unshare_fds_below <= 3;
             }
         }
-
-        //    Every inherited fd >= 3 becomes close-on-exec (nothing to do if
-        //    the private copy has none); then the fd plan (dup2 clears
-        //    close-on-exec on its target, so mapped fds survive).
         if only_stdio {
             // Nothing at 3 or above was copied.
         } else if p.use_close_range {
-            check(
-                sc!(
-                    libc::SYS_close_range,
-                    3,
-                    u32::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC
-                ),
-                Stage::Fds,
-            )?;
+            let r = sc!(
+                libc::SYS_close_range,
+                3,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC
+            );
+            check(r, Stage::Fds)?;
         } else {
             let mut fd = 3;
             while fd <= p.cloexec_fallback_max {
@@ -285,128 +335,198 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
         if p.stderr_to_stdout {
             check(sc!(libc::SYS_dup2, 1, 2), Stage::Fds)?;
         }
-
-        // 3. Signal dispositions and mask. Handlers were cleared by
-        //    CLONE_CLEAR_SIGHAND, except on the legacy clone path.
-        let dfl = KernelSigaction {
-            handler: 0,
-            flags: 0,
-            restorer: 0,
-            mask: 0,
-        };
-        let mut sig: u32 = 1;
-        while sig <= 64 {
-            let bit = 1u64 << (sig - 1);
-            if sig == libc::SIGKILL as u32 || sig == libc::SIGSTOP as u32 {
-                sig += 1;
-                continue;
-            }
-            if p.default_signals & bit != 0 {
-                check(
-                    sc!(
-                        libc::SYS_rt_sigaction,
-                        sig,
-                        &dfl as *const KernelSigaction,
-                        0,
-                        KERNEL_SIGSET_SIZE
-                    ),
-                    Stage::Signals,
-                )?;
-            } else if p.reset_all_handlers {
-                let mut old = KernelSigaction {
-                    handler: 0,
-                    flags: 0,
-                    restorer: 0,
-                    mask: 0,
-                };
-                let r = sc!(
-                    libc::SYS_rt_sigaction,
-                    sig,
-                    0,
-                    &mut old as *mut KernelSigaction,
-                    KERNEL_SIGSET_SIZE
-                );
-                if r == 0 && old.handler != libc::SIG_DFL && old.handler != libc::SIG_IGN {
-                    check(
-                        sc!(
-                            libc::SYS_rt_sigaction,
-                            sig,
-                            &dfl as *const KernelSigaction,
-                            0,
-                            KERNEL_SIGSET_SIZE
-                        ),
-                        Stage::Signals,
-                    )?;
-                }
-            }
-            sig += 1;
-        }
-        let empty: u64 = 0;
-        check(
-            sc!(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &empty as *const u64,
-                0,
-                KERNEL_SIGSET_SIZE
-            ),
-            Stage::Signals,
-        )?;
-
-        // 4. Credentials: groups first, uid last (after it we may lack the
-        //    right to change the others).
-        if let Some(groups) = p.groups {
-            check(
-                sc!(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
-                Stage::Credentials,
-            )?;
-        } else if p.drop_groups {
-            // Best effort, as std does: an unprivileged caller cannot.
-            let r = sc!(libc::SYS_setgroups, 0, 0);
-            if r < 0 && r != -(libc::EPERM as isize) {
-                check(r, Stage::Credentials)?;
-            }
-        }
-        if let Some(gid) = p.gid {
-            check(sc!(libc::SYS_setgid, gid), Stage::Credentials)?;
-        }
-        if let Some(uid) = p.uid {
-            check(sc!(libc::SYS_setuid, uid), Stage::Credentials)?;
-        }
-
-        // 5. Parent-death signal, after the credentials (changing them clears
-        //    it), then make sure the parent did not die before it was armed.
-        if p.pdeathsig != 0 {
-            check(
-                sc!(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, p.pdeathsig),
-                Stage::ParentDeath,
-            )?;
-            if sc!(libc::SYS_getppid) as i32 != p.expected_ppid {
-                return Err((Stage::ParentDeath, libc::ESRCH));
-            }
-        }
-
-        // 6. Working directory.
-        if !p.cwd.is_null() {
-            check(sc!(libc::SYS_chdir, p.cwd), Stage::Chdir)?;
-        }
-
-        // 7. execve over the candidates with execvp's rules: a missing or
-        //    unusable entry tries the next; EACCES is remembered and wins
-        //    over a later ENOENT; any other error stops the search.
-        let mut saw_eacces = false;
-        let mut last = libc::ENOENT;
-        for &path in p.candidates {
-            let r = sc!(libc::SYS_execve, path, p.argv, p.envp);
-            let e = (r as i32).wrapping_neg();
-            match e {
-                libc::EACCES => saw_eacces = true,
-                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {
-                    last = e
-                }
-                _ => return Err((Stage::Exec, e)),
-            }
-        }
-        Err((Stage::Exec, if saw_eacces { libc::EACCES } else { last }))
     }
+    Ok(())
+}
+
+/// `rt_sigaction(sig, act, old)`.
+///
+/// # Safety
+///
+/// `act` is null or valid for reads, `old` null or valid for writes.
+unsafe fn sigaction(sig: u32, act: *const KernelSigaction, old: *mut KernelSigaction) -> isize {
+    // SAFETY: forwarded from the caller.
+    unsafe { sc!(libc::SYS_rt_sigaction, sig, act, old, KERNEL_SIGSET_SIZE) }
+}
+
+const fn action(handler: usize) -> KernelSigaction {
+    KernelSigaction {
+        handler,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    }
+}
+
+/// Signal dispositions and mask, while every signal is still blocked:
+///
+/// 1. every pending signal is discarded (`SIG_IGN`, then its disposition
+///    back): none was sent to this child by its owner, who cannot know its
+///    pid yet (see the module docs);
+/// 2. the listed signals go back to `SIG_DFL`, and on the legacy clone
+///    path (no `CLONE_CLEAR_SIGHAND`) every caught signal too;
+/// 3. the mask becomes the plan's (empty by default).
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn set_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    let (dfl, ign) = (action(libc::SIG_DFL), action(libc::SIG_IGN));
+    let mut pending: u64 = 0;
+    // SAFETY: writes the kernel's 8-byte pending set into `pending`.
+    let r = unsafe {
+        sc!(
+            libc::SYS_rt_sigpending,
+            &mut pending as *mut u64,
+            KERNEL_SIGSET_SIZE
+        )
+    };
+    check(r, Stage::Signals)?;
+    for n in 1..=64u32 {
+        let bit = 1u64 << (n - 1);
+        if n == libc::SIGKILL as u32 || n == libc::SIGSTOP as u32 {
+            continue;
+        }
+        let mut old = action(0);
+        if pending & bit != 0 {
+            // SAFETY: `ign` is readable and `old` writable.
+            check(unsafe { sigaction(n, &ign, &mut old) }, Stage::Signals)?;
+            // SAFETY: `old` was filled in by the kernel.
+            let r = unsafe { sigaction(n, &old, core::ptr::null_mut()) };
+            check(r, Stage::Signals)?;
+        }
+        let reset = if p.default_signals & bit != 0 {
+            true
+        } else if p.reset_all_handlers {
+            // SAFETY: `old` is writable.
+            let r = unsafe { sigaction(n, core::ptr::null(), &mut old) };
+            r == 0 && old.handler != libc::SIG_DFL && old.handler != libc::SIG_IGN
+        } else {
+            false
+        };
+        if reset {
+            // SAFETY: `dfl` is readable.
+            let r = unsafe { sigaction(n, &dfl, core::ptr::null_mut()) };
+            check(r, Stage::Signals)?;
+        }
+    }
+    // SAFETY: reads the 8-byte mask from the plan.
+    let r = unsafe {
+        sc!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &p.signal_mask as *const u64,
+            0,
+            KERNEL_SIGSET_SIZE
+        )
+    };
+    check(r, Stage::Signals).map(drop)
+}
+
+/// Credentials: groups first, uid last (after it we may lack the right to
+/// change the others).
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn set_credentials(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    if let Some(groups) = p.groups {
+        // SAFETY: the plan's group list is valid for reads.
+        let r = unsafe { sc!(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+        check(r, Stage::Credentials)?;
+    } else if p.drop_groups {
+        // Best effort, as std does: an unprivileged caller cannot.
+        // SAFETY: an empty group list.
+        let r = unsafe { sc!(libc::SYS_setgroups, 0, 0) };
+        if r < 0 && r != -(libc::EPERM as isize) {
+            check(r, Stage::Credentials)?;
+        }
+    }
+    if let Some(gid) = p.gid {
+        // SAFETY: integer argument.
+        check(unsafe { sc!(libc::SYS_setgid, gid) }, Stage::Credentials)?;
+    }
+    if let Some(uid) = p.uid {
+        // SAFETY: integer argument.
+        check(unsafe { sc!(libc::SYS_setuid, uid) }, Stage::Credentials)?;
+    }
+    Ok(())
+}
+
+/// Parent-death signal, after the credentials (changing them clears it),
+/// then makes sure the parent did not die before it was armed.
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn arm_parent_death(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    if p.pdeathsig != 0 {
+        // SAFETY: integer arguments.
+        let r = unsafe { sc!(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, p.pdeathsig) };
+        check(r, Stage::ParentDeath)?;
+        // SAFETY: no arguments.
+        if unsafe { sc!(libc::SYS_getppid) } as i32 != p.expected_ppid {
+            return Err((Stage::ParentDeath, libc::ESRCH));
+        }
+    }
+    Ok(())
+}
+
+/// Working directory.
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn change_dir(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    if !p.cwd.is_null() {
+        // SAFETY: `cwd` is a NUL-terminated string of the plan.
+        check(unsafe { sc!(libc::SYS_chdir, p.cwd) }, Stage::Chdir)?;
+    }
+    Ok(())
+}
+
+/// How often `execve` is retried on `ETXTBSY`, sleeping 1, 2, 4, ... ms in
+/// between (127 ms in all): another thread's child may hold a script's
+/// write fd for a moment after the thread that wrote it closed it (it was
+/// cloned while the fd was open and keeps its copy until its own exec).
+const TXTBSY_RETRIES: u32 = 7;
+
+/// `execve` over the candidates with execvp's rules: a missing or unusable
+/// entry tries the next; EACCES is remembered and wins over a later
+/// ENOENT; ETXTBSY is retried a few times (see [`TXTBSY_RETRIES`]); any
+/// other error stops the search.
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn exec(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
+    let mut saw_eacces = false;
+    let mut last = libc::ENOENT;
+    for &path in p.candidates {
+        let mut busy_retries = 0;
+        let e = loop {
+            // SAFETY: path, argv and envp are NUL-terminated strings and
+            // NULL-terminated arrays of the plan.
+            let r = unsafe { sc!(libc::SYS_execve, path, p.argv, p.envp) };
+            let e = (r as i32).wrapping_neg();
+            if e != libc::ETXTBSY || busy_retries == TXTBSY_RETRIES {
+                break e;
+            }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000 << busy_retries,
+            };
+            busy_retries += 1;
+            // SAFETY: reads `pause`; no remaining-time output.
+            unsafe { sc!(libc::SYS_nanosleep, &pause as *const libc::timespec, 0) };
+        };
+        match e {
+            libc::EACCES => saw_eacces = true,
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {
+                last = e
+            }
+            _ => return Err((Stage::Exec, e)),
+        }
+    }
+    Err((Stage::Exec, if saw_eacces { libc::EACCES } else { last }))
 }

@@ -55,6 +55,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::child_exec::{ChildPlan, SpawnBlock, Stage, child_main};
+use super::fork::PerProcess;
 
 /// How children are created; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +130,30 @@ pub(crate) fn files_allowed() -> bool {
 /// Stops using `CLONE_FILES` in this process.
 pub(crate) fn disable_files() {
     files().store(false, Ordering::Relaxed);
+}
+
+/// Set when the legacy `clone` refused `CLONE_PIDFD` as well (a seccomp
+/// profile, valgrind): the child is then created without it and its pidfd
+/// opened with `pidfd_open` once the clone has returned.
+static PIDFD_OPEN: AtomicBool = AtomicBool::new(false);
+
+/// After the legacy `clone` failed (`EINVAL`, `EPERM` or `ENOSYS`): switch
+/// to creating children without `CLONE_PIDFD` and opening their pidfd
+/// afterwards. True if that is a change worth a retry; the caller calls
+/// [`keep_pidfd_open`] with the retry's outcome.
+pub(crate) fn try_pidfd_open_after(error: &io::Error) -> bool {
+    let refused = matches!(
+        error.raw_os_error(),
+        Some(libc::EINVAL | libc::EPERM | libc::ENOSYS)
+    );
+    refused && method() == Method::CloneVm && !PIDFD_OPEN.swap(true, Ordering::Relaxed)
+}
+
+/// Keeps the `pidfd_open` fallback if the retry with it worked.
+pub(crate) fn keep_pidfd_open(worked: bool) {
+    if !worked {
+        PIDFD_OPEN.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Cleared when `CLONE_INTO_CGROUP` is refused (kernels 5.5 and 5.6 have
@@ -270,11 +295,27 @@ impl Drop for Arena {
 }
 
 /// Arenas kept for reuse: one per concurrently spawning thread, at most.
-static POOL: Mutex<Vec<Arena>> = Mutex::new(Vec::new());
+/// One pool per process: after a `fork()` the copy's arenas would be the
+/// very memory the parent's children report into (`MAP_SHARED`).
+static POOL: PerProcess<Mutex<Vec<Arena>>> = PerProcess::new();
 const POOL_MAX: usize = 16;
 
+fn pool() -> &'static Mutex<Vec<Arena>> {
+    POOL.get(
+        || Mutex::new(Vec::new()),
+        // In a forked copy: unmap our view of the parent's arenas (the
+        // parent keeps its own), unless a thread that did not survive the
+        // fork held the lock.
+        |stale| {
+            if let Ok(mut v) = stale.try_lock() {
+                v.clear();
+            }
+        },
+    )
+}
+
 fn take_arena() -> io::Result<Arena> {
-    if let Some(a) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+    if let Some(a) = pool().lock().unwrap_or_else(|e| e.into_inner()).pop() {
         return Ok(a);
     }
     Arena::new()
@@ -283,7 +324,7 @@ fn take_arena() -> io::Result<Arena> {
 /// Back to the pool: the child that used it has exec'd or exited
 /// (`CLONE_VFORK`), so nothing runs on it any more.
 fn give_back(arena: Arena) {
-    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pool = pool().lock().unwrap_or_else(|e| e.into_inner());
     if pool.len() < POOL_MAX {
         pool.push(arena);
     }
@@ -316,7 +357,8 @@ pub(crate) struct CloneOptions<'a> {
 /// On success the child has called `execve`. On failure in the child, the
 /// failed child has been reaped before this returns.
 ///
-/// `plan.block` and `plan.reset_all_handlers` are filled in here.
+/// `plan.block`, `plan.reset_all_handlers` and `plan.signal_mask` are
+/// filled in here.
 pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result<Spawned, Failure> {
     let method = method();
     let share_vm = method.shares_memory() && opts.share_memory;
@@ -328,7 +370,12 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
     plan.reset_all_handlers = method == Method::CloneVm;
 
     let result = {
-        let _mask = super::signals::BlockAll::new();
+        let mask = super::signals::BlockAll::new();
+        plan.signal_mask = if plan.inherit_signal_mask {
+            mask.previous()
+        } else {
+            0
+        };
         match method {
             Method::Clone3Vm | Method::Clone3Fork => clone3(plan, &arena, opts, share_vm),
             Method::CloneVm => legacy_clone(plan, &arena, share_vm),
@@ -407,8 +454,12 @@ fn clone3(
 /// cgroup itself through `plan.cgroup_procs_fd` before it execs.
 fn legacy_clone(plan: &ChildPlan<'_>, arena: &Arena, share_vm: bool) -> io::Result<Spawned> {
     let mut pidfd: i32 = -1;
+    let open_pidfd = PIDFD_OPEN.load(Ordering::Relaxed);
     // exit_signal = 0 is the low byte of the flags.
-    let mut flags = (libc::CLONE_PIDFD | libc::CLONE_VFORK) as usize;
+    let mut flags = libc::CLONE_VFORK as usize;
+    if !open_pidfd {
+        flags |= libc::CLONE_PIDFD as usize;
+    }
     if share_vm {
         flags |= libc::CLONE_VM as usize;
     }
@@ -431,7 +482,49 @@ fn legacy_clone(plan: &ChildPlan<'_>, arena: &Arena, share_vm: bool) -> io::Resu
             plan,
         )
     };
+    if open_pidfd && r > 0 {
+        return open_after_clone(r as i32);
+    }
     finish(r, pidfd)
+}
+
+/// The pidfd of a child created without `CLONE_PIDFD` ([`pidfd_open(2)`]),
+/// opened once `CLONE_VFORK` has let us go on: the child has exec'd, or
+/// failed and waits as a zombie that only a `__WALL` wait sees
+/// (`exit_signal` is 0), so its pid cannot have been reused.
+///
+/// # Caveats
+///
+/// A child that exec'd, exited and was reaped by a foreign reaper
+/// (`waitpid(-1)`) before this call makes it fail with `ESRCH`; the number
+/// cannot be reused that fast (the kernel allocates pids cyclically).
+///
+/// [`pidfd_open(2)`]: https://man7.org/linux/man-pages/man2/pidfd_open.2.html
+fn open_after_clone(pid: i32) -> io::Result<Spawned> {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    };
+    match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+        Ok(pidfd) => Ok(Spawned { pidfd, pid }),
+        Err(e) => {
+            // Our unreaped child (exec'd or failed): end and reap it by
+            // pid, as nothing can own it without a pidfd.
+            // SAFETY: a signal to our own child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: siginfo_t is plain data; all-zero is valid.
+            let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+            // SAFETY: `info` is writable; reaps our own child.
+            unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    pid as u32,
+                    &mut info,
+                    libc::WEXITED | libc::__WALL,
+                )
+            };
+            Err(e.into())
+        }
+    }
 }
 
 fn finish(r: isize, pidfd: i32) -> io::Result<Spawned> {

@@ -1,23 +1,6 @@
 //! Facts about the calling process needed to prepare a spawn.
 
-use core::ffi::c_char;
 use std::sync::atomic::{AtomicU8, Ordering};
-
-/// The process's `environ` array, for a child that inherits the environment
-/// unchanged (no copy, as `posix_spawn` does).
-///
-/// # Caveats
-///
-/// Like every reader of the environment, this races with
-/// `std::env::set_var` in another thread, which is why `set_var` is
-/// `unsafe`: its caller promises no concurrent readers.
-pub(crate) fn environ() -> *const *const c_char {
-    unsafe extern "C" {
-        static environ: *const *const c_char;
-    }
-    // SAFETY: reading the pointer value of libc's `environ`; see Caveats.
-    unsafe { environ }
-}
 
 static CLOSE_RANGE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 yes, 2 no
 

@@ -5,13 +5,15 @@
 //! - [`clone`]: clone3/clone trampolines, the child's stack, method probing;
 //! - [`pidfd`]: waitid, `PIDFD_INFO_EXIT`, pidfd_send_signal, poll;
 //! - [`signals`]: the spawning thread's signal mask;
-//! - [`env`]: the process environment pointer and fd-table facts;
+//! - [`env`]: fd-table facts and the pid;
+//! - [`fork`]: process-wide state that starts afresh after `fork()`;
 //! - [`spawner`]: the long-lived thread for parent-death-signal spawns.
 #![allow(unsafe_code)]
 
 pub(crate) mod child_exec;
 pub(crate) mod clone;
 pub(crate) mod env;
+pub(crate) mod fork;
 pub(crate) mod pidfd;
 pub(crate) mod raw;
 pub(crate) mod signals;

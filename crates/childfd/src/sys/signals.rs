@@ -21,6 +21,19 @@ impl BlockAll {
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
         BlockAll { old }
     }
+
+    /// The mask in force before, as the kernel's 64-bit set (bit `n - 1`
+    /// for signal `n`).
+    pub(crate) fn previous(&self) -> u64 {
+        let mut set = 0u64;
+        for sig in 1..=64 {
+            // SAFETY: reads a valid sigset_t; out-of-range numbers give -1.
+            if unsafe { libc::sigismember(&self.old, sig) } == 1 {
+                set |= 1 << (sig - 1);
+            }
+        }
+        set
+    }
 }
 
 impl Drop for BlockAll {

@@ -6,11 +6,14 @@
 //! [PR_SET_PDEATHSIG(2const)](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)).
 //! A child spawned with a parent-death signal from a short-lived thread
 //! would be killed as soon as that thread ends. Such spawns are therefore
-//! run on this thread, which lives as long as the process.
+//! run on this thread, which lives as long as the process (and a
+//! `fork()`ed copy of the process starts its own).
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Mutex, OnceLock};
+
+use super::fork::PerProcess;
 
 /// A job: a type-erased pointer to the caller's closure. Valid only while
 /// the caller waits in [`run_on_spawner`].
@@ -23,7 +26,9 @@ struct Job {
 // calling thread is blocked waiting for `done`; it is never used after.
 unsafe impl Send for Job {}
 
-static SPAWNER: OnceLock<Mutex<SyncSender<Job>>> = OnceLock::new();
+/// One spawner per process: after a `fork()` the copy has none (only the
+/// forking thread survives), so it starts its own.
+static SPAWNER: PerProcess<Mutex<SyncSender<Job>>> = PerProcess::new();
 
 fn start() -> Mutex<SyncSender<Job>> {
     let (tx, rx): (SyncSender<Job>, Receiver<Job>) = sync_channel(0);
@@ -65,7 +70,7 @@ pub(crate) fn run_on_spawner<R>(f: impl FnOnce() -> R) -> R {
         unsafe { core::mem::transmute(dyn_call as *mut dyn FnMut()) };
     let (done_tx, done_rx) = sync_channel(1);
     let sent = SPAWNER
-        .get_or_init(start)
+        .get(start, |_| {})
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .send(Job {

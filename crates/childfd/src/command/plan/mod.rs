@@ -1,0 +1,179 @@
+//! A spawn, in the parent, as named steps: every allocation, lookup and fd
+//! the child will use is made before the clone.
+//!
+//! 1. [`prepare`]: argv, a snapshot of the environment, `PATH` candidates;
+//! 2. [`fds`]: the child's fds, made for this spawn;
+//! 3. [`contain`]: its process group, session or fresh cgroup leaf;
+//! 4. [`launch`]: the clone, down the fallback ladder;
+//! 5. [`into_child`]: the [`Child`] handle.
+//!
+//! The child's side of the clone is [`crate::sys::child_exec`].
+
+mod fds;
+mod launch;
+mod prepare;
+
+use std::io;
+use std::ptr;
+
+use super::Command;
+use crate::child::{Child, ChildStderr, ChildStdin, ChildStdout};
+use crate::containment::cgroup::{self, Leaf};
+use crate::containment::{Containment, Tree};
+use crate::error::{SpawnError, SpawnStage};
+use crate::sys::child_exec::{ChildPlan, GroupAction};
+use crate::sys::clone::{self, Spawned};
+use crate::sys::env;
+
+pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
+    if let Some(reason) = &cmd.invalid {
+        return Err(SpawnError::Invalid {
+            program: cmd.program_lossy(),
+            reason: reason.clone(),
+        });
+    }
+    let exec = prepare::Exec::new(cmd);
+    let use_close_range = env::close_range_cloexec();
+    // With close_range (5.11+) the child shares our fd table (CLONE_FILES)
+    // and unshares only the bottom of it, unless this spawn names an fd by
+    // path (`/proc/self/fd/N` as the program or directory: the child needs
+    // all of them until execve) or clone refused CLONE_FILES before.
+    let share_files = use_close_range && clone::files_allowed() && !names_fd_by_path(cmd);
+    let mut fds = fds::FdPlan::new(cmd, share_files)?;
+    let contained = contain(cmd)?;
+    let mut plan = child_plan(cmd, &exec, &mut fds, use_close_range, share_files);
+    plan.group = contained.group;
+    let spawned = launch::clone_with_fallbacks(cmd, &mut plan, &contained)?;
+    Ok(into_child(cmd, spawned, fds, contained))
+}
+
+/// A spawn failure of `cmd` at `stage`.
+pub(super) fn os_err(cmd: &Command, stage: SpawnStage, source: io::Error) -> SpawnError {
+    SpawnError::Os {
+        program: cmd.program_lossy(),
+        stage,
+        source,
+    }
+}
+
+/// Step 3: how the child is contained; a fresh cgroup leaf is removed
+/// again unless the spawn succeeds.
+pub(super) struct Contained {
+    group: GroupAction,
+    leaf: Option<Leaf>,
+}
+
+impl Contained {
+    fn leaf(&self) -> Option<&Leaf> {
+        self.leaf.as_ref()
+    }
+}
+
+impl Drop for Contained {
+    fn drop(&mut self) {
+        if let Some(l) = &self.leaf {
+            l.try_remove();
+        }
+    }
+}
+
+fn contain(cmd: &Command) -> Result<Contained, SpawnError> {
+    let group = match &cmd.containment {
+        Containment::ProcessGroup | Containment::Cgroup(_) => GroupAction::NewGroup,
+        Containment::Session => GroupAction::NewSession,
+        Containment::Inherit => GroupAction::Inherit,
+    };
+    let leaf = match &cmd.containment {
+        Containment::Cgroup(parent) => {
+            let dir =
+                cgroup::resolve_parent(parent).map_err(|e| os_err(cmd, SpawnStage::Cgroup, e))?;
+            Some(Leaf::create(&dir).map_err(|e| os_err(cmd, SpawnStage::Cgroup, e))?)
+        }
+        _ => None,
+    };
+    Ok(Contained { group, leaf })
+}
+
+/// Everything the child does, pointing into `exec` and `fds`.
+fn child_plan<'a>(
+    cmd: &'a Command,
+    exec: &'a prepare::Exec,
+    fds: &'a mut fds::FdPlan,
+    use_close_range: bool,
+    share_files: bool,
+) -> ChildPlan<'a> {
+    ChildPlan {
+        cgroup_procs_fd: -1,
+        unshare_fds_below: if share_files { fds.unshare_bound(2) } else { 0 },
+        candidates: &exec.candidates,
+        argv: exec.argv.as_ptr(),
+        envp: exec.envp.as_ptr(),
+        group: GroupAction::Inherit,
+        fd_actions: &fds.actions,
+        shuffle_min: fds.shuffle_min,
+        shuffle_scratch: fds.scratch.as_mut_ptr(),
+        stderr_to_stdout: fds.stderr_to_stdout,
+        use_close_range,
+        cloexec_fallback_max: if use_close_range {
+            0
+        } else {
+            env::cloexec_fallback_bound()
+        },
+        reset_all_handlers: false,
+        default_signals: cmd.default_signals,
+        inherit_signal_mask: cmd.inherit_signal_mask,
+        signal_mask: 0,
+        pdeathsig: cmd.pdeathsig.map_or(0, |s| s.as_raw()),
+        expected_ppid: if cmd.pdeathsig.is_some() {
+            env::getpid()
+        } else {
+            0
+        },
+        groups: cmd.groups.as_deref(),
+        drop_groups: cmd.uid.is_some() && cmd.groups.is_none(),
+        gid: cmd.gid,
+        uid: cmd.uid,
+        cwd: cmd.cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+        block: ptr::null(),
+    }
+}
+
+/// Step 5: the child has exec'd; the fds made for it are closed and the
+/// handle owns its pidfd, pipe ends and containment.
+fn into_child(
+    cmd: &Command,
+    spawned: Spawned,
+    fds: fds::FdPlan,
+    mut contained: Contained,
+) -> Child {
+    let [p_in, p_out, p_err] = fds.finish();
+    let tree = match (contained.leaf.take(), &cmd.containment) {
+        (Some(leaf), _) => Tree::Cgroup(leaf),
+        (None, Containment::Inherit) => Tree::Single,
+        (None, _) => Tree::Group,
+    };
+    Child::new(
+        spawned.pidfd,
+        spawned.pid as u32,
+        p_in.map(ChildStdin::from_fd),
+        p_out.map(ChildStdout::from_fd),
+        p_err.map(ChildStderr::from_fd),
+        cmd.kill_on_drop,
+        tree,
+    )
+}
+
+/// Whether the program (any PATH candidate) or the working directory is
+/// an fd of ours named by path, such as `/proc/self/fd/7` (`fexecve` of a
+/// memfd): the child then needs our whole fd table until `execve`.
+fn names_fd_by_path(cmd: &Command) -> bool {
+    let is_fd_path = |p: &[u8]| {
+        p.starts_with(b"/dev/fd/")
+            || p.strip_prefix(b"/proc/").is_some_and(|rest| {
+                rest.starts_with(b"self/fd/")
+                    || rest.starts_with(b"thread-self/fd/")
+                    || rest.starts_with(format!("{}/fd/", std::process::id()).as_bytes())
+            })
+    };
+    is_fd_path(cmd.program.as_bytes()) || cmd.cwd.as_ref().is_some_and(|c| is_fd_path(c.as_bytes()))
+}
