@@ -18,6 +18,7 @@ const SCENARIOS: &[&str] = &[
     "no-cgroup-kill",
     "clone3-enosys",
     "clone3-eperm",
+    "clone-pidfd-refused",
     "forced-clone3-fork",
     "forced-clone-vm",
     "no-close-range",
@@ -179,6 +180,25 @@ fn scenario(name: &str) {
         "clone3-eperm" => {
             childfd_testbin::seccomp_deny(libc::SYS_clone3, libc::EPERM);
             basic_checks(legacy);
+        }
+        // A profile (or valgrind) that refuses clone3 and CLONE_PIDFD on the
+        // legacy clone as well: children are cloned without it and their
+        // pidfd opened with pidfd_open, never EINVAL.
+        "clone-pidfd-refused" => {
+            childfd_testbin::seccomp_deny(libc::SYS_clone3, libc::ENOSYS);
+            childfd_testbin::seccomp_deny_with_flag(
+                libc::SYS_clone,
+                0,
+                libc::CLONE_PIDFD as u32,
+                libc::EPERM,
+            );
+            basic_checks(legacy);
+            // A dropped running child is still reaped through its pidfd.
+            drop(Command::new(childfd_testbin::SLEEP200).spawn().unwrap());
+            assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
+                childfd_testbin::children().is_empty()
+            }));
+            println!("scenario ok: clone without CLONE_PIDFD, then pidfd_open");
         }
         // The method of architectures without the CLONE_VM trampoline.
         "forced-clone3-fork" => {
