@@ -152,13 +152,13 @@ fn kill_own_children() {
 extern "C" fn ignore(_: libc::c_int) {}
 
 fn install_noop_handler(sig: i32) {
-    // SAFETY: a plain sigaction with a handler that touches nothing.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = ignore as *const () as usize;
-        sa.sa_flags = libc::SA_RESTART;
-        assert_eq!(libc::sigaction(sig, &sa, std::ptr::null_mut()), 0);
-    }
+    // SAFETY: sigaction is plain data; all-zero is valid.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = ignore as *const () as usize;
+    sa.sa_flags = libc::SA_RESTART;
+    // SAFETY: a handler that touches nothing.
+    let r = unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
+    assert_eq!(r, 0);
 }
 
 /// Runs `f` on a thread; panics if it does not finish within `limit`
@@ -249,11 +249,10 @@ fn set_var_in_another_thread_never_fails_a_spawn() {
                 // SAFETY: this scenario's point: another thread changes the
                 // environment while spawns read it; childfd reads it only
                 // through std, under std's environment lock.
-                unsafe {
-                    std::env::set_var(&name, "x".repeat((i % 50) as usize));
-                    if i % 3 == 0 {
-                        std::env::remove_var(&name);
-                    }
+                unsafe { std::env::set_var(&name, "x".repeat((i % 50) as usize)) };
+                if i.is_multiple_of(3) {
+                    // SAFETY: as above.
+                    unsafe { std::env::remove_var(&name) };
                 }
                 i += 1;
             }
@@ -630,6 +629,7 @@ fn child_sigblk(cmd: &mut Command) -> u64 {
 /// thread's.
 fn signal_mask_is_empty_by_default_and_inherited_on_request() {
     // SAFETY: blocks SIGUSR1 in this thread only; sets are plain data.
+    #[allow(clippy::multiple_unsafe_ops_per_block)]
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -642,6 +642,7 @@ fn signal_mask_is_empty_by_default_and_inherited_on_request() {
     assert_eq!(inherited, usr1, "inherited mask {inherited:#x}");
     // The spawning thread's mask is unchanged.
     // SAFETY: reads this thread's mask.
+    #[allow(clippy::multiple_unsafe_ops_per_block)]
     let still = unsafe {
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old);
