@@ -16,6 +16,9 @@
 //! dropping, once the tree is being ended or the reader is gone); every
 //! step of the loop is bounded, so deadlines and signals always fire.
 
+mod finish;
+mod signals;
+
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -42,9 +45,6 @@ const CHUNK: usize = 64 * 1024;
 /// Reads per stream per turn of the loop: a program writing faster than
 /// childfd reads cannot keep the loop from its deadlines and signals.
 const READS_PER_TURN: usize = 8;
-/// After the tree was ended (timeout, signal, broken pipe), how long
-/// buffered output may still take to reach childfd's reader.
-const FLUSH_AFTER_END: Duration = Duration::from_millis(250);
 
 /// One output pipe of the program.
 struct Pipe {
@@ -293,196 +293,6 @@ impl Loop<'_> {
         }
         Ok(())
     }
-
-    fn on_signals(&mut self) {
-        let pending: Vec<i32> = self.signals.pending().collect();
-        for raw in pending {
-            let Some(sig) = Signal::new(raw) else {
-                continue;
-            };
-            let r = match raw {
-                libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT => {
-                    self.on_terminating(sig)
-                }
-                libc::SIGUSR1 | libc::SIGUSR2 => self.child.signal(sig).map_err(|e| e.to_string()),
-                libc::SIGWINCH => self.child.signal_tree(sig).map_err(|e| e.to_string()),
-                libc::SIGTSTP => self.stop(true),
-                libc::SIGCONT => self.resume(),
-                libc::SIGCHLD => self.on_child_changed(),
-                _ => Ok(()),
-            };
-            if let Err(e) = r {
-                crate::say(format_args!("passing {sig} on failed: {e}"));
-            }
-        }
-    }
-
-    fn on_terminating(&mut self, sig: Signal) -> Result<(), String> {
-        self.signal.get_or_insert(sig);
-        if self.life.ending() {
-            self.life.cancel(&self.child).map_err(|e| e.to_string())
-        } else {
-            self.life
-                .terminate(&self.child, Instant::now(), sig)
-                .map_err(|e| e.to_string())
-        }
-    }
-
-    /// Job control: stop the tree (unless it already stopped itself), give
-    /// the terminal back to childfd's group and stop childfd, as a job in
-    /// a shell stops; `fg` or `bg` continue childfd, then [`Loop::resume`].
-    fn stop(&mut self, stop_tree: bool) -> Result<(), String> {
-        if stop_tree {
-            self.child
-                .signal_tree(Signal::TSTP)
-                .map_err(|e| e.to_string())?;
-        }
-        if let Some(fg) = &mut self.fg {
-            fg.take_back();
-        }
-        let me = rustix::process::getpid();
-        rustix::process::kill_process(me, rustix::process::Signal::STOP).map_err(|e| e.to_string())
-    }
-
-    fn resume(&mut self) -> Result<(), String> {
-        if let Some(fg) = &mut self.fg {
-            fg.hand_over();
-        }
-        self.child
-            .signal_tree(Signal::CONT)
-            .map_err(|e| e.to_string())
-    }
-
-    /// SIGCHLD: with the terminal handed over, a stopped program (Ctrl-Z,
-    /// or SIGTTOU) stops childfd too.
-    fn on_child_changed(&mut self) -> Result<(), String> {
-        if self.fg.is_none() || self.life.status.is_some() {
-            return Ok(());
-        }
-        use rustix::process::{WaitId, WaitIdOptions, waitid};
-        let opts = WaitIdOptions::STOPPED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-        match waitid(WaitId::PidFd(self.child.as_fd()), opts) {
-            Ok(Some(st)) if st.stopped() => self.stop(false),
-            _ => Ok(()),
-        }
-    }
-
-    /// After the lifecycle is done: flush the pass-through (bounded),
-    /// kill what is left of the tree, and say how it ended.
-    fn end(mut self, pid: u32, result: Result<Done, String>) -> Ended {
-        let (outcome, holders, error) = match result {
-            Ok((o, h)) => (o, h, None),
-            Err(e) => (childfd_io::Outcome::Cancelled, Vec::new(), Some(e)),
-        };
-        let mut outcome = self.classify(outcome, error.is_some());
-        for s in self.sinks.iter().flatten() {
-            s.close();
-        }
-        let flushed = self.flush(outcome);
-        if matches!(outcome, Outcome::Exited | Outcome::PipesHeldOpen) {
-            // What happened while flushing the output of a program that
-            // had ended by itself.
-            if flushed == Flushed::DeadlinePassed {
-                outcome = Outcome::TimedOut;
-            } else if flushed == Flushed::Signalled {
-                outcome = Outcome::Signalled;
-            } else if self.sink_broken() && !self.args.keep_draining {
-                outcome = Outcome::BrokenPipe;
-            }
-        }
-        let mut status = self.life.status;
-        if status.is_none() {
-            status = self
-                .child
-                .wait_timeout(Duration::from_millis(100))
-                .ok()
-                .flatten();
-        }
-        let ended_by = self.life.ended_by();
-        let exited_at = self.life.exited_at;
-        self.fg.take();
-        for (c, s) in self.counts.iter_mut().zip(&self.sinks) {
-            if let Some(s) = s {
-                (c.passed, _, c.last) = s.counts();
-            }
-        }
-        finish_tree(self.child);
-        Ended {
-            pid,
-            outcome,
-            status,
-            ended_by,
-            signal: self.signal,
-            exited_at,
-            streams: self.counts,
-            holders,
-            error,
-        }
-    }
-
-    fn classify(&self, o: childfd_io::Outcome, failed: bool) -> Outcome {
-        if failed {
-            Outcome::Error
-        } else if self.signal.is_some() {
-            Outcome::Signalled
-        } else if self.broken && !self.args.keep_draining {
-            Outcome::BrokenPipe
-        } else {
-            match o {
-                childfd_io::Outcome::Exited => Outcome::Exited,
-                childfd_io::Outcome::PipesHeldOpen => Outcome::PipesHeldOpen,
-                _ => Outcome::TimedOut,
-            }
-        }
-    }
-
-    /// Waits for the pass-through to write what it holds: for a program
-    /// that exited normally, until the deadline (if any) or a terminating
-    /// signal; after the tree was ended, [`FLUSH_AFTER_END`] at most.
-    fn flush(&mut self, outcome: Outcome) -> Flushed {
-        let limit = match outcome {
-            Outcome::Exited | Outcome::PipesHeldOpen => {
-                self.args.timeout().and_then(|t| self.t0.checked_add(t))
-            }
-            _ => Some(Instant::now() + FLUSH_AFTER_END),
-        };
-        let mut events = Events::with_capacity(16);
-        loop {
-            if self.sinks.iter().flatten().all(Sink::flushed) {
-                return Flushed::Done;
-            }
-            if self.signal.is_some() {
-                return Flushed::Signalled;
-            }
-            let now = Instant::now();
-            if limit.is_some_and(|l| now >= l) {
-                return match outcome {
-                    Outcome::Exited | Outcome::PipesHeldOpen => Flushed::DeadlinePassed,
-                    _ => Flushed::Done,
-                };
-            }
-            let timeout = limit.map(|l| l - now);
-            if self.wait(&mut events, timeout).is_err() {
-                return Flushed::Done;
-            }
-            if self.sink_broken() {
-                return Flushed::Done;
-            }
-        }
-    }
-}
-
-impl Loop<'_> {
-    fn sink_broken(&self) -> bool {
-        self.sinks[0].as_ref().and_then(Sink::error).is_some()
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Flushed {
-    Done,
-    DeadlinePassed,
-    Signalled,
 }
 
 fn err(e: childfd_io::OutputError) -> String {
