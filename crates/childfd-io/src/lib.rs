@@ -79,7 +79,7 @@ pub mod engine {
 pub use holders::Holder;
 pub use options::{DEFAULT_GRACE, Options, Stream};
 pub use output::{Outcome, Output, output};
-pub use supervisor::{Event, JobId, JobOptions, Report, Summary, Supervisor, slot_size};
+pub use supervisor::{Event, Handle, JobId, JobOptions, Report, Summary, Supervisor, slot_size};
 
 use childfd::Stdio;
 

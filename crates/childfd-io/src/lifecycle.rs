@@ -138,6 +138,17 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Whether the deadline has passed while the child runs (as far as we
+    /// know): before calling [`step`](Self::step), which would then
+    /// terminate the tree, the caller should [`poll_exit`](Self::poll_exit)
+    /// and read the pipes, so that a child that exited just before is
+    /// reported exited.
+    pub(crate) fn deadline_due(&self, now: Instant) -> bool {
+        matches!(self.phase, Phase::Running)
+            && self.status.is_none()
+            && self.deadline.is_some_and(|d| now >= d)
+    }
+
     /// Cancel: SIGKILL the tree now, then drain.
     pub fn cancel(&mut self, child: &Child) -> Result<(), OutputError> {
         if matches!(

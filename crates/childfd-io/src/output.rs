@@ -14,7 +14,7 @@ use crate::capture::Captured;
 use crate::holders::Holder;
 use crate::lifecycle::{Lifecycle, Step};
 use crate::options::{Input, Options, Stream};
-use crate::pipes::{CHUNK, Feeder, Reader, set_nonblocking};
+use crate::pipes::{CHUNK, Drained, Fed, Feeder, Reader, set_nonblocking};
 
 const PIDFD: Token = Token(0);
 const STDOUT: Token = Token(1);
@@ -67,6 +67,24 @@ pub struct Output {
 
 fn io_err(e: impl Into<io::Error>) -> OutputError {
     OutputError::Io { source: e.into() }
+}
+
+/// One bounded read turn of `r`; whether data is left for another.
+fn read_turn(
+    r: &mut Reader,
+    poll: &Poll,
+    buf: &mut [u8],
+    emit: &mut dyn FnMut(Stream, &[u8]),
+    chunk: &mut dyn FnMut(Stream, &[u8]),
+) -> Result<bool, OutputError> {
+    Ok(match r.drain(buf, emit, chunk).map_err(io_err)? {
+        Drained::More => true,
+        Drained::Blocked => false,
+        Drained::Eof(fd) => {
+            let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
+            false
+        }
+    })
 }
 
 /// Runs `child` to completion while reading its piped stdout and stderr
@@ -147,14 +165,30 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
             f(s, c);
         }
     };
+    // Streams with work left after their bounded turn ([`Drained::More`],
+    // [`Fed::More`]): the next poll does not wait. Stdin starts hot: it
+    // is writable until proven otherwise.
+    let mut hot = [false, false, stdin.is_some()];
     let (outcome, holders) = loop {
+        if life.deadline_due(Instant::now()) {
+            // Exit first: the kernel closes the child's fds before its
+            // exit is visible, so the reads after it see its EOF.
+            life.poll_exit(child)?;
+            for (k, r) in readers.iter_mut().enumerate() {
+                hot[k] = read_turn(r, &poll, &mut buf, &mut emit, &mut chunk)?;
+            }
+        }
         let pipes_open = readers.iter().any(|r| r.fd.is_some());
         let inodes = || readers.iter().filter_map(Reader::open_inode).collect();
         let wake = match life.step(child, Instant::now(), pipes_open, &inodes)? {
             Step::Done(outcome, holders) => break (outcome, holders),
             Step::Wait(w) => w,
         };
-        let timeout = wake.map(|w| w.saturating_duration_since(Instant::now()));
+        let timeout = if hot.contains(&true) {
+            Some(Duration::ZERO)
+        } else {
+            wake.map(|w| w.saturating_duration_since(Instant::now()))
+        };
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -163,32 +197,39 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
         for ev in events.iter() {
             match ev.token() {
                 PIDFD => life.poll_exit(child)?,
-                t @ (STDOUT | STDERR) => {
-                    let r = &mut readers[if t == STDOUT { 0 } else { 1 }];
-                    if let Some(fd) = r.drain(&mut buf, &mut emit, &mut chunk).map_err(io_err)? {
-                        let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
-                    }
-                }
+                STDOUT => hot[0] = true,
+                STDERR => hot[1] = true,
+                STDIN => hot[2] = true,
                 _ => {}
             }
         }
-        // Feed stdin after any event: a writable event, or the child's exit.
-        if let Some(fd) = &stdin {
-            match feeder.feed(fd.as_fd(), &mut buf) {
-                Ok(()) => {}
+        for (k, r) in readers.iter_mut().enumerate() {
+            if !hot[k] {
+                continue;
+            }
+            hot[k] = read_turn(r, &poll, &mut buf, &mut emit, &mut chunk)?;
+        }
+        let Some(fd) = &stdin else { continue };
+        if hot[2] {
+            hot[2] = match feeder.feed(fd.as_fd(), &mut buf) {
+                Ok(fed) => fed == Fed::More,
                 Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
                     stdin_closed_early = true;
                     feeder.done = true;
+                    false
                 }
                 Err(e) => return Err(io_err(e)),
+            };
+        }
+        // Close stdin once fed, or once the child exited (a descendant
+        // that inherited it must not keep us writing).
+        if feeder.done || life.status.is_some() {
+            if !feeder.done {
+                stdin_closed_early = true; // exited with input left
             }
-            if feeder.done || life.status.is_some() {
-                if !feeder.done {
-                    stdin_closed_early = true; // exited with input left
-                }
-                if let Some(fd) = stdin.take() {
-                    let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
-                }
+            hot[2] = false;
+            if let Some(fd) = stdin.take() {
+                let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
             }
         }
     };

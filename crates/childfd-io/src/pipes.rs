@@ -50,24 +50,29 @@ impl Reader {
         }
     }
 
-    /// Reads until the pipe would block (the loop is edge-triggered) or
-    /// reaches EOF; lines go to `emit`. Returns the fd at EOF (closed by
-    /// the caller after deregistering it).
+    /// Reads at most [`READS_PER_TURN`] chunks, so that a child (or a
+    /// crowd of descendants) writing as fast as we read cannot keep the
+    /// loop here past a deadline; lines go to `emit`. [`Drained::More`]
+    /// means the budget ran out before the pipe would block: the loop is
+    /// edge-triggered, so the caller must come back without waiting for
+    /// another event.
     pub(crate) fn drain(
         &mut self,
         buf: &mut [u8],
         emit: &mut dyn FnMut(Stream, &[u8]),
         chunk: &mut dyn FnMut(Stream, &[u8]),
-    ) -> io::Result<Option<OwnedFd>> {
+    ) -> io::Result<Drained> {
         let stream = self.stream;
-        loop {
-            let Some(fd) = &self.fd else { return Ok(None) };
+        for _ in 0..READS_PER_TURN {
+            let Some(fd) = &self.fd else {
+                return Ok(Drained::Blocked);
+            };
             match rustix::io::read(fd, &mut *buf) {
                 Ok(0) => {
                     if let Some(lines) = &mut self.lines {
                         lines.finish(&mut |l| emit(stream, l));
                     }
-                    return Ok(self.fd.take());
+                    return Ok(self.fd.take().map_or(Drained::Blocked, Drained::Eof));
                 }
                 Ok(n) => {
                     chunk(stream, &buf[..n]);
@@ -76,12 +81,37 @@ impl Reader {
                         lines.push(&buf[..n], &mut |l| emit(stream, l));
                     }
                 }
-                Err(rustix::io::Errno::AGAIN) => return Ok(None),
+                Err(rustix::io::Errno::AGAIN) => return Ok(Drained::Blocked),
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        Ok(Drained::More)
     }
+}
+
+/// Reads of [`CHUNK`] bytes one stream gets per turn of a loop (1 MiB).
+pub(crate) const READS_PER_TURN: usize = 16;
+
+/// What one bounded [`Reader::drain`] left behind.
+pub(crate) enum Drained {
+    /// The pipe would block (or was closed before): wait for an event.
+    Blocked,
+    /// The budget ran out with data maybe left: come back next turn.
+    More,
+    /// EOF: here is the fd, to deregister and close.
+    Eof(OwnedFd),
+}
+
+/// What one bounded [`Feeder::feed`] left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fed {
+    /// The pipe is full: wait for it to become writable.
+    Blocked,
+    /// A write went through and input is left: come back next turn.
+    More,
+    /// All input was written: close the pipe.
+    Done,
 }
 
 /// Input being written to the child's stdin.
@@ -104,40 +134,44 @@ impl<'a> Feeder<'a> {
         }
     }
 
-    /// Writes as much as the pipe takes, refilling from the input.
-    /// `EPIPE` when the reader is gone (no SIGPIPE is raised).
-    pub(crate) fn feed(&mut self, fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<()> {
-        loop {
-            if self.off >= self.pending.len() {
-                self.pending.clear();
-                self.off = 0;
-                match &mut self.input {
-                    Input::None => self.done = true,
-                    Input::Bytes(b) => {
-                        self.pending.extend_from_slice(b);
-                        self.input = Input::None;
-                    }
-                    Input::Reader(r) => match r.read(scratch) {
-                        Ok(0) => self.input = Input::None,
-                        Ok(n) => self.pending.extend_from_slice(&scratch[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    },
+    /// One bounded unit of feeding: at most one read of the input (to
+    /// refill) and one `write(2)`, however fast the reader at the other
+    /// end drains the pipe (a grandchild that inherited stdin can drain
+    /// it for ever: a loop until `EAGAIN` would never return). `EPIPE`
+    /// when the reader is gone (no SIGPIPE is raised).
+    pub(crate) fn feed(&mut self, fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<Fed> {
+        if self.off >= self.pending.len() {
+            self.pending.clear();
+            self.off = 0;
+            match &mut self.input {
+                Input::None => {
+                    self.done = true;
+                    return Ok(Fed::Done);
                 }
-                if self.done {
-                    return Ok(());
+                Input::Bytes(b) => {
+                    self.pending.extend_from_slice(b);
+                    self.input = Input::None;
                 }
-                continue;
+                Input::Reader(r) => match r.read(scratch) {
+                    Ok(0) => self.input = Input::None,
+                    Ok(n) => self.pending.extend_from_slice(&scratch[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                },
             }
-            match sys::write_no_sigpipe(fd.as_fd(), &self.pending[self.off..]) {
-                Ok(n) => {
-                    self.off += n;
-                    self.written += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            if self.pending.is_empty() {
+                return Ok(Fed::More);
             }
+        }
+        match sys::write_no_sigpipe(fd.as_fd(), &self.pending[self.off..]) {
+            Ok(n) => {
+                self.off += n;
+                self.written += n as u64;
+                Ok(Fed::More)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fed::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fed::More),
+            Err(e) => Err(e),
         }
     }
 }

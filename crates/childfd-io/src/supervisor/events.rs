@@ -76,20 +76,24 @@ pub enum Event {
         /// Why.
         error: OutputError,
     },
+    /// A signal interrupted the loop's wait (only with
+    /// [`Supervisor::stop_on_interrupt`]); no job is concerned.
+    Interrupted,
 }
 
 impl Event {
-    /// The job the event is about.
-    pub fn id(&self) -> JobId {
+    /// The job the event is about (`None` for [`Event::Interrupted`]).
+    pub fn id(&self) -> Option<JobId> {
         match self {
             Event::Started { id, .. }
             | Event::Line { id, .. }
             | Event::SpawnFailed { id, .. }
-            | Event::Failed { id, .. } => *id,
+            | Event::Failed { id, .. } => Some(*id),
             Event::Exited(r)
             | Event::TimedOut(r)
             | Event::PipesHeldOpen(r)
-            | Event::Cancelled(r) => r.id,
+            | Event::Cancelled(r) => Some(r.id),
+            Event::Interrupted => None,
         }
     }
 }

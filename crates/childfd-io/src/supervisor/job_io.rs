@@ -4,7 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use childfd::Child;
 use mio::unix::SourceFd;
@@ -15,7 +15,7 @@ use super::{Event, JobId, Report, Supervisor};
 use crate::holders::Holder;
 use crate::lifecycle::{Lifecycle, Step};
 use crate::options::Stream;
-use crate::pipes::{Reader, set_nonblocking};
+use crate::pipes::{Drained, Reader, set_nonblocking};
 use crate::{Outcome, OutputError};
 
 /// Poll tokens per slot: pidfd, stdout, stderr.
@@ -105,22 +105,30 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Handles readiness of one of slot `s`'s fds (`kind` 0: the pidfd,
-    /// 1/2: stdout/stderr). Returns whether the slot is still there.
-    pub(super) fn on_ready(&mut self, s: usize, kind: usize) -> bool {
+    /// The pidfd of slot `s` was readable (or a timer is due): reap if
+    /// exited. Returns whether the slot is still there.
+    pub(super) fn poll_exit(&mut self, s: usize) -> bool {
         let Some(slot) = self.slots.get_mut(s).and_then(|o| o.as_mut()) else {
             return false;
         };
-        if kind == 0 {
-            if let Err(e) = slot.life.poll_exit(&slot.child) {
+        match slot.life.poll_exit(&slot.child) {
+            Ok(()) => true,
+            Err(e) => {
                 self.fail(s, e);
-                return false;
+                false
             }
-            return true;
         }
+    }
+
+    /// One bounded read turn on stream `k` (0: stdout, 1: stderr) of slot
+    /// `s`. Returns whether the stream has data left for another turn.
+    pub(super) fn drain(&mut self, s: usize, k: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(s).and_then(|o| o.as_mut()) else {
+            return false;
+        };
         let id = slot.id;
         let mut lines: Vec<(Stream, Vec<u8>)> = Vec::new();
-        let drained = slot.readers[kind - 1].drain(
+        let drained = slot.readers[k].drain(
             &mut self.buf,
             &mut |st, l| lines.push((st, l.to_vec())),
             &mut |_, _| {},
@@ -131,14 +139,15 @@ impl Supervisor {
                 .map(|(stream, line)| Event::Line { id, stream, line }),
         );
         match drained {
-            Ok(Some(fd)) => {
+            Ok(Drained::Eof(fd)) => {
                 let _ = self
                     .poll
                     .registry()
                     .deregister(&mut SourceFd(&fd.as_raw_fd()));
-                true
+                false
             }
-            Ok(None) => true,
+            Ok(Drained::Blocked) => false,
+            Ok(Drained::More) => true,
             Err(e) => {
                 self.fail(s, OutputError::Io { source: e });
                 false
@@ -200,14 +209,12 @@ impl Supervisor {
 
     fn finish(&mut self, s: usize, outcome: Outcome, holders: Vec<Holder>) {
         let Some(slot) = self.release(s) else { return };
-        let mut status = slot.life.status;
-        if status.is_none() {
-            status = slot
-                .child
-                .wait_timeout(Duration::from_millis(100))
-                .ok()
-                .flatten();
-        }
+        // Never a blocking wait here: it would hold every other job. A
+        // child not reaped yet goes to the background reaper on drop.
+        let status = match slot.life.status {
+            Some(st) => Some(st),
+            None => slot.child.try_wait().ok().flatten(),
+        };
         let ended_by = slot.life.ended_by();
         if slot.kill_tree_on_exit {
             let _ = slot.child.kill_tree();

@@ -43,8 +43,10 @@
 //! - `events`: [`Event`], [`Report`], [`Summary`];
 //! - this file: the [`Supervisor`] itself and its loop.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use childfd::Command;
@@ -54,18 +56,21 @@ use crate::OutputError;
 use crate::pipes::CHUNK;
 
 mod events;
+mod handle;
 mod job;
 mod job_io;
 mod queue;
 mod timers;
 
 pub use events::{Event, Report, Summary};
+pub use handle::Handle;
+use handle::Shared;
 pub use job::{JobId, JobOptions};
 use job_io::{KINDS, Slot};
 use queue::{Job, SpawnPool};
 use timers::Timers;
 
-/// The token of the waker the spawning threads use.
+/// The token of the waker that spawning threads and handles use.
 const WAKE: Token = Token(usize::MAX);
 
 /// Runs many children from one loop; see the [module docs](crate::supervisor).
@@ -105,12 +110,24 @@ pub struct Supervisor {
     timers: Timers,
     out: VecDeque<Event>,
     summary: Summary,
-    next_id: JobId,
     next_gen: u64,
     cpu_start: Duration,
     /// Spawns handed to the pool and not yet back (their processes exist).
     spawning: usize,
     pool: Option<SpawnPool>,
+    /// Streams whose last bounded read turn left data: `(slot, stream,
+    /// generation)`; the next `epoll_wait` does not sleep.
+    ready: Vec<(usize, usize, u64)>,
+    /// Jobs handed to a spawning thread and not back yet.
+    spawning_ids: HashSet<JobId>,
+    /// Of those, the ones cancelled meanwhile.
+    doomed: HashSet<JobId>,
+    /// Mailbox and waker shared with [`Handle`]s.
+    shared: Arc<Shared>,
+    /// A shutdown was taken from the mailbox: no new job starts.
+    shut: bool,
+    /// `epoll_wait` interrupted by a signal: return [`Event::Interrupted`].
+    stop_on_interrupt: bool,
 }
 
 fn thread_cpu() -> Duration {
@@ -140,8 +157,9 @@ impl Supervisor {
     /// If the epoll instance or a thread cannot be created.
     pub fn with_spawn_threads(max_in_flight: usize, threads: usize) -> io::Result<Supervisor> {
         let poll = Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
         let pool = if threads > 0 {
-            Some(SpawnPool::start(threads, poll.registry())?)
+            Some(SpawnPool::start(threads, &waker)?)
         } else {
             None
         };
@@ -158,11 +176,16 @@ impl Supervisor {
             timers: Timers::default(),
             out: VecDeque::new(),
             summary: Summary::default(),
-            next_id: 0,
             next_gen: 0,
             cpu_start: thread_cpu(),
             spawning: 0,
             pool,
+            ready: Vec::new(),
+            spawning_ids: HashSet::new(),
+            doomed: HashSet::new(),
+            shared: Arc::new(Shared::new(waker)),
+            shut: false,
+            stop_on_interrupt: false,
         })
     }
 
@@ -170,11 +193,18 @@ impl Supervisor {
     /// Its stdout and stderr are replaced by pipes (or `/dev/null` with
     /// [`JobOptions::discard_output`]) and its stdin by `/dev/null`.
     pub fn push(&mut self, cmd: Command, opts: JobOptions) -> JobId {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.summary.queued += 1;
-        self.queue.push_back((id, cmd, opts));
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.enqueue(id, cmd, opts);
         id
+    }
+
+    /// With `yes`, a signal that interrupts the loop's `epoll_wait`
+    /// (`EINTR`: a handler installed without `SA_RESTART` does not matter,
+    /// `epoll_wait` is never restarted) makes [`next`](Iterator::next)
+    /// return [`Event::Interrupted`] at once, so that the caller can look
+    /// at the flag its handler set. Off by default (the loop goes on).
+    pub fn stop_on_interrupt(&mut self, yes: bool) {
+        self.stop_on_interrupt = yes;
     }
 
     /// Children running now (including those being spawned).
@@ -198,6 +228,11 @@ impl Supervisor {
             self.report_unstarted(id);
             return;
         }
+        if self.spawning_ids.contains(&id) {
+            // Being spawned on another thread: cancelled once installed.
+            self.doomed.insert(id);
+            return;
+        }
         if let Some(&s) = self.by_id.get(&id) {
             let result = match self.slots[s].as_mut() {
                 Some(slot) => slot.life.cancel(&slot.child),
@@ -216,7 +251,12 @@ impl Supervisor {
         for id in queued {
             self.report_unstarted(id);
         }
-        let running: Vec<JobId> = self.by_id.keys().copied().collect();
+        let running: Vec<JobId> = self
+            .by_id
+            .keys()
+            .chain(self.spawning_ids.iter())
+            .copied()
+            .collect();
         for id in running {
             self.cancel(id);
         }
@@ -256,49 +296,129 @@ impl Supervisor {
         self.summary()
     }
 
-    /// One wait in `epoll_wait` (until an event or the earliest timer) and
-    /// the handling of what it returned.
-    fn turn(&mut self) -> io::Result<()> {
-        let slots = &self.slots;
-        let next = self.timers.next(|t, s, generation| {
-            slots
-                .get(s)
-                .and_then(|o| o.as_ref())
-                .is_some_and(|sl| sl.generation == generation && sl.scheduled == Some(t))
-        });
-        let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
-        match self.poll.poll(&mut self.events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e),
-        }
+    /// Whether nothing is left to do: no job queued, spawning or running,
+    /// and no handle that could push more (or a shutdown).
+    fn finished(&self) -> bool {
+        self.queue.is_empty()
+            && self.in_flight == 0
+            && self.spawning == 0
+            && (self.shut || self.shared.handles() == 0)
+    }
+
+    /// One `epoll_wait` (not sleeping if `busy`, else until an event or the
+    /// earliest timer) and the handling of what it returned. Every piece
+    /// of work in it is bounded: one `waitid` per exited child, at most
+    /// [`READS_PER_TURN`](crate::pipes::READS_PER_TURN) reads per stream,
+    /// so a deadline is never held up by a busy job.
+    fn turn(&mut self, busy: bool) -> io::Result<()> {
+        let timeout = if busy {
+            Some(Duration::ZERO)
+        } else {
+            let slots = &self.slots;
+            let next = self.timers.next(|t, s, generation| {
+                slots
+                    .get(s)
+                    .and_then(|o| o.as_ref())
+                    .is_some_and(|sl| sl.generation == generation && sl.scheduled == Some(t))
+            });
+            next.map(|t| t.saturating_duration_since(Instant::now()))
+        };
+        self.poll.poll(&mut self.events, timeout)?;
         let mut touched: Vec<usize> = Vec::new();
+        let mut woken = false;
         let tokens: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
         for token in tokens {
             if token == WAKE.0 {
-                self.collect_spawned();
+                woken = true;
                 continue;
             }
             let (s, kind) = (token / KINDS, token % KINDS);
-            if self.on_ready(s, kind) && !touched.contains(&s) {
-                touched.push(s);
-            }
-        }
-        let now = Instant::now();
-        while let Some((t, s)) = self.timers.pop_due(now) {
-            if let Some(slot) = self.slots.get_mut(s).and_then(|o| o.as_mut()) {
-                if slot.scheduled == Some(t) {
-                    slot.scheduled = None;
-                    if !touched.contains(&s) {
-                        touched.push(s);
-                    }
+            if kind == 0 {
+                if self.poll_exit(s) {
+                    touched.push(s);
                 }
+            } else if let Some(slot) = self.slots.get(s).and_then(|o| o.as_ref()) {
+                self.ready.push((s, kind - 1, slot.generation));
             }
         }
+        if woken {
+            self.collect_spawned();
+            self.take_mail();
+        }
+        self.drain_ready(&mut touched);
+        self.fire_timers(&mut touched);
+        touched.sort_unstable();
+        touched.dedup();
         for s in touched {
             self.step(s);
         }
         Ok(())
+    }
+
+    /// One bounded read turn for each stream with data waiting; those
+    /// with more left stay in `ready`.
+    fn drain_ready(&mut self, touched: &mut Vec<usize>) {
+        let mut batch = std::mem::take(&mut self.ready);
+        batch.sort_unstable();
+        batch.dedup();
+        for (s, k, generation) in batch {
+            let live = self
+                .slots
+                .get(s)
+                .and_then(|o| o.as_ref())
+                .is_some_and(|sl| sl.generation == generation);
+            if !live {
+                continue;
+            }
+            if self.drain(s, k) {
+                self.ready.push((s, k, generation));
+            }
+            touched.push(s);
+        }
+    }
+
+    /// Due timers: before its state machine decides (deadline: terminate),
+    /// a job's exit is looked up and its pipes read, so that a child that
+    /// exited before its deadline is reported exited even if its pidfd
+    /// event has not been seen yet.
+    fn fire_timers(&mut self, touched: &mut Vec<usize>) {
+        let now = Instant::now();
+        while let Some((t, s)) = self.timers.pop_due(now) {
+            let Some(slot) = self.slots.get_mut(s).and_then(|o| o.as_mut()) else {
+                continue;
+            };
+            if slot.scheduled != Some(t) {
+                continue;
+            }
+            slot.scheduled = None;
+            let generation = slot.generation;
+            // Exit first: the kernel closes a child's fds before its exit
+            // becomes visible, so pipes read after see its EOF.
+            if !self.poll_exit(s) {
+                continue;
+            }
+            for k in 0..2 {
+                if self.drain(s, k) {
+                    self.ready.push((s, k, generation));
+                }
+            }
+            touched.push(s);
+        }
+    }
+
+    /// Ends every running job after the loop itself failed.
+    fn fail_all(&mut self, error: &io::Error) {
+        let ids: Vec<usize> = (0..self.slots.len())
+            .filter(|&s| self.slots[s].is_some())
+            .collect();
+        for s in ids {
+            self.fail(
+                s,
+                OutputError::Io {
+                    source: io::Error::new(error.kind(), error.to_string()),
+                },
+            );
+        }
     }
 }
 
@@ -306,35 +426,27 @@ impl Iterator for Supervisor {
     type Item = Event;
 
     /// The next event, running the loop as needed; `None` once every job
-    /// has ended and its events were returned.
+    /// has ended and its events were returned (and no [`Handle`] can push
+    /// more: see [`Handle::shutdown`]).
     fn next(&mut self) -> Option<Event> {
         loop {
             if let Some(ev) = self.out.pop_front() {
                 return Some(ev);
             }
-            self.fill();
-            if !self.out.is_empty() {
-                continue;
+            self.take_mail();
+            let more = self.fill();
+            if self.out.is_empty() && self.finished() {
+                return None;
             }
-            if self.in_flight == 0 && self.spawning == 0 {
-                if self.queue.is_empty() {
-                    return None;
+            let busy = more || !self.ready.is_empty() || !self.out.is_empty();
+            match self.turn(busy) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    if self.stop_on_interrupt {
+                        return Some(Event::Interrupted);
+                    }
                 }
-                continue;
-            }
-            if let Err(error) = self.turn() {
-                // The loop itself failed: end every running job.
-                let ids: Vec<usize> = (0..self.slots.len())
-                    .filter(|&s| self.slots[s].is_some())
-                    .collect();
-                for s in ids {
-                    self.fail(
-                        s,
-                        OutputError::Io {
-                            source: io::Error::new(error.kind(), error.to_string()),
-                        },
-                    );
-                }
+                Err(e) => self.fail_all(&e),
             }
         }
     }

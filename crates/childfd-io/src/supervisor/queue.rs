@@ -8,7 +8,10 @@ use std::time::Instant;
 
 use childfd::{Child, Command, SpawnError, Stdio};
 
-use super::{JobId, JobOptions, Supervisor, WAKE};
+use super::{JobId, JobOptions, Supervisor};
+
+/// Spawns the loop thread does between two looks at its events.
+const SPAWN_BATCH: usize = 4;
 
 /// A job waiting to be spawned.
 pub(super) type Job = (JobId, Command, JobOptions);
@@ -52,8 +55,7 @@ pub(super) struct SpawnPool {
 }
 
 impl SpawnPool {
-    pub(super) fn start(n: usize, registry: &mio::Registry) -> io::Result<SpawnPool> {
-        let waker = Arc::new(mio::Waker::new(registry, WAKE)?);
+    pub(super) fn start(n: usize, waker: &Arc<mio::Waker>) -> io::Result<SpawnPool> {
         let (res_tx, results) = mpsc::channel();
         let mut pool = SpawnPool {
             senders: Vec::new(),
@@ -106,16 +108,32 @@ impl Drop for SpawnPool {
 }
 
 impl Supervisor {
+    /// Queues a job (or, after a shutdown, reports it cancelled).
+    pub(super) fn enqueue(&mut self, id: JobId, cmd: Command, opts: JobOptions) {
+        self.summary.queued += 1;
+        if self.shut {
+            self.report_unstarted(id);
+        } else {
+            self.queue.push_back((id, cmd, opts));
+        }
+    }
+
     /// Starts queued jobs while there is room: hands them to idle
-    /// spawning threads first, then spawns on this thread.
-    pub(super) fn fill(&mut self) {
+    /// spawning threads, and spawns at most [`SPAWN_BATCH`] on this
+    /// thread, so that events are handled between batches (a spawn holds
+    /// its thread until the child has exec'd). Returns whether jobs that
+    /// could start are left for the next call.
+    pub(super) fn fill(&mut self) -> bool {
+        let mut here = 0;
         while self.in_flight + self.spawning < self.max_in_flight {
             let Some(job) = self.queue.pop_front() else {
-                return;
+                return false;
             };
+            let id = job.0;
             let job = match self.pool.as_mut() {
                 Some(pool) => match pool.offer(job) {
                     None => {
+                        self.spawning_ids.insert(id);
                         self.spawning += 1;
                         self.note_in_flight();
                         continue;
@@ -124,9 +142,15 @@ impl Supervisor {
                 },
                 None => job,
             };
+            if here == SPAWN_BATCH {
+                self.queue.push_front(job);
+                return true;
+            }
+            here += 1;
             let spawned = spawn_job(job);
             self.install(spawned);
         }
+        false
     }
 
     pub(super) fn note_in_flight(&mut self) {
@@ -147,7 +171,12 @@ impl Supervisor {
         }
         for spawned in done {
             self.spawning -= 1;
+            let id = spawned.id;
+            self.spawning_ids.remove(&id);
             self.install(spawned);
+            if self.doomed.remove(&id) {
+                self.cancel(id);
+            }
         }
     }
 }

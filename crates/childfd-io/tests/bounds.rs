@@ -1,0 +1,173 @@
+//! Every bound of `output` holds whatever the input source and whoever
+//! holds the pipes: stdin fed from an endless reader to a descendant that
+//! drains it for ever cannot keep `output` past its wait-delay or its
+//! deadline (ports of Go's `WaitDelay` tests `Exit-hang` and
+//! `SIGKILL-hang`).
+
+use std::time::Duration;
+
+use childfd::{Command, EndedBy, Stdio};
+use childfd_io::{Options, Outcome, Output, output};
+use childfd_testbin::{Hygiene, assert_no_survivors, kill_tagged, new_tag};
+
+/// What the machine's load may add to a bound; the failures these tests
+/// pin down overshot by seconds (or for ever).
+const SLACK: Duration = Duration::from_secs(1);
+
+/// An endless input that comes in small pieces, a millisecond apart (a
+/// generator, a slow device): whoever drains the pipe keeps up with it, so
+/// the pipe never fills and a writer that loops until `EAGAIN` never
+/// stops.
+struct Trickle;
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_millis(1));
+        let n = buf.len().min(512);
+        buf[..n].fill(b'x');
+        Ok(n)
+    }
+}
+
+/// Spawns `sh -c script` with piped stdio, feeds it an endless stdin and
+/// runs `output` with `opts` on a thread, giving up (and failing) after
+/// 20 s so that a regression fails instead of hanging.
+#[track_caller]
+fn run_with_endless_stdin(
+    tag: &str,
+    script: &str,
+    opts: impl FnOnce() -> Options<'static> + Send + 'static,
+) -> Output {
+    let mut child = Command::new("sh")
+        .args(["-c", script])
+        .env("CHILDFD_TEST_TAG", tag)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let out = output(&mut child, opts().stdin_reader(Trickle));
+        let _ = tx.send(out);
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            kill_tagged(tag);
+            panic!("output() had not returned after 20 s");
+        }
+    }
+}
+
+#[test]
+fn exit_hang_a_grandchild_draining_stdin_cannot_hold_output_past_the_wait_delay() {
+    let h = Hygiene::start();
+    let tag = new_tag("exithang");
+    let wait_delay = Duration::from_millis(10);
+    // sh exits at once; its background cat keeps reading our stdin for
+    // ever, and its subshell (then a sleep) holds stderr.
+    let out = run_with_endless_stdin(
+        &tag,
+        "exec 3<&0; (cat >/dev/null; sleep 30) <&3 & echo started",
+        move || {
+            Options::new()
+                .wait_delay(wait_delay)
+                .kill_tree_on_held_pipes(true)
+        },
+    );
+    let exited = out.exited_after.expect("sh exited");
+    assert!(
+        out.elapsed < exited + wait_delay + SLACK,
+        "returned {:?} after the exit, wait-delay {wait_delay:?}: {out:?}",
+        out.elapsed - exited
+    );
+    assert_eq!(out.outcome, Outcome::PipesHeldOpen, "{out:?}");
+    assert!(!out.holders.is_empty(), "{out:?}");
+    assert!(out.stdin_closed_early, "the input is endless: {out:?}");
+    assert_eq!(out.stdout.text(), "started\n");
+    assert_no_survivors(&tag);
+    h.finish(0);
+}
+
+#[test]
+fn sigkill_hang_an_escaped_grandchild_draining_stdin_cannot_hold_output_past_kill_and_wait_delay() {
+    let h = Hygiene::start();
+    let tag = new_tag("killhang");
+    let (deadline, grace, wait_delay) = (
+        Duration::from_millis(200),
+        Duration::from_millis(100),
+        Duration::from_millis(10),
+    );
+    // sh and its sleep ignore SIGTERM (SIGKILL after the grace ends them);
+    // the setsid'd sh left the process group, survives the kill, drains
+    // stdin, then holds stderr.
+    let out = run_with_endless_stdin(
+        &tag,
+        "trap '' TERM; exec 3<&0; setsid sh -c 'cat >/dev/null; sleep 30' <&3 & \
+         echo started; sleep 30",
+        move || {
+            Options::new()
+                .deadline(deadline)
+                .grace(grace)
+                .wait_delay(wait_delay)
+        },
+    );
+    kill_tagged(&tag);
+    assert!(
+        out.elapsed < deadline + grace + wait_delay + SLACK,
+        "returned after {:?}: {out:?}",
+        out.elapsed
+    );
+    assert_eq!(out.outcome, Outcome::TimedOut, "{out:?}");
+    assert_eq!(out.ended_by, Some(EndedBy::Kill), "{out:?}");
+    assert!(!out.holders.is_empty(), "{out:?}");
+    assert_eq!(out.stdout.text(), "started\n");
+    assert_no_survivors(&tag);
+    h.finish(0);
+}
+
+#[test]
+fn a_grandchild_draining_stdin_cannot_hold_output_past_a_short_wait_delay_under_a_long_deadline() {
+    let h = Hygiene::start();
+    let tag = new_tag("drain3s");
+    let (deadline, wait_delay) = (Duration::from_secs(3), Duration::from_millis(10));
+    let out = run_with_endless_stdin(
+        &tag,
+        "exec 3<&0; (cat >/dev/null; sleep 30) <&3 &",
+        move || {
+            Options::new()
+                .deadline(deadline)
+                .wait_delay(wait_delay)
+                .kill_tree_on_held_pipes(true)
+        },
+    );
+    let exited = out.exited_after.expect("sh exited");
+    assert!(
+        out.elapsed < exited + wait_delay + SLACK && out.elapsed < deadline,
+        "returned after {:?}, the child exited after {exited:?}: {out:?}",
+        out.elapsed
+    );
+    assert_eq!(out.outcome, Outcome::PipesHeldOpen, "{out:?}");
+    assert_no_survivors(&tag);
+    h.finish(0);
+}
+
+#[test]
+fn a_child_reading_stdin_for_ever_cannot_hold_output_past_its_deadline() {
+    let h = Hygiene::start();
+    let tag = new_tag("drainself");
+    let (deadline, grace) = (Duration::from_millis(300), Duration::from_millis(100));
+    let out = run_with_endless_stdin(&tag, "exec cat >/dev/null", move || {
+        Options::new().deadline(deadline).grace(grace)
+    });
+    assert!(
+        out.elapsed < deadline + grace + SLACK,
+        "returned after {:?}: {out:?}",
+        out.elapsed
+    );
+    assert_eq!(out.outcome, Outcome::TimedOut, "{out:?}");
+    assert!(out.stdin_written > 0, "{out:?}");
+    assert_no_survivors(&tag);
+    h.finish(0);
+}
