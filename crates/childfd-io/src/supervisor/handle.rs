@@ -27,7 +27,7 @@ pub(super) struct Shared {
 }
 
 pub(super) enum Mail {
-    Push(Job),
+    Push(Box<Job>),
     Cancel(JobId),
 }
 
@@ -109,7 +109,9 @@ impl Handle {
     /// starting.
     pub fn push(&self, cmd: Command, opts: JobOptions) -> JobId {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        self.shared.mail().push(Mail::Push((id, cmd, opts)));
+        self.shared
+            .mail()
+            .push(Mail::Push(Box::new((id, cmd, opts))));
         self.shared.wake();
         id
     }
@@ -171,7 +173,10 @@ impl Supervisor {
         let mail = std::mem::take(&mut *self.shared.mail());
         for m in mail {
             match m {
-                Mail::Push((id, cmd, opts)) => self.enqueue(id, cmd, opts),
+                Mail::Push(job) => {
+                    let (id, cmd, opts) = *job;
+                    self.enqueue(id, cmd, opts);
+                }
                 Mail::Cancel(id) => self.cancel(id),
             }
         }

@@ -29,11 +29,26 @@
 //! (`CLONE_VFORK`), so [`Supervisor::new`] adds one spawning thread per
 //! core beyond the first (at most 3) that spawns while the loop runs.
 //!
+//! # Driving it
+//!
+//! Iterate (`while let Some(ev) = sup.next()`), or use
+//! [`run_controlled`](Supervisor::run_controlled), whose callback can
+//! cancel and push as events arrive. From other threads, a [`Handle`]
+//! pushes, cancels and shuts down, waking the loop at once.
+//!
+//! # Bounds
+//!
+//! Every piece of work the loop does between two looks at the clock is
+//! bounded: at most 4 spawns on the loop thread, one `waitid` per exited
+//! child, at most 1 MiB read per stream; a stream with more waiting is
+//! revisited without sleeping. When a deadline is due, the job's exit is
+//! looked up and its pipes read before its tree is terminated, so a child
+//! that exited first is reported [`Event::Exited`].
+//!
 //! # Caveats
 //!
-//! Jobs get no stdin (it is `/dev/null`). Cancellation from inside the
-//! [`run`](Supervisor::run) callback is not possible; iterate with
-//! `while let Some(ev) = sup.next()` to cancel while running.//!
+//! Jobs get no stdin (it is `/dev/null`).
+//!
 //! # Parts
 //!
 //! - `job`: [`JobOptions`], what a caller asks of one job;
