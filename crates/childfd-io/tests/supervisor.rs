@@ -45,11 +45,15 @@ fn two_thousand_random_children_each_get_their_own_outcome_under_the_cap() {
             Ending::Code(c) => format!("exit {c}"),
             Ending::Signal(s) => format!("kill -{} $$", s.as_raw()),
         };
-        let script = format!(
-            "echo job {i}; sleep {}.{:03}; {end}",
-            sleep_ms / 1000,
-            sleep_ms % 1000
-        );
+        // A job whose deadline fires sleeps far beyond it, so that its
+        // outcome does not depend on how soon a loaded machine runs the
+        // loop (deadline accuracy is measured by the supervisor bench).
+        let sleep = if deadline_fires {
+            "60".to_string()
+        } else {
+            format!("{}.{:03}", sleep_ms / 1000, sleep_ms % 1000)
+        };
+        let script = format!("echo job {i}; sleep {sleep}; {end}");
         let mut cmd = Command::new("sh");
         cmd.args(["-c", &script]).env("CHILDFD_TEST_TAG", &tag);
         let deadline = if deadline_fires {
@@ -121,7 +125,14 @@ fn two_thousand_random_children_each_get_their_own_outcome_under_the_cap() {
                     "job {}",
                     r.id
                 );
-                assert_eq!(r.stdout.text(), format!("job {}\n", r.id));
+                // On a loaded machine the shell may not have printed yet
+                // when its deadline came; it never prints another's line.
+                let text = r.stdout.text();
+                assert!(
+                    format!("job {}\n", r.id).starts_with(&text),
+                    "job {} got {text:?}",
+                    r.id
+                );
             }
             other => panic!("unexpected event {other:?}"),
         }

@@ -159,13 +159,15 @@ impl Supervisor {
     /// If the epoll instance cannot be created.
     pub fn new(max_in_flight: usize) -> io::Result<Supervisor> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Supervisor::with_spawn_threads(max_in_flight, cores.saturating_sub(1).min(3))
+        Supervisor::with_spawn_threads(max_in_flight, cores.min(4))
     }
 
-    /// Like [`new`](Supervisor::new), with `threads` extra threads that
-    /// spawn children in parallel with the loop thread (0: the loop
-    /// thread spawns alone). `new` uses one per core beyond the first, at
-    /// most 3.
+    /// Like [`new`](Supervisor::new), with `threads` threads that spawn
+    /// the children, so that the loop thread is never suspended in a
+    /// spawn (`CLONE_VFORK` holds the spawning thread until the child has
+    /// exec'd) while a deadline is due. With 0, the loop thread spawns,
+    /// at most 4 between two looks at its events. `new` uses one per
+    /// core, at most 4.
     ///
     /// # Errors
     ///

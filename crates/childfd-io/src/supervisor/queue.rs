@@ -3,7 +3,8 @@
 //! thread ([`SpawnPool`]).
 
 use std::io;
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use childfd::{Child, Command, SpawnError, Stdio};
@@ -44,63 +45,93 @@ fn spawn_job((id, mut cmd, opts): Job) -> Spawned {
     }
 }
 
-/// Threads that spawn jobs while the loop thread spawns others and handles
-/// events: a spawn keeps its thread suspended until the child has exec'd
-/// (`CLONE_VFORK`), so one thread alone cannot use a second core.
+/// Threads that spawn jobs for the loop: a spawn keeps its thread
+/// suspended until the child has exec'd (`CLONE_VFORK`), which under load
+/// can take milliseconds; the loop thread, which must fire deadlines on
+/// time, does not spawn while there is a pool. Each thread has a job
+/// queued behind the one it spawns, so it never waits for the loop.
 pub(super) struct SpawnPool {
-    senders: Vec<mpsc::Sender<Job>>,
-    idle: Vec<bool>,
-    results: mpsc::Receiver<(usize, Spawned)>,
+    jobs: Option<mpsc::Sender<Job>>,
+    /// Jobs handed over and not back yet.
+    outstanding: usize,
+    /// At most this many outstanding.
+    depth: usize,
+    results: mpsc::Receiver<Spawned>,
+    /// A wake is on its way to the loop: spawning threads do not send
+    /// another (one `eventfd` write per batch of results, not per spawn).
+    wake_pending: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl SpawnPool {
     pub(super) fn start(n: usize, waker: &Arc<mio::Waker>) -> io::Result<SpawnPool> {
         let (res_tx, results) = mpsc::channel();
-        let mut pool = SpawnPool {
-            senders: Vec::new(),
-            idle: Vec::new(),
-            results,
-            threads: Vec::new(),
-        };
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let wake_pending = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
         for h in 0..n {
-            let (tx, rx) = mpsc::channel::<Job>();
-            let (res_tx, waker) = (res_tx.clone(), waker.clone());
+            let (res_tx, waker, rx) = (res_tx.clone(), waker.clone(), rx.clone());
+            let pending = wake_pending.clone();
             let t = std::thread::Builder::new()
                 .name(format!("childfd-spawn-{h}"))
                 .spawn(move || {
-                    for job in rx {
-                        if res_tx.send((h, spawn_job(job))).is_err() {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        if res_tx.send(spawn_job(job)).is_err() {
                             return;
                         }
-                        let _ = waker.wake();
+                        if !pending.swap(true, Ordering::AcqRel) {
+                            let _ = waker.wake();
+                        }
                     }
                 })?;
-            pool.senders.push(tx);
-            pool.idle.push(true);
-            pool.threads.push(t);
+            threads.push(t);
         }
-        Ok(pool)
+        Ok(SpawnPool {
+            jobs: Some(jobs),
+            outstanding: 0,
+            depth: 2 * n,
+            results,
+            wake_pending,
+            threads,
+        })
     }
 
-    /// Hands `job` to an idle spawning thread; gives it back if none is.
+    /// Hands `job` to the spawning threads; gives it back if they have
+    /// enough queued.
     fn offer(&mut self, job: Job) -> Option<Job> {
-        let Some(h) = self.idle.iter().position(|&i| i) else {
+        if self.outstanding >= self.depth {
             return Some(job);
-        };
-        match self.senders[h].send(job) {
+        }
+        let jobs = self.jobs.as_ref()?;
+        match jobs.send(job) {
             Ok(()) => {
-                self.idle[h] = false;
+                self.outstanding += 1;
                 None
             }
             Err(mpsc::SendError(job)) => Some(job),
         }
     }
+
+    /// The spawns finished since the last call.
+    fn collect(&mut self) -> Vec<Spawned> {
+        // Cleared first: a result sent after this is either taken below or
+        // comes with a new wake.
+        self.wake_pending.store(false, Ordering::Release);
+        let done: Vec<Spawned> = self.results.try_iter().collect();
+        self.outstanding -= done.len();
+        done
+    }
 }
 
 impl Drop for SpawnPool {
     fn drop(&mut self) {
-        self.senders.clear();
+        self.jobs = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -118,11 +149,11 @@ impl Supervisor {
         }
     }
 
-    /// Starts queued jobs while there is room: hands them to idle
-    /// spawning threads, and spawns at most [`SPAWN_BATCH`] on this
-    /// thread, so that events are handled between batches (a spawn holds
-    /// its thread until the child has exec'd). Returns whether jobs that
-    /// could start are left for the next call.
+    /// Starts queued jobs while there is room: hands them to the
+    /// spawning threads, or without a pool spawns at most [`SPAWN_BATCH`]
+    /// on this thread, so that events are handled between batches (a
+    /// spawn holds its thread until the child has exec'd). Returns whether
+    /// jobs that could start are left for the next call.
     pub(super) fn fill(&mut self) -> bool {
         let mut here = 0;
         while self.in_flight + self.spawning < self.max_in_flight {
@@ -130,18 +161,21 @@ impl Supervisor {
                 return false;
             };
             let id = job.0;
-            let job = match self.pool.as_mut() {
-                Some(pool) => match pool.offer(job) {
+            if let Some(pool) = self.pool.as_mut() {
+                match pool.offer(job) {
                     None => {
                         self.spawning_ids.insert(id);
                         self.spawning += 1;
                         self.note_in_flight();
-                        continue;
                     }
-                    Some(job) => job,
-                },
-                None => job,
-            };
+                    Some(job) => {
+                        // Enough queued there; more when results come back.
+                        self.queue.push_front(job);
+                        return false;
+                    }
+                }
+                continue;
+            }
             if here == SPAWN_BATCH {
                 self.queue.push_front(job);
                 return true;
@@ -162,13 +196,10 @@ impl Supervisor {
 
     /// Takes back what the spawning threads finished.
     pub(super) fn collect_spawned(&mut self) {
-        let mut done = Vec::new();
-        if let Some(pool) = self.pool.as_mut() {
-            while let Ok((h, spawned)) = pool.results.try_recv() {
-                pool.idle[h] = true;
-                done.push(spawned);
-            }
-        }
+        let done = match self.pool.as_mut() {
+            Some(pool) => pool.collect(),
+            None => return,
+        };
         for spawned in done {
             self.spawning -= 1;
             let id = spawned.id;
