@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--quick] [--serial]`: every way to spawn, every scenario, one
 //! process run; writes `target/bench/report.{json,md,svg}` (`--serial`: the serial
-//! scenarios only, printed, no files).
+//! scenarios, the environment snapshot's cost and piped spawns with 10,000 fds
+//! open, printed, no files).
 //!
 //! Every figure is also given as a ratio to the raw
 //! `clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD)` + `waitid` baseline of the same
@@ -237,6 +238,9 @@ fn main() {
     if serial_only {
         // `--serial`: only the serial scenarios, each way as a ratio to
         // the limit of the same run; no report files.
+        for (scenario, way, us) in serial_extras(&cfg) {
+            push(&mut figs, &scenario, way, us, "µs/spawn", Value::Null);
+        }
         for f in &figs {
             let l = limit(&figs, &f.scenario).unwrap_or(f64::NAN);
             eprintln!(
@@ -345,6 +349,90 @@ fn main() {
 
 /// Runs of each in-flight measurement; the median is reported.
 const INFLIGHT_RUNS: usize = 3;
+
+/// `--serial` only. (1) What a spawn's environment snapshot costs
+/// (`std::env::vars_os` under std's lock, then the `KEY=VALUE` block), as
+/// its own scenario with the serial limit measured again beside it.
+/// (2) Spawns with piped stdout (read to EOF, then waited) while the
+/// process holds 10,000 more fds, against both C limits with those fds.
+fn serial_extras(cfg: &Cfg) -> Vec<(String, Way, f64)> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let n = cfg.n_static;
+    let mut out = Vec::new();
+    let vars = std::env::vars_os().count();
+    let scenario = format!("env snapshot ({vars} vars)");
+    let (mut snap, mut lim) = (Vec::new(), Vec::new());
+    for _ in 0..cfg.reps {
+        let start = Instant::now();
+        for _ in 0..n {
+            let v: Vec<_> = std::env::vars_os().collect();
+            let mut buf: Vec<u8> = Vec::new();
+            for (k, val) in &v {
+                buf.extend_from_slice(k.as_bytes());
+                buf.push(b'=');
+                buf.extend_from_slice(val.as_bytes());
+                buf.push(0);
+            }
+            std::hint::black_box(&buf);
+        }
+        snap.push(start.elapsed().as_secs_f64() * 1e6 / n as f64);
+        let (k, t) = serial(Way::CloneVmPidfd, childfd_testbin::EXIT0, n, cfg.budget);
+        lim.push(t.as_secs_f64() * 1e6 / k as f64);
+    }
+    out.push((scenario.clone(), Way::CloneVmPidfd, median(lim)));
+    out.push((scenario, Way::Childfd, median(snap)));
+
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    let held: Vec<_> = (0..10_000)
+        .map(|_| null.try_clone().expect("dup"))
+        .collect();
+    let scenario = "10,000 fds open, stdout piped".to_string();
+    let cmd = {
+        let mut c = childfd::Command::new(childfd_testbin::EXIT0);
+        c.stdout(childfd::Stdio::piped());
+        c
+    };
+    let mut std_cmd = std::process::Command::new(childfd_testbin::EXIT0);
+    std_cmd.stdout(std::process::Stdio::piped());
+    let ways = [
+        Way::CloneVmPidfd,
+        Way::CloneFilesPidfd,
+        Way::Childfd,
+        Way::Std,
+    ];
+    let mut samples = vec![Vec::new(); ways.len()];
+    for _ in 0..cfg.reps {
+        for (i, &way) in ways.iter().enumerate() {
+            let start = Instant::now();
+            let mut k = 0;
+            while k < n && (k < 3 || start.elapsed() < cfg.budget) {
+                match way {
+                    Way::Childfd => {
+                        let mut c = cmd.spawn().expect("spawn");
+                        let mut sink = Vec::new();
+                        c.take_stdout()
+                            .expect("piped")
+                            .read_to_end(&mut sink)
+                            .expect("read");
+                        assert!(c.wait().expect("wait").success());
+                    }
+                    Way::Std => assert!(std_cmd.output().expect("output").status.success()),
+                    _ => {
+                        serial(way, childfd_testbin::EXIT0, 1, cfg.budget);
+                    }
+                }
+                k += 1;
+            }
+            samples[i].push(start.elapsed().as_secs_f64() * 1e6 / k as f64);
+        }
+    }
+    drop(held);
+    for (way, s) in ways.into_iter().zip(samples) {
+        out.push((scenario.clone(), way, median(s)));
+    }
+    out
+}
 
 /// The limit's figure in the same scenario.
 fn limit(figs: &[Fig], scenario: &str) -> Option<f64> {

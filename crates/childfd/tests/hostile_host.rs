@@ -358,6 +358,8 @@ fn fork_after_spawning_leaves_both_processes_spawning_correctly() {
     assert!(spawn_and_check(20).is_empty());
     drop(Command::new(SLEEP200).spawn().unwrap()); // starts the drop reaper
     assert!(pdeathsig_spawn_from_a_thread(Duration::from_secs(30)));
+    // Keeps the parent's reaper thread busy through the fork and after.
+    drop(Command::new("sleep").arg("3").spawn().unwrap());
     let (mut ready_r, mut ready_w) = std::io::pipe().unwrap();
     let (mut go_r, mut go_w) = std::io::pipe().unwrap();
 
@@ -410,6 +412,9 @@ fn fork_after_spawning_leaves_both_processes_spawning_correctly() {
         spawn_and_check(20).is_empty(),
         "parent after the copy exited"
     );
+    assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
+        childfd_testbin::children().is_empty()
+    }));
     println!("  both processes spawned correctly; parent's reaper used {spun} ticks");
 }
 
@@ -455,7 +460,9 @@ fn forked_copy(ready: &mut std::io::PipeWriter, go: &mut std::io::PipeReader) ->
 /// Issue: childfd kept `/dev/null` at fd 3 and parking slots at 4-6 for
 /// the life of the process. After the host closed every fd from 3 up and
 /// opened its own files there, `Stdio::null()` gave the child the host's
-/// secret file, and a spawn overwrote the host's fd 4 (its log).
+/// secret file, and a spawn overwrote the host's fd 4 (its log). The
+/// background reaper's epoll fd, kept for good too, was likewise gone (a
+/// child dropped afterwards stayed a zombie).
 fn closed_and_reused_fd_numbers_are_never_handed_to_a_child() {
     let dir = std::env::temp_dir().join(format!("childfd-fds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -480,6 +487,11 @@ fn closed_and_reused_fd_numbers_are_never_handed_to_a_child() {
         .collect();
     assert_eq!(run_cat(Stdio::piped()), "");
     drop(filler);
+    // A dropped running child, reaped in the background.
+    drop(Command::new(SLEEP200).spawn().unwrap());
+    assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
+        childfd::pending_reaps() == 0 && thread_ticks("childfd-reaper").is_none()
+    }));
     // The host: close everything from 3 up, then open its own files.
     // SAFETY: this scenario process owns every fd from 3 up and no other
     // thread of it uses one now.
@@ -509,6 +521,15 @@ fn closed_and_reused_fd_numbers_are_never_handed_to_a_child() {
     assert!(c.wait().unwrap().success());
     assert_eq!(s, "through");
     drop(filler);
+    // The background reaper must not use an fd number it had before.
+    drop(Command::new(SLEEP200).spawn().unwrap());
+    assert!(
+        childfd_testbin::eventually(Duration::from_secs(10), || {
+            childfd_testbin::children().is_empty()
+        }),
+        "a dropped child was not reaped: {:?}",
+        childfd_testbin::children()
+    );
     let target = std::fs::read_link(format!("/proc/self/fd/{log_fd}")).unwrap();
     assert_eq!(
         target,

@@ -10,18 +10,20 @@
 //! It also removes the cgroup leaves of dropped children once their tree is
 //! empty, woken by `POLLPRI` on `cgroup.events`.
 //!
+//! The thread and its epoll fd exist only while something is adopted: the
+//! thread ends once nothing is pending, and a later hand-over starts a new
+//! one. So childfd keeps no fd open while nothing of it is in use.
+//!
 //! # Caveats
 //!
-//! If the thread cannot be started (thread limit reached), adopted
-//! children stay registered and are reaped once a later hand-over manages
-//! to start it; until then they remain zombies.
+//! If the thread cannot be started (thread limit reached), a child handed
+//! over then stays a zombie (it is not kept for a later attempt).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustix::event::epoll;
 
@@ -67,43 +69,42 @@ impl Entry {
     }
 }
 
-struct Reaper {
-    epoll: OwnedFd,
+/// The reaper's state: the epoll instance and thread exist only while
+/// adopted entries are pending.
+struct State {
+    /// Shared with the thread, which ends (dropping its reference, closing
+    /// the fd) once the map is empty.
+    epoll: Option<Arc<OwnedFd>>,
     /// Adopted fds by number; the map owns them.
-    entries: Mutex<HashMap<i32, Entry>>,
-    started: AtomicBool,
+    entries: HashMap<i32, Entry>,
 }
 
 /// One reaper per process. A `fork()`ed copy starts its own: the epoll fd
 /// it inherited is the parent's epoll *instance*, so adding its children
 /// there would wake (and, with keys the parent does not know, spin) the
 /// parent's thread, and that thread does not exist in the copy anyway.
-static REAPER: PerProcess<Option<Reaper>> = PerProcess::new();
+static REAPER: PerProcess<Mutex<State>> = PerProcess::new();
 
-fn reaper() -> &'static Option<Reaper> {
+fn state() -> &'static Mutex<State> {
     REAPER.get(
         || {
-            let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).ok()?;
-            Some(Reaper {
-                epoll,
-                entries: Mutex::new(HashMap::new()),
-                started: AtomicBool::new(false),
+            Mutex::new(State {
+                epoll: None,
+                entries: HashMap::new(),
             })
         },
         forget_parents,
     )
 }
 
-/// In a forked copy: closes our copies of the parent's adopted fds, which
-/// closes nothing of the parent's (the parent holds its own), and never
-/// calls `epoll_ctl` on the shared instance. The copy's epoll fd stays
-/// open (the value is never dropped); if a thread that did not survive the
-/// fork held the map's lock, the entries stay open too.
-fn forget_parents(stale: &Option<Reaper>) {
-    if let Some(r) = stale {
-        if let Ok(mut map) = r.entries.try_lock() {
-            map.clear();
-        }
+/// In a forked copy: closes our copies of the parent's adopted fds and
+/// epoll fd, which closes nothing of the parent's (the parent holds its
+/// own), and never calls `epoll_ctl` on the shared instance. If a thread
+/// that did not survive the fork held the lock, they stay open.
+fn forget_parents(stale: &Mutex<State>) {
+    if let Ok(mut st) = stale.try_lock() {
+        st.entries.clear();
+        st.epoll = None;
     }
 }
 
@@ -122,48 +123,59 @@ pub(crate) fn adopt_cgroup(path: PathBuf) {
 }
 
 fn register(entry: Entry, flags: epoll::EventFlags) {
-    let Some(r) = reaper() else {
-        // No epoll instance: finish inline without blocking if possible;
-        // a still-running child becomes a zombie later (documented).
-        entry.try_finish();
-        return;
+    // Registered under the lock, so the reaper finds the entry in the map
+    // as soon as it can see its event, and cannot decide to end meanwhile.
+    let mut st = state().lock().unwrap_or_else(|e| e.into_inner());
+    let epoll = match &st.epoll {
+        Some(e) => e.clone(),
+        None => match start() {
+            Some(e) => {
+                st.epoll = Some(e.clone());
+                e
+            }
+            None => {
+                // No epoll instance or no thread: finish inline without
+                // blocking if possible; a still-running child becomes a
+                // zombie until a later hand-over starts the thread with
+                // it pending (documented).
+                drop(st);
+                entry.try_finish();
+                return;
+            }
+        },
     };
     let key = entry.fd().as_raw_fd();
-    {
-        // Registered under the lock, so the reaper finds the entry in the
-        // map as soon as it can see its event.
-        let mut map = r.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if epoll::add(
-            &r.epoll,
-            entry.fd(),
-            epoll::EventData::new_u64(key as u64),
-            flags,
-        )
-        .is_err()
-        {
-            drop(map);
-            entry.try_finish();
-            return;
-        }
-        // A cgroup may have emptied before it was watched: check once now.
-        if matches!(entry, Entry::Cgroup(..)) && entry.try_finish() {
-            let _ = epoll::delete(&r.epoll, entry.fd());
-            return;
-        }
-        map.insert(key, entry);
+    let data = epoll::EventData::new_u64(key as u64);
+    if epoll::add(&*epoll, entry.fd(), data, flags).is_err() {
+        drop(st);
+        entry.try_finish();
+        return;
     }
-    if !r.started.swap(true, Ordering::AcqRel) {
-        let spawned = std::thread::Builder::new()
-            .name("childfd-reaper".into())
-            .stack_size(64 * 1024)
-            .spawn(move || run(r));
-        if spawned.is_err() {
-            r.started.store(false, Ordering::Release);
-        }
+    // A cgroup may have emptied before it was watched: check once now.
+    if matches!(entry, Entry::Cgroup(..)) && entry.try_finish() {
+        let _ = epoll::delete(&*epoll, entry.fd());
+        return;
     }
+    st.entries.insert(key, entry);
 }
 
-fn run(r: &'static Reaper) {
+/// A new epoll instance and the thread that waits on it.
+fn start() -> Option<Arc<OwnedFd>> {
+    let epoll = Arc::new(epoll::create(epoll::CreateFlags::CLOEXEC).ok()?);
+    let theirs = epoll.clone();
+    std::thread::Builder::new()
+        .name("childfd-reaper".into())
+        .stack_size(64 * 1024)
+        .spawn(move || run(theirs))
+        .ok()?;
+    Some(epoll)
+}
+
+/// The reaper thread: reaps what becomes ready; ends, closing its epoll
+/// fd, as soon as nothing is pending. No fd of childfd's stays open while
+/// nothing is adopted, so a host that later closes and reuses fd numbers
+/// (`close_range(3, ~0)`) can never have the reaper wait on its files.
+fn run(epoll: Arc<OwnedFd>) {
     let mut events = Vec::with_capacity(256);
     // Entries that were ready but could not be finished (a zombie that a
     // debugger still holds): muted in epoll and retried every 100 ms, so a
@@ -173,37 +185,50 @@ fn run(r: &'static Reaper) {
         tv_sec: 0,
         tv_nsec: 100_000_000,
     };
+    // Without anything ready, look once a second whether anything is left
+    // (a hand-over may have found its entry finished and added none).
+    let idle = rustix::event::Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
     loop {
         events.clear();
-        let timeout = if deferred.is_empty() {
-            None
-        } else {
-            Some(&retry)
-        };
-        if epoll::wait(
-            &r.epoll,
+        let timeout = if deferred.is_empty() { &idle } else { &retry };
+        let timeout = Some(timeout);
+        if let Err(e) = epoll::wait(
+            &*epoll,
             rustix::buffer::spare_capacity(&mut events),
             timeout,
-        )
-        .is_err()
-        {
-            continue; // EINTR
+        ) {
+            if e == rustix::io::Errno::INTR {
+                continue;
+            }
+            // Not an epoll any more: nothing can be waited for here.
+            deferred.clear();
         }
-        let mut map = r.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = state().lock().unwrap_or_else(|e| e.into_inner());
         let ready = events.iter().map(|ev| ev.data.u64() as i32);
         let keys: Vec<i32> = ready.chain(deferred.drain(..)).collect();
         for key in keys {
-            let Some(entry) = map.get(&key) else { continue };
+            let Some(entry) = st.entries.get(&key) else {
+                continue;
+            };
             if entry.try_finish() {
-                let _ = epoll::delete(&r.epoll, entry.fd());
-                map.remove(&key);
+                let _ = epoll::delete(&*epoll, entry.fd());
+                st.entries.remove(&key);
             } else if matches!(entry, Entry::Child(..)) {
                 let data = epoll::EventData::new_u64(key as u64);
-                let _ = epoll::modify(&r.epoll, entry.fd(), data, epoll::EventFlags::empty());
+                let _ = epoll::modify(&*epoll, entry.fd(), data, epoll::EventFlags::empty());
                 if !deferred.contains(&key) {
                     deferred.push(key);
                 }
             }
+        }
+        if st.entries.is_empty() {
+            if st.epoll.as_ref().is_some_and(|e| Arc::ptr_eq(e, &epoll)) {
+                st.epoll = None;
+            }
+            return;
         }
     }
 }
@@ -211,7 +236,7 @@ fn run(r: &'static Reaper) {
 /// Number of adopted entries not finished yet (for tests and diagnostics).
 pub(crate) fn pending() -> usize {
     match REAPER.peek() {
-        Some(Some(r)) => r.entries.lock().unwrap_or_else(|e| e.into_inner()).len(),
-        _ => 0,
+        Some(st) => st.lock().unwrap_or_else(|e| e.into_inner()).entries.len(),
+        None => 0,
     }
 }

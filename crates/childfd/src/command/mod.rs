@@ -311,7 +311,28 @@ impl Command {
     /// [`SpawnError::Invalid`] for bad input (nothing is created);
     /// [`SpawnError::Os`] naming the failed [`SpawnStage`](crate::SpawnStage)
     /// with the errno's `io::ErrorKind` (a missing program is `NotFound` at
-    /// stage `Exec`). A child that failed has been reaped.
+    /// stage `Exec`; a missing directory is [`SpawnError::Chdir`], naming
+    /// it). A child that failed has been reaped.
+    ///
+    /// # What the rest of the process may do meanwhile
+    ///
+    /// - Signal the caller's process group: a signal that reaches the child
+    ///   before it execs was not meant for it and is discarded, so a
+    ///   terminal's SIGTSTP or SIGINT can neither stop (and so hang) nor
+    ///   kill a spawn. Only SIGKILL and SIGSTOP cannot be discarded. With
+    ///   [`Containment::Inherit`] the child stays in the caller's group, and
+    ///   a group signal sent in its last few system calls before `execve`
+    ///   acts on it as on any member of the group.
+    /// - Change the environment (`std::env::set_var`): the child gets a
+    ///   snapshot taken under std's environment lock, never the live
+    ///   `environ`.
+    /// - `fork()`: the copy spawns with arenas, a background reaper and a
+    ///   spawner thread of its own, and leaves the parent's alone.
+    /// - Close and reuse any fd number (`close_range(3, ~0)`, say): no fd is
+    ///   kept from one spawn to the next; each spawn opens what it needs.
+    /// - Write a script and run it while other threads spawn: an `execve`
+    ///   failing with `ETXTBSY` (another thread's child still holding the
+    ///   script's write fd for a moment) is retried for up to 127 ms.
     pub fn spawn(&self) -> Result<Child, SpawnError> {
         plan::spawn(self)
     }

@@ -34,6 +34,16 @@
 //! parent, whatever the method: the credential change would otherwise mark
 //! the parent's memory descriptor non-dumpable.
 //!
+//! Where the legacy `clone` refuses `CLONE_PIDFD` as well (a seccomp
+//! profile that filters on clone's flags, valgrind), the first refusal
+//! (`EINVAL`, `EPERM` or `ENOSYS`) switches the process to cloning without
+//! it and opening the pidfd with `pidfd_open(2)` as soon as `CLONE_VFORK`
+//! lets the parent go on (see [`open_after_clone`]); spawning never fails
+//! with the refusal's error while that works.
+//!
+//! After a `fork()` of the process, the copy gets arenas of its own (see
+//! [`super::fork`]); the probed facts above hold for it unchanged.
+//!
 //! On kernels 5.3 and 5.4, `clone3` exists but lacks `CLONE_CLEAR_SIGHAND`;
 //! its `EINVAL` on the first spawn switches the process to legacy `clone`.
 //!
