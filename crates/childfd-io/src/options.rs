@@ -23,6 +23,9 @@ pub(crate) type LineFn<'a> = Box<dyn FnMut(Stream, &[u8]) + 'a>;
 pub(crate) enum Input<'a> {
     None,
     Bytes(Cow<'a, [u8]>),
+    /// Bytes shared with the caller (a job's input; several jobs may feed
+    /// the same bytes).
+    Shared(std::sync::Arc<[u8]>),
     Reader(Box<dyn Read + 'a>),
 }
 

@@ -35,6 +35,18 @@ pub enum Outcome {
     /// Cancelled ([`Supervisor::cancel`](crate::Supervisor::cancel)); the
     /// tree was killed.
     Cancelled,
+    /// [`Supervisor`](crate::Supervisor) only: the child exited and its
+    /// pipes reached EOF, but with
+    /// [`kill_tree_on_exit`](crate::JobOptions::kill_tree_on_exit)
+    /// processes of its tree were left and killed (see
+    /// [`Report::left_behind`](crate::Report::left_behind)).
+    Leaked,
+    /// [`Supervisor`](crate::Supervisor) only: the child could not be
+    /// spawned (see [`Report::error`](crate::Report::error)).
+    SpawnFailed,
+    /// [`Supervisor`](crate::Supervisor) only: supervising the job failed
+    /// (its tree was killed; see [`Report::error`](crate::Report::error)).
+    Failed,
 }
 
 /// What [`output`] saw.

@@ -140,30 +140,38 @@ impl<'a> Feeder<'a> {
     /// it for ever: a loop until `EAGAIN` would never return). `EPIPE`
     /// when the reader is gone (no SIGPIPE is raised).
     pub(crate) fn feed(&mut self, fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<Fed> {
-        if self.off >= self.pending.len() {
+        let buf: &[u8] = match &mut self.input {
+            // Bytes are written from where they are, not copied.
+            Input::Bytes(b) => b,
+            Input::Shared(b) => b,
+            Input::None if self.off >= self.pending.len() => {
+                self.done = true;
+                return Ok(Fed::Done);
+            }
+            Input::None => &self.pending,
+            Input::Reader(r) => {
+                if self.off >= self.pending.len() {
+                    self.pending.clear();
+                    self.off = 0;
+                    match r.read(scratch) {
+                        Ok(0) => self.input = Input::None,
+                        Ok(n) => self.pending.extend_from_slice(&scratch[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                    return Ok(Fed::More);
+                }
+                &self.pending
+            }
+        };
+        if self.off >= buf.len() {
+            self.input = Input::None;
             self.pending.clear();
             self.off = 0;
-            match &mut self.input {
-                Input::None => {
-                    self.done = true;
-                    return Ok(Fed::Done);
-                }
-                Input::Bytes(b) => {
-                    self.pending.extend_from_slice(b);
-                    self.input = Input::None;
-                }
-                Input::Reader(r) => match r.read(scratch) {
-                    Ok(0) => self.input = Input::None,
-                    Ok(n) => self.pending.extend_from_slice(&scratch[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                },
-            }
-            if self.pending.is_empty() {
-                return Ok(Fed::More);
-            }
+            self.done = true;
+            return Ok(Fed::Done);
         }
-        match sys::write_no_sigpipe(fd.as_fd(), &self.pending[self.off..]) {
+        match sys::write_no_sigpipe(fd.as_fd(), &buf[self.off..]) {
             Ok(n) => {
                 self.off += n;
                 self.written += n as u64;

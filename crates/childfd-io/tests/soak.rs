@@ -102,11 +102,13 @@ fn main() {
                     cancelled += 1;
                 }
             }
-            Event::Exited(_) => counts[0] += 1,
+            // Leaked: exited, with descendants left and killed
+            // (kill_tree_on_exit).
+            Event::Exited(_) | Event::Leaked(_) => counts[0] += 1,
             Event::TimedOut(_) => counts[1] += 1,
             Event::PipesHeldOpen(_) => counts[2] += 1,
             Event::Cancelled(_) => counts[3] += 1,
-            Event::SpawnFailed { error, .. } => panic!("spawn failed: {error}"),
+            Event::SpawnFailed(r) => panic!("spawn failed: {:?}", r.error),
             other => {
                 counts[4] += 1;
                 eprintln!("soak: unexpected {other:?}");

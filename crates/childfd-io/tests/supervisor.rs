@@ -169,9 +169,15 @@ fn a_spawn_failure_in_the_middle_does_not_disturb_the_others() {
     let mut ok = 0;
     for ev in sup.by_ref() {
         match ev {
-            Event::SpawnFailed { id, error } => {
-                assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
-                failed.push(id);
+            Event::SpawnFailed(r) => {
+                match r.error.as_deref() {
+                    Some(childfd_io::OutputError::Spawn(e)) => {
+                        assert_eq!(e.kind(), std::io::ErrorKind::NotFound)
+                    }
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(r.outcome, Outcome::SpawnFailed);
+                failed.push(r.id);
             }
             Event::Exited(r) => {
                 assert!(r.status.unwrap().success());
@@ -204,7 +210,9 @@ fn cancelling_all_mid_output_loses_no_output_already_read() {
     let mut cancelled = false;
     while let Some(ev) = sup.next() {
         match ev {
-            Event::Line { id, stream, line } => {
+            Event::Line {
+                id, stream, line, ..
+            } => {
                 assert_eq!(stream, Stream::Stdout);
                 lines
                     .entry(id)
@@ -304,12 +312,7 @@ fn while_every_child_sleeps_the_supervising_thread_sleeps_too() {
         sup.push(cmd, JobOptions::new().deadline(Duration::from_secs(30)));
     }
     let start = Instant::now();
-    let summary = sup.run(|ev| {
-        assert!(!matches!(
-            ev,
-            Event::Failed { .. } | Event::SpawnFailed { .. }
-        ))
-    });
+    let summary = sup.run(|ev| assert!(!matches!(ev, Event::Failed(_) | Event::SpawnFailed(_))));
     let wall = start.elapsed();
     assert_eq!(summary.succeeded, 50);
     // A polling loop would burn about the whole second of wall time; one

@@ -1,9 +1,10 @@
 //! What the supervisor tells its caller: [`Event`]s, each job's
 //! [`Report`], and the [`Summary`] of counts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use childfd::{EndedBy, ExitStatus, SpawnError};
+use childfd::{EndedBy, ExitStatus};
 
 use super::{JobId, Supervisor};
 use crate::capture::Captured;
@@ -11,12 +12,15 @@ use crate::holders::Holder;
 use crate::options::Stream;
 use crate::{Outcome, OutputError};
 
-/// How a job ended.
+/// How a job ended: one shape for every ending, so that a runner needs
+/// one code path ([`Event::report`]).
 #[derive(Debug, Clone)]
 pub struct Report {
     /// The job.
     pub id: JobId,
-    /// Its child's pid (`None` if it was cancelled before it started).
+    /// The caller's [tag](super::JobOptions::tag).
+    pub tag: Option<Arc<str>>,
+    /// Its child's pid (`None` if it never started).
     pub pid: Option<u32>,
     /// The child's status, if it ended.
     pub status: Option<ExitStatus>,
@@ -26,12 +30,43 @@ pub struct Report {
     pub stdout: Captured,
     /// What was kept of stderr.
     pub stderr: Captured,
+    /// Bytes written to stdin.
+    pub stdin_written: u64,
+    /// The child ended (or closed stdin) before taking all its input.
+    pub stdin_closed_early: bool,
     /// Processes holding a pipe when reading stopped.
     pub holders: Vec<Holder>,
+    /// With [`Outcome::Leaked`]: how many processes of the job's tree
+    /// were still alive when its child exited (then killed).
+    pub left_behind: usize,
     /// After a deadline: TERM or KILL.
     pub ended_by: Option<EndedBy>,
+    /// With [`Outcome::SpawnFailed`] and [`Outcome::Failed`]: why.
+    pub error: Option<Arc<OutputError>>,
     /// Time from spawn to this report.
     pub elapsed: Duration,
+}
+
+impl Report {
+    /// The report of a job that did not run (or whose run is unknown).
+    pub(super) fn empty(id: JobId, tag: Option<Arc<str>>, outcome: Outcome) -> Report {
+        Report {
+            id,
+            tag,
+            pid: None,
+            status: None,
+            outcome,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            stdin_written: 0,
+            stdin_closed_early: false,
+            holders: Vec::new(),
+            left_behind: 0,
+            ended_by: None,
+            error: None,
+            elapsed: Duration::ZERO,
+        }
+    }
 }
 
 /// What a [`Supervisor`] reports, in the order it happened.
@@ -44,6 +79,8 @@ pub enum Event {
         id: JobId,
         /// Its pid.
         pid: u32,
+        /// The caller's [tag](super::JobOptions::tag).
+        tag: Option<Arc<str>>,
     },
     /// A line of output (with [`JobOptions::lines`](super::JobOptions::lines)).
     Line {
@@ -53,6 +90,8 @@ pub enum Event {
         stream: Stream,
         /// The line, without `\n`.
         line: Vec<u8>,
+        /// The caller's [tag](super::JobOptions::tag).
+        tag: Option<Arc<str>>,
     },
     /// The child exited and its pipes reached EOF.
     Exited(Report),
@@ -62,20 +101,16 @@ pub enum Event {
     PipesHeldOpen(Report),
     /// The job was cancelled (its tree killed, its output drained).
     Cancelled(Report),
-    /// The job's child could not be spawned.
-    SpawnFailed {
-        /// The job.
-        id: JobId,
-        /// Why.
-        error: SpawnError,
-    },
-    /// Supervising the job failed unexpectedly (its tree was killed).
-    Failed {
-        /// The job.
-        id: JobId,
-        /// Why.
-        error: OutputError,
-    },
+    /// The child exited, but (with
+    /// [`kill_tree_on_exit`](super::JobOptions::kill_tree_on_exit))
+    /// processes of its tree were left behind and killed:
+    /// [`Report::left_behind`] says how many.
+    Leaked(Report),
+    /// The job's child could not be spawned ([`Report::error`] says why).
+    SpawnFailed(Report),
+    /// Supervising the job failed unexpectedly (its tree was killed;
+    /// [`Report::error`] says why).
+    Failed(Report),
     /// A signal interrupted the loop's wait (only with
     /// [`Supervisor::stop_on_interrupt`]); no job is concerned.
     Interrupted,
@@ -85,15 +120,61 @@ impl Event {
     /// The job the event is about (`None` for [`Event::Interrupted`]).
     pub fn id(&self) -> Option<JobId> {
         match self {
-            Event::Started { id, .. }
-            | Event::Line { id, .. }
-            | Event::SpawnFailed { id, .. }
-            | Event::Failed { id, .. } => Some(*id),
+            Event::Started { id, .. } | Event::Line { id, .. } => Some(*id),
+            _ => self.report().map(|r| r.id),
+        }
+    }
+
+    /// The caller's [tag](super::JobOptions::tag) of the job.
+    pub fn tag(&self) -> Option<&str> {
+        match self {
+            Event::Started { tag, .. } | Event::Line { tag, .. } => tag.as_deref(),
+            _ => self.report().and_then(|r| r.tag.as_deref()),
+        }
+    }
+
+    /// The report, for the events that end a job (every one but
+    /// `Started`, `Line` and `Interrupted`).
+    ///
+    /// ```
+    /// # use childfd_io::{Event, JobOptions, Outcome, Supervisor};
+    /// let mut sup = Supervisor::new(2)?;
+    /// sup.push(childfd::Command::new("true"), JobOptions::new().tag("ok"));
+    /// sup.push(childfd::Command::new("/nonexistent"), JobOptions::new().tag("missing"));
+    /// for ev in sup.by_ref() {
+    ///     let Some(r) = ev.report() else { continue };
+    ///     match r.outcome {
+    ///         Outcome::Exited => assert_eq!(r.tag.as_deref(), Some("ok")),
+    ///         Outcome::SpawnFailed => assert!(r.error.is_some()),
+    ///         other => panic!("{other:?}"),
+    ///     }
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn report(&self) -> Option<&Report> {
+        match self {
             Event::Exited(r)
             | Event::TimedOut(r)
             | Event::PipesHeldOpen(r)
-            | Event::Cancelled(r) => Some(r.id),
-            Event::Interrupted => None,
+            | Event::Cancelled(r)
+            | Event::Leaked(r)
+            | Event::SpawnFailed(r)
+            | Event::Failed(r) => Some(r),
+            Event::Started { .. } | Event::Line { .. } | Event::Interrupted => None,
+        }
+    }
+
+    /// [`report`](Self::report), by value.
+    pub fn into_report(self) -> Option<Report> {
+        match self {
+            Event::Exited(r)
+            | Event::TimedOut(r)
+            | Event::PipesHeldOpen(r)
+            | Event::Cancelled(r)
+            | Event::Leaked(r)
+            | Event::SpawnFailed(r)
+            | Event::Failed(r) => Some(r),
+            Event::Started { .. } | Event::Line { .. } | Event::Interrupted => None,
         }
     }
 }
@@ -119,6 +200,8 @@ pub struct Summary {
     pub spawn_failed: u64,
     /// Supervision failed unexpectedly.
     pub errors: u64,
+    /// Exited leaving processes behind (killed).
+    pub leaked: u64,
     /// The most children that were in flight at once.
     pub max_in_flight: usize,
     /// CPU time of the supervising thread (`CLOCK_THREAD_CPUTIME_ID`).
@@ -127,43 +210,45 @@ pub struct Summary {
 
 impl Supervisor {
     /// A job cancelled before it started.
-    pub(super) fn report_unstarted(&mut self, id: JobId) {
-        self.summary.cancelled += 1;
-        self.out.push_back(Event::Cancelled(Report {
-            id,
-            pid: None,
-            status: None,
-            outcome: Outcome::Cancelled,
-            stdout: Captured::default(),
-            stderr: Captured::default(),
-            holders: Vec::new(),
-            ended_by: None,
-            elapsed: Duration::ZERO,
-        }));
+    pub(super) fn report_unstarted(&mut self, id: JobId, tag: Option<Arc<str>>) {
+        self.report(Report::empty(id, tag, Outcome::Cancelled));
     }
 
     /// Counts a finished job's report and queues its event.
-    pub(super) fn report(&mut self, outcome: Outcome, report: Report) {
-        let event = match outcome {
+    pub(super) fn report(&mut self, report: Report) {
+        let s = &mut self.summary;
+        let event = match report.outcome {
             Outcome::Exited => {
                 if report.status.is_some_and(|s| s.success()) {
-                    self.summary.succeeded += 1;
+                    s.succeeded += 1;
                 } else {
-                    self.summary.failed += 1;
+                    s.failed += 1;
                 }
                 Event::Exited(report)
             }
             Outcome::TimedOut => {
-                self.summary.timed_out += 1;
+                s.timed_out += 1;
                 Event::TimedOut(report)
             }
             Outcome::PipesHeldOpen => {
-                self.summary.pipes_held += 1;
+                s.pipes_held += 1;
                 Event::PipesHeldOpen(report)
             }
             Outcome::Cancelled => {
-                self.summary.cancelled += 1;
+                s.cancelled += 1;
                 Event::Cancelled(report)
+            }
+            Outcome::Leaked => {
+                s.leaked += 1;
+                Event::Leaked(report)
+            }
+            Outcome::SpawnFailed => {
+                s.spawn_failed += 1;
+                Event::SpawnFailed(report)
+            }
+            Outcome::Failed => {
+                s.errors += 1;
+                Event::Failed(report)
             }
         };
         self.out.push_back(event);

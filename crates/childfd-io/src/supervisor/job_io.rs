@@ -1,31 +1,40 @@
-//! One running job: its [`Slot`] (child, pipe readers, state machine), its
-//! registration in the poll, the handling of its readiness events, and
-//! its end (report, release).
+//! One running job: its [`Slot`] (child, pipe ends, state machine), its
+//! registration in the poll, one bounded turn of I/O on each of its
+//! streams, and its end (report, release).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 use childfd::Child;
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
+use super::leftovers;
 use super::queue::Spawned;
 use super::{Event, JobId, Report, Supervisor};
 use crate::holders::Holder;
 use crate::lifecycle::{Lifecycle, Step};
 use crate::options::Stream;
-use crate::pipes::{Drained, Reader, set_nonblocking};
+use crate::pipes::{Drained, Fed, Feeder, Reader, set_nonblocking};
 use crate::{Outcome, OutputError};
 
-/// Poll tokens per slot: pidfd, stdout, stderr.
-pub(super) const KINDS: usize = 3;
+/// Poll tokens per slot: pidfd, stdout, stderr, stdin.
+pub(super) const KINDS: usize = 4;
+/// The stream number of stdin in [`Supervisor::io_turn`] (0 and 1 are
+/// stdout and stderr).
+pub(super) const STDIN: usize = 2;
 
 pub(super) struct Slot {
     pub(super) id: JobId,
+    pub(super) tag: Option<Arc<str>>,
     pub(super) generation: u64,
     pub(super) child: Child,
     pub(super) readers: [Reader; 2],
+    pub(super) stdin: Option<OwnedFd>,
+    pub(super) feeder: Feeder<'static>,
+    pub(super) stdin_closed_early: bool,
     pub(super) life: Lifecycle,
     pub(super) spawned: Instant,
     pub(super) scheduled: Option<Instant>,
@@ -46,8 +55,9 @@ impl Supervisor {
         let mut child = match result {
             Ok(c) => c,
             Err(error) => {
-                self.summary.spawn_failed += 1;
-                self.out.push_back(Event::SpawnFailed { id, error });
+                let mut r = Report::empty(id, opts.tag, Outcome::SpawnFailed);
+                r.error = Some(Arc::new(OutputError::Spawn(error)));
+                self.report(r);
                 return;
             }
         };
@@ -62,15 +72,18 @@ impl Supervisor {
             reader(child.take_stdout().map(OwnedFd::from), Stream::Stdout),
             reader(child.take_stderr().map(OwnedFd::from), Stream::Stderr),
         ];
-        let life = Lifecycle::new(started, &opts.limits);
         let pid = child.id();
         self.next_gen += 1;
         let slot = Slot {
             id,
+            tag: opts.tag.clone(),
             generation: self.next_gen,
+            stdin: child.take_stdin().map(OwnedFd::from),
+            feeder: Feeder::new(opts.input.take()),
+            stdin_closed_early: false,
             child,
             readers,
-            life,
+            life: Lifecycle::new(started, &opts.limits),
             spawned: started,
             scheduled: None,
             kill_tree_on_exit: opts.kill_tree_on_exit,
@@ -81,7 +94,11 @@ impl Supervisor {
         self.in_flight += 1;
         self.summary.started += 1;
         self.note_in_flight();
-        self.out.push_back(Event::Started { id, pid });
+        self.out.push_back(Event::Started {
+            id,
+            pid,
+            tag: opts.tag,
+        });
         match registered {
             Ok(()) => self.step(s),
             Err(e) => self.fail(s, OutputError::Io { source: e }),
@@ -102,6 +119,16 @@ impl Supervisor {
                 )?;
             }
         }
+        if let Some(fd) = &slot.stdin {
+            // Registering a writable pipe yields a first event: feeding
+            // starts from there.
+            set_nonblocking(fd)?;
+            reg.register(
+                &mut SourceFd(&fd.as_raw_fd()),
+                Token(s * KINDS + 1 + STDIN),
+                Interest::WRITABLE,
+            )?;
+        }
         Ok(())
     }
 
@@ -120,23 +147,29 @@ impl Supervisor {
         }
     }
 
-    /// One bounded read turn on stream `k` (0: stdout, 1: stderr) of slot
-    /// `s`. Returns whether the stream has data left for another turn.
-    pub(super) fn drain(&mut self, s: usize, k: usize) -> bool {
+    /// One bounded turn of I/O on stream `k` of slot `s` (0: stdout,
+    /// 1: stderr, [`STDIN`]). Returns whether the stream has work left
+    /// for another turn without waiting for an event.
+    pub(super) fn io_turn(&mut self, s: usize, k: usize) -> bool {
+        if k == STDIN {
+            return self.feed(s);
+        }
         let Some(slot) = self.slots.get_mut(s).and_then(|o| o.as_mut()) else {
             return false;
         };
-        let id = slot.id;
-        let mut lines: Vec<(Stream, Vec<u8>)> = Vec::new();
+        let (id, tag) = (slot.id, &slot.tag);
+        let out = &mut self.out;
         let drained = slot.readers[k].drain(
             &mut self.buf,
-            &mut |st, l| lines.push((st, l.to_vec())),
+            &mut |stream, l| {
+                out.push_back(Event::Line {
+                    id,
+                    stream,
+                    line: l.to_vec(),
+                    tag: tag.clone(),
+                })
+            },
             &mut |_, _| {},
-        );
-        self.out.extend(
-            lines
-                .into_iter()
-                .map(|(stream, line)| Event::Line { id, stream, line }),
         );
         match drained {
             Ok(Drained::Eof(fd)) => {
@@ -155,8 +188,55 @@ impl Supervisor {
         }
     }
 
+    /// One write to slot `s`'s stdin; closes it when all was written or
+    /// the reader is gone.
+    fn feed(&mut self, s: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(s).and_then(|o| o.as_mut()) else {
+            return false;
+        };
+        let Some(fd) = &slot.stdin else { return false };
+        match slot.feeder.feed(fd.as_fd(), &mut self.buf) {
+            Ok(Fed::More) => return true,
+            Ok(Fed::Blocked) => return false,
+            Ok(Fed::Done) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
+                slot.stdin_closed_early = true;
+                slot.feeder.done = true;
+            }
+            Err(e) => {
+                self.fail(s, OutputError::Io { source: e });
+                return false;
+            }
+        }
+        self.close_stdin(s);
+        false
+    }
+
+    /// Closes slot `s`'s stdin (fed, or the child exited: a descendant
+    /// that inherited it must not keep us writing).
+    fn close_stdin(&mut self, s: usize) {
+        let Some(slot) = self.slots.get_mut(s).and_then(|o| o.as_mut()) else {
+            return;
+        };
+        if let Some(fd) = slot.stdin.take() {
+            if !slot.feeder.done {
+                slot.stdin_closed_early = true;
+            }
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+    }
+
     /// Runs the job's state machine; finishes it or schedules its timer.
     pub(super) fn step(&mut self, s: usize) {
+        if self.slots[s]
+            .as_ref()
+            .is_some_and(|sl| sl.life.status.is_some() && sl.stdin.is_some())
+        {
+            self.close_stdin(s);
+        }
         let Some(slot) = self.slots[s].as_mut() else {
             return;
         };
@@ -180,14 +260,12 @@ impl Supervisor {
         }
     }
 
-    /// Something went wrong supervising job `s`: kill its tree, report.
+    /// Something went wrong supervising job `s`: kill its tree, report
+    /// what was read so far with the error.
     pub(super) fn fail(&mut self, s: usize, error: OutputError) {
         if let Some(slot) = self.slots[s].as_ref() {
             let _ = slot.child.kill_tree();
-            let id = slot.id;
-            self.release(s);
-            self.summary.errors += 1;
-            self.out.push_back(Event::Failed { id, error });
+            self.finish_with(s, Outcome::Failed, Vec::new(), Some(error));
         }
     }
 
@@ -201,6 +279,9 @@ impl Supervisor {
                 let _ = reg.deregister(&mut SourceFd(&fd.as_raw_fd()));
             }
         }
+        if let Some(fd) = &slot.stdin {
+            let _ = reg.deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
         self.by_id.remove(&slot.id);
         self.free.push(s);
         self.in_flight -= 1;
@@ -208,6 +289,16 @@ impl Supervisor {
     }
 
     fn finish(&mut self, s: usize, outcome: Outcome, holders: Vec<Holder>) {
+        self.finish_with(s, outcome, holders, None);
+    }
+
+    fn finish_with(
+        &mut self,
+        s: usize,
+        mut outcome: Outcome,
+        holders: Vec<Holder>,
+        error: Option<OutputError>,
+    ) {
         let Some(slot) = self.release(s) else { return };
         // Never a blocking wait here: it would hold every other job. A
         // child not reaped yet goes to the background reaper on drop.
@@ -215,24 +306,35 @@ impl Supervisor {
             Some(st) => Some(st),
             None => slot.child.try_wait().ok().flatten(),
         };
-        let ended_by = slot.life.ended_by();
+        let mut left_behind = 0;
         if slot.kill_tree_on_exit {
+            if outcome == Outcome::Exited {
+                left_behind = leftovers::count(&slot.child);
+                if left_behind > 0 {
+                    outcome = Outcome::Leaked;
+                }
+            }
             let _ = slot.child.kill_tree();
         }
         let [out, err] = slot.readers;
         let report = Report {
             id: slot.id,
+            tag: slot.tag,
             pid: Some(slot.child.id()),
             status,
             outcome,
             stdout: out.capture.finish(),
             stderr: err.capture.finish(),
+            stdin_written: slot.feeder.written,
+            stdin_closed_early: slot.stdin_closed_early,
             holders,
-            ended_by,
+            left_behind,
+            ended_by: slot.life.ended_by(),
+            error: error.map(Arc::new),
             elapsed: slot.spawned.elapsed(),
         };
         // The child is dropped here: reaped already, or handed to the
         // background reaper if it could not be reaped in time.
-        self.report(outcome, report);
+        self.report(report);
     }
 }

@@ -74,6 +74,7 @@ mod events;
 mod handle;
 mod job;
 mod job_io;
+mod leftovers;
 mod queue;
 mod timers;
 
@@ -241,8 +242,9 @@ impl Supervisor {
     /// [`Event::Cancelled`] follows. Unknown or finished ids are ignored.
     pub fn cancel(&mut self, id: JobId) {
         if let Some(pos) = self.queue.iter().position(|(q, _, _)| *q == id) {
-            self.queue.remove(pos);
-            self.report_unstarted(id);
+            if let Some((_, _, opts)) = self.queue.remove(pos) {
+                self.report_unstarted(id, opts.tag);
+            }
             return;
         }
         if self.spawning_ids.contains(&id) {
@@ -264,9 +266,13 @@ impl Supervisor {
 
     /// Cancels every job, queued and running.
     pub fn cancel_all(&mut self) {
-        let queued: Vec<JobId> = self.queue.drain(..).map(|(id, _, _)| id).collect();
-        for id in queued {
-            self.report_unstarted(id);
+        let queued: Vec<_> = self
+            .queue
+            .drain(..)
+            .map(|(id, _, opts)| (id, opts.tag))
+            .collect();
+        for (id, tag) in queued {
+            self.report_unstarted(id, tag);
         }
         let running: Vec<JobId> = self
             .by_id
@@ -387,7 +393,7 @@ impl Supervisor {
             if !live {
                 continue;
             }
-            if self.drain(s, k) {
+            if self.io_turn(s, k) {
                 self.ready.push((s, k, generation));
             }
             touched.push(s);
@@ -415,7 +421,7 @@ impl Supervisor {
                 continue;
             }
             for k in 0..2 {
-                if self.drain(s, k) {
+                if self.io_turn(s, k) {
                     self.ready.push((s, k, generation));
                 }
             }

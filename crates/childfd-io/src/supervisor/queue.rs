@@ -36,7 +36,12 @@ fn spawn_job((id, mut cmd, opts): Job) -> Spawned {
     // preempted) before `spawn` returns, and `elapsed` and the deadline
     // must cover the child's whole life.
     let started = Instant::now();
-    let result = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn();
+    let stdin = if opts.input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    let result = cmd.stdin(stdin).stdout(out).stderr(err).spawn();
     Spawned {
         id,
         opts,
@@ -143,7 +148,7 @@ impl Supervisor {
     pub(super) fn enqueue(&mut self, id: JobId, cmd: Command, opts: JobOptions) {
         self.summary.queued += 1;
         if self.shut {
-            self.report_unstarted(id);
+            self.report_unstarted(id, opts.tag.clone());
         } else {
             self.queue.push_back((id, cmd, opts));
         }

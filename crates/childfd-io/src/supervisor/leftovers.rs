@@ -1,0 +1,50 @@
+//! Counting what a job left behind: processes of its tree still alive
+//! after its child exited (nextest calls them leaks).
+
+use std::time::Instant;
+
+use childfd::Child;
+
+/// How many processes of `child`'s tree are alive (zombies not counted),
+/// its exited child aside. The exact and cheap check comes first
+/// ([`Child::wait_tree_deadline`] with a deadline of now: a group signal
+/// 0 by pidfd, or `cgroup.events`); only if something is left are they
+/// counted, from the leaf's `cgroup.procs` or, for a process group, from
+/// `/proc/*/stat` (the members pin the group's number, so it cannot name
+/// another group meanwhile).
+pub(super) fn count(child: &Child) -> usize {
+    if child.wait_tree_deadline(Instant::now()).unwrap_or(true) {
+        return 0;
+    }
+    if let Some(leaf) = child.cgroup_path() {
+        return std::fs::read_to_string(leaf.join("cgroup.procs"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+    }
+    group_members(child.id() as i32)
+}
+
+/// Live members of process group `pgid` (the state and group fields of
+/// `/proc/<pid>/stat`).
+fn group_members(pgid: i32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                return false;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let mut f = rest.split_whitespace();
+            let state = f.next().unwrap_or("Z");
+            let pgrp = f.nth(1).and_then(|s| s.parse::<i32>().ok());
+            pgrp == Some(pgid) && state != "Z" && state != "X"
+        })
+        .count()
+}
