@@ -173,7 +173,8 @@ fn a_job_stdin_reader_drained_by_a_grandchild_holds_neither_the_job_nor_its_neig
         let Some(r) = ev.into_report() else { continue };
         if r.id == held {
             assert_eq!(r.outcome, Outcome::PipesHeldOpen, "{r:?}");
-            assert!(r.stdin_closed_early && r.stdin_written > 0, "{r:?}");
+            // (On a loaded machine the child may exit before the first write.)
+            assert!(r.stdin_closed_early, "{r:?}");
             assert!(r.elapsed < Duration::from_secs(2), "{r:?}");
         } else {
             assert_eq!(r.id, neighbour);
