@@ -125,6 +125,96 @@ fn usr1_to_childfd_reaches_the_program() {
 }
 
 #[test]
+fn a_term_at_any_moment_of_the_start_leaves_nothing_behind() {
+    use std::os::unix::process::ExitStatusExt;
+    // Before the handlers exist TERM kills childfd itself (nothing was
+    // spawned yet); from then on it is held until the program exists and
+    // then ends its tree. Either way nothing may be left.
+    for i in 0..20 {
+        let tag = new_tag("cli-early");
+        let mut c = command(
+            &tag,
+            &["run", "sh", "-c", "sleep 300 & setsid sleep 300 & wait"],
+        )
+        .spawn()
+        .unwrap();
+        if i % 2 == 1 {
+            std::thread::sleep(Duration::from_micros(200 * i));
+        }
+        assert!(kill(c.id() as i32, libc::SIGTERM));
+        let status = wait_bounded(&mut c, BOUND);
+        assert!(
+            status.code() == Some(143) || status.signal() == Some(libc::SIGTERM),
+            "{status:?}"
+        );
+        assert_no_survivors(&tag);
+        assert_no_leaf(c.id());
+    }
+}
+
+#[test]
+fn winch_to_childfd_reaches_the_program() {
+    let tag = new_tag("cli-winch");
+    let mut c = command(
+        &tag,
+        &[
+            "run",
+            "sh",
+            "-c",
+            "trap 'echo got-winch' WINCH; echo ready; while :; do sleep 0.05; done",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
+    assert!(kill(c.id() as i32, libc::SIGWINCH));
+    let (_, out) = read_until(out, "got-winch");
+    assert!(kill(c.id() as i32, libc::SIGINT));
+    assert_eq!(wait_bounded(&mut c, BOUND).code(), Some(130));
+    drop(out);
+    assert_no_survivors(&tag);
+    assert_no_leaf(c.id());
+}
+
+#[test]
+fn a_signal_while_the_output_is_still_being_flushed_ends_the_run() {
+    // The program has exited; childfd still holds output its reader does
+    // not take. A TERM then ends childfd at once (143), not after the reader.
+    let tag = new_tag("cli-sigflush");
+    let json = report_path("cli-sigflush");
+    let mut c = command(
+        &tag,
+        &[
+            "run",
+            "--json-file",
+            json.to_str().unwrap(),
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero; echo done >&2",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let unread = c.stdout.take().unwrap();
+    let (_, err) = read_until(c.stderr.take().unwrap(), "done");
+    // The program is done once nothing tagged but childfd is left.
+    assert!(
+        childfd_testbin::eventually(BOUND, || childfd_testbin::tagged(&tag).len() == 1),
+        "the program did not finish"
+    );
+    assert!(kill(c.id() as i32, libc::SIGTERM));
+    let status = wait_bounded(&mut c, BOUND);
+    drop((unread, err));
+    assert_eq!(status.code(), Some(143));
+    let r = take_report(&json);
+    assert_eq!(r["outcome"], "signalled", "{r}");
+    assert_eq!(r["status"]["code"], 0, "{r}");
+    assert!(r["stdout"]["dropped"].as_u64() > Some(0), "{r}");
+    assert_no_survivors(&tag);
+    assert_no_leaf(c.id());
+}
+
+#[test]
 fn tstp_to_childfd_stops_the_tree_and_cont_continues_it() {
     let tag = new_tag("cli-tstp");
     let mut c = command(
