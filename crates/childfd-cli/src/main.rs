@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 mod args;
+mod own_output;
 mod report;
 mod run;
 mod sink;
@@ -13,7 +14,6 @@ mod sys;
 mod term;
 
 use std::fmt;
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -49,15 +49,21 @@ fn main() -> ExitCode {
 /// `--help`) with status 125, as `timeout(1)` uses for its own errors.
 fn usage_error(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    let _ = e.print();
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-        _ => ExitCode::from(run::OWN_ERROR),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            own_output::stderr(e.render().to_string().into_bytes());
+            ExitCode::from(run::OWN_ERROR)
+        }
     }
 }
 
-/// A `childfd: ...` line on stderr. Never panics: a closed or broken
-/// stderr (its reader gone) only loses the line.
+/// A `childfd: ...` line on stderr. Never panics and never blocks for
+/// long: a closed or broken stderr only loses the line, a stderr nobody
+/// reads holds childfd up for at most [`own_output::OWN_WRITE_BOUND`].
 pub fn say(msg: fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "childfd: {msg}");
+    own_output::stderr(format!("childfd: {msg}\n").into_bytes());
 }

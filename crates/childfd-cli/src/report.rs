@@ -3,7 +3,7 @@
 //! section; [`SCHEMA_VERSION`] changes when a field changes meaning or goes
 //! away (new fields may be added within a version).
 
-use std::io::Write;
+use crate::own_output::write_bounded;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -188,23 +188,24 @@ impl Destinations {
             return;
         };
         line.push('\n');
-        if self.stderr {
-            let mut e = std::io::stderr().lock();
-            if stderr_open_line {
-                let _ = e.write_all(b"\n");
-            }
-            let _ = e.write_all(line.as_bytes());
-        }
-        if let Some(path) = &self.file {
-            if let Err(e) = std::fs::write(path, &line) {
-                crate::say(format_args!(
-                    "cannot write the report to {}: {e}",
-                    path.display()
-                ));
-            }
+        if let Some(path) = self.file {
+            // Opening a FIFO nobody reads blocks, as does writing it.
+            let text = line.clone();
+            crate::own_output::bounded(move || {
+                if let Err(e) = std::fs::write(&path, text) {
+                    crate::say(format_args!(
+                        "cannot write the report to {}: {e}",
+                        path.display()
+                    ));
+                }
+            });
         }
         if let Some(fd) = self.fd {
-            let _ = std::fs::File::from(fd).write_all(line.as_bytes());
+            write_bounded(std::fs::File::from(fd), line.clone().into_bytes());
+        }
+        if self.stderr {
+            let nl = if stderr_open_line { "\n" } else { "" };
+            crate::own_output::stderr(format!("{nl}{line}").into_bytes());
         }
     }
 }

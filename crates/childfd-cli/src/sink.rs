@@ -129,6 +129,7 @@ impl Sink {
 }
 
 fn writer(fd: BorrowedFd<'static>, s: &Shared, wake: &dyn Fn()) {
+    crate::sys::block_sigttou_in_this_thread();
     let mut chunk = Vec::with_capacity(WRITE_CHUNK);
     loop {
         {

@@ -29,6 +29,21 @@ pub fn with_sigttou_blocked<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
+/// Blocks SIGTTOU in the calling thread for the rest of its life: a
+/// thread that writes to childfd's terminal while the program holds the
+/// foreground (`stty tostop`) then writes instead of stopping childfd.
+pub fn block_sigttou_in_this_thread() {
+    // SAFETY: sigset_t is plain data; all-zero is a valid value that
+    // sigemptyset then initialises.
+    let mut set: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: as above.
+    unsafe { libc::sigaddset(&mut set, libc::SIGTTOU) };
+    // SAFETY: reads `set`; affects only this thread.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, core::ptr::null_mut()) };
+}
+
 /// A close-on-exec duplicate of descriptor `n`, which the caller named on
 /// the command line (`--json-fd N`): `fcntl(n, F_DUPFD_CLOEXEC, 3)`
 /// ([fcntl(2)](https://man7.org/linux/man-pages/man2/fcntl.2.html)).

@@ -97,6 +97,26 @@ fn a_deadline_holds_while_childfds_stdout_is_blocked() {
 }
 
 #[test]
+fn a_stderr_nobody_reads_cannot_hold_childfd_past_its_deadline() {
+    let tag = new_tag("cli-stuckerr");
+    // The program fills childfd's stderr; childfd's own "timed out" line
+    // and its report then have nowhere to go.
+    let mut c = command(
+        &tag,
+        &["run", "--timeout", "1", "--json", "sh", "-c", "yes >&2"],
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let unread = c.stderr.take().unwrap();
+    let status = wait_bounded(&mut c, Duration::from_secs(15));
+    drop(unread);
+    assert_eq!(status.code(), Some(124));
+    assert_no_survivors(&tag);
+    assert_no_leaf(c.id());
+}
+
+#[test]
 fn a_closed_stderr_does_not_panic_childfd() {
     let tag = new_tag("cli-stderr");
     // `childfd run ... 2>&1 >/dev/null | true`: stderr's reader is gone
