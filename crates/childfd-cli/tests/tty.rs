@@ -24,6 +24,10 @@ struct Session {
 
 impl Session {
     fn start(tag: &str, args: &[&str]) -> Session {
+        Session::start_with(tag, args, false)
+    }
+
+    fn start_with(tag: &str, args: &[&str], tostop: bool) -> Session {
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
         grantpt(&master).unwrap();
         unlockpt(&master).unwrap();
@@ -33,6 +37,12 @@ impl Session {
             .write(true)
             .open(name.to_str().unwrap())
             .unwrap();
+        if tostop {
+            use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+            let mut t = tcgetattr(&slave).unwrap();
+            t.local_modes |= LocalModes::TOSTOP;
+            tcsetattr(&slave, OptionalActions::Now, &t).unwrap();
+        }
         // setsid(1) -c: a new session whose controlling terminal is fd 0,
         // with its process group in the terminal's foreground; it then
         // execs childfd (no fork: std's child is no group leader).
@@ -181,4 +191,28 @@ fn no_foreground_keeps_the_program_off_the_terminal() {
     // Its read stops it (SIGTTIN); the timeout still ends it.
     assert_eq!(s.wait(), 124, "{:?}", s.seen);
     assert_no_survivors(&tag);
+}
+
+#[test]
+fn piped_output_reaches_a_tostop_terminal_the_program_holds() {
+    let tag = new_tag("cli-tostop");
+    // --max-output needs the pipe: childfd writes the program's output to
+    // the terminal from the background while the program holds it; with
+    // `stty tostop` that must not stop childfd (SIGTTOU).
+    let mut s = Session::start_with(
+        &tag,
+        &[
+            "run",
+            "--max-output",
+            "1M",
+            "sh",
+            "-c",
+            "echo tty-out; sleep 0.2; echo tty-end",
+        ],
+        true,
+    );
+    s.expect("tty-end");
+    assert_eq!(s.wait(), 0, "{:?}", s.seen);
+    assert_no_survivors(&tag);
+    assert_no_leaf(s.childfd.id());
 }
