@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::Duration;
 
 use childfd_testbin::{assert_no_survivors, kill_tagged, new_tag, tagged};
 use common::*;
@@ -25,7 +24,7 @@ fn yes_piped_into_head_ends_with_141_instead_of_draining_for_ever() {
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "y\n");
     drop(out);
-    let status = wait_bounded(&mut c, Duration::from_secs(20));
+    let status = wait_bounded(&mut c, BOUND);
     assert_eq!(status.code(), Some(141), "{:?}", err.recv_timeout(BOUND));
     let r = take_report(&json);
     assert_eq!(r["outcome"], "broken_pipe", "{r}");
@@ -79,7 +78,7 @@ fn a_deadline_holds_while_childfds_stdout_is_blocked() {
     .unwrap();
     let err = read_all(c.stderr.take().unwrap());
     let unread = c.stdout.take().unwrap();
-    let status = wait_bounded(&mut c, Duration::from_secs(15));
+    let status = wait_bounded(&mut c, BOUND);
     drop(unread);
     assert_eq!(status.code(), Some(124), "{:?}", err.recv_timeout(BOUND));
     let r = take_report(&json);
@@ -109,7 +108,7 @@ fn a_stderr_nobody_reads_cannot_hold_childfd_past_its_deadline() {
     .spawn()
     .unwrap();
     let unread = c.stderr.take().unwrap();
-    let status = wait_bounded(&mut c, Duration::from_secs(15));
+    let status = wait_bounded(&mut c, BOUND);
     drop(unread);
     assert_eq!(status.code(), Some(124));
     assert_no_survivors(&tag);
@@ -169,7 +168,7 @@ fn an_escapee_holding_the_pipe_after_a_timeout_costs_no_grace_and_term_is_report
             "--timeout",
             "1s",
             "--kill-after",
-            "20s",
+            "300s",
             "--json-file",
             json.to_str().unwrap(),
             "--",
@@ -182,9 +181,9 @@ fn an_escapee_holding_the_pipe_after_a_timeout_costs_no_grace_and_term_is_report
     kill_tagged(&tag); // the escapee: outside a process group's reach
     assert_eq!(r.code, 124, "{}", r.stderr);
     assert_eq!(r.stdout, "started\n");
-    // SIGTERM ended the whole group at once: neither the grace nor a
-    // drain after SIGKILL was waited for.
-    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+    // SIGTERM ended the whole group at once: the 300 s grace was not
+    // waited for (the helper's bound would have failed the test), nor
+    // was SIGKILL sent.
     let rep = take_report(&json);
     assert_eq!(rep["ended_by"], "term", "{rep}");
     assert_eq!(rep["status"]["name"], "SIGTERM", "{rep}");

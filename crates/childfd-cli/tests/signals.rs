@@ -91,7 +91,7 @@ fn a_second_terminating_signal_kills_at_once_instead_of_waiting_the_grace() {
     assert!(c.try_wait().unwrap().is_none(), "returned before the grace");
     // ...until a second signal says not to.
     assert!(kill(c.id() as i32, libc::SIGTERM));
-    let status = wait_bounded(&mut c, Duration::from_secs(20));
+    let status = wait_bounded(&mut c, BOUND);
     drop(out);
     assert_eq!(status.code(), Some(143));
     let r = take_report(&json);

@@ -162,6 +162,38 @@ fn ctrl_z_stops_program_and_childfd_and_cont_resumes_both() {
 }
 
 #[test]
+fn tstp_to_childfd_holding_a_terminal_stops_both_and_one_cont_resumes_both() {
+    let tag = new_tag("cli-tstp-tty");
+    let mut s = Session::start(&tag, &["run", "sh", "-c", READS_A_LINE]);
+    s.expect("tty-yes");
+    let pid = s.childfd.id();
+    let sh = wait_tagged(&tag, 2)
+        .into_iter()
+        .find(|p| p.comm == "sh")
+        .expect("the program")
+        .pid as u32;
+    // `kill -TSTP childfd`: childfd stops the tree, then itself; the
+    // program's stop is reported (SIGCHLD) while childfd is stopped, in
+    // the same batch as the SIGCONT that continues it, and must not stop
+    // it a second time.
+    assert!(childfd_testbin::kill(pid as i32, libc::SIGTSTP));
+    wait_state(sh, 'T');
+    wait_state(pid, 'T');
+    assert!(childfd_testbin::kill(pid as i32, libc::SIGCONT));
+    assert!(
+        childfd_testbin::eventually(BOUND, || state(sh) != Some('T') && state(pid) != Some('T')),
+        "not continued: childfd {:?}, program {:?}",
+        state(pid),
+        state(sh)
+    );
+    s.type_("again\n");
+    s.expect("got:again");
+    assert_eq!(s.wait(), 0, "{:?}", s.seen);
+    assert_no_survivors(&tag);
+    assert_no_leaf(pid);
+}
+
+#[test]
 fn ctrl_c_in_the_terminal_ends_the_program_and_childfd_reports_130() {
     let tag = new_tag("cli-ctrlc");
     let mut s = Session::start(&tag, &["run", "sh", "-c", "echo ready; sleep 300 & wait"]);

@@ -9,8 +9,22 @@ use childfd::Signal;
 use super::Loop;
 
 impl Loop<'_> {
+    /// Handles the signals that arrived since the last call. The order in
+    /// which they arrived is lost (they come by number), so a batch holding
+    /// SIGCONT is read as "continued last": its SIGTSTP and SIGCHLD (a stop
+    /// childfd caused itself, reported while it was stopped) do not stop
+    /// childfd again, which would leave it stopped with nobody to continue
+    /// it. Terminating signals are handled first.
     pub(super) fn on_signals(&mut self) {
-        let pending: Vec<i32> = self.signals.pending().collect();
+        let mut pending: Vec<i32> = self.signals.pending().collect();
+        let continued = pending.contains(&libc::SIGCONT);
+        if continued {
+            pending.retain(|&s| s != libc::SIGTSTP && s != libc::SIGCHLD);
+        }
+        pending.sort_by_key(|&s| match s {
+            libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT => 0,
+            _ => 1,
+        });
         for raw in pending {
             let Some(sig) = Signal::new(raw) else {
                 continue;
