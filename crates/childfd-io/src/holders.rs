@@ -16,7 +16,23 @@ pub fn pipe_inode(fd: impl AsFd) -> Option<u64> {
     rustix::fs::fstat(fd).ok().map(|st| st.st_ino)
 }
 
-/// Every other process with an fd on one of these pipe inodes.
+/// Whether fd `fd` of the process at `proc_dir` is open for writing: the
+/// access mode in the octal `flags:` line of `/proc/<pid>/fdinfo/<fd>` is
+/// `O_WRONLY` or `O_RDWR`. Only a writer keeps a reader from seeing EOF; a
+/// process holding just the read end (a fork of the host, say) does not.
+/// Unknown (the fd closed meanwhile) counts as not writing.
+fn can_write(proc_dir: &std::path::Path, fd: &std::ffi::OsStr) -> bool {
+    let Ok(info) = std::fs::read_to_string(proc_dir.join("fdinfo").join(fd)) else {
+        return false;
+    };
+    info.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .is_some_and(|flags| matches!(flags & 0o3, 0o1 | 0o2))
+}
+
+/// Every other process with an fd open for writing on one of these pipe
+/// inodes (see [`can_write`]).
 pub fn find(inodes: &[u64]) -> Vec<Holder> {
     if inodes.is_empty() {
         return Vec::new();
@@ -38,8 +54,9 @@ pub fn find(inodes: &[u64]) -> Vec<Holder> {
             continue;
         };
         let holds = fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path())
-                .is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
+            let on_pipe = std::fs::read_link(fd.path())
+                .is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()));
+            on_pipe && can_write(&p.path(), &fd.file_name())
         });
         if holds {
             let name =

@@ -281,7 +281,26 @@ pub fn seccomp_deny_with_flag(nr: i64, arg: u32, mask: u32, errno: i32) {
     seccomp_deny_if(nr, Some((arg, mask)), errno);
 }
 
+/// Installs a seccomp filter on the calling thread (and what it spawns)
+/// that kills the whole process (`SECCOMP_RET_KILL_PROCESS`, as SIGSYS)
+/// when it calls syscall `nr`, as strict container profiles do.
+///
+/// # Panics
+///
+/// If the filter cannot be installed.
+pub fn seccomp_kill_on(nr: i64) {
+    seccomp_install(nr, None, libc::SECCOMP_RET_KILL_PROCESS);
+}
+
 fn seccomp_deny_if(nr: i64, flag: Option<(u32, u32)>, errno: i32) {
+    seccomp_install(
+        nr,
+        flag,
+        libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA),
+    );
+}
+
+fn seccomp_install(nr: i64, flag: Option<(u32, u32)>, action: u32) {
     const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
     const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
     let arch = if cfg!(target_arch = "x86_64") {
@@ -300,10 +319,7 @@ fn seccomp_deny_if(nr: i64, flag: Option<(u32, u32)>, errno: i32) {
     let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     let ret = (libc::BPF_RET | libc::BPF_K) as u16;
     let jset = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
-    let deny = stmt(
-        ret,
-        libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA),
-    );
+    let deny = stmt(ret, action);
     let allow = stmt(ret, libc::SECCOMP_RET_ALLOW);
     let mut filter = vec![
         stmt(ld_w_abs, 4), // seccomp_data.arch
@@ -410,6 +426,27 @@ pub unsafe fn in_forked_child(f: fn()) -> i32 {
         unsafe { libc::_exit(0) };
     }
     waitpid(pid)
+}
+
+/// `fork()`s a copy of this process that holds every fd the caller had
+/// (a fork of the host, as a library might make) and only sleeps `d`, then
+/// exits 0; returns its pid (reap it with [`waitpid`]). The copy calls
+/// nothing but `nanosleep` and `_exit`, so forking a threaded process is
+/// safe.
+pub fn fork_sleeper(d: Duration) -> i32 {
+    let ts = libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as _,
+    };
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        unsafe {
+            libc::nanosleep(&ts, std::ptr::null_mut());
+            libc::_exit(0);
+        }
+    }
+    pid
 }
 
 /// A tag unique to this call, to export as `CHILDFD_TEST_TAG` in a test's

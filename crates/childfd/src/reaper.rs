@@ -19,23 +19,40 @@
 //!
 //! # Caveats
 //!
-//! The thread looks for orphans with a growing interval (1 to 50 ms) rather
-//! than on SIGCHLD, which would need the signal blocked in every thread of
-//! the process; an orphan may stay a zombie for up to 50 ms.
+//! - [`Reaper`] is woken by SIGCHLD through a handler it installs while
+//!   SIGCHLD is at its default action (and removes when dropped): a
+//!   blocking system call in another thread of the program that is not
+//!   restarted after a handler (`poll`, `epoll_wait`, `nanosleep`, see
+//!   signal(7)) can then return `EINTR`. With its own SIGCHLD handler
+//!   installed first, or with SIGCHLD blocked in every thread, the program
+//!   gets the polling reaper instead (an orphan may then stay a zombie for
+//!   up to 50 ms), or, in the second case, a scan every 60 s; call
+//!   [`reap_orphans`] from its own handler loop to do better.
+//! - A pid still registered to a `Child` handle that was leaked
+//!   (`mem::forget`) is never reaped by the orphan pass.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::ExitStatus;
-use crate::sys::pidfd;
+use crate::sys::{pidfd, sigchld};
 
 /// Pids of children owned by live `Child` handles (or by the background
-/// drop reaper) that have not been reaped by us yet.
-static OWNED: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+/// drop reaper) that have not been reaped by us yet, with how many
+/// registrations each has.
+///
+/// A count, not a set: a child's registration is released only after it
+/// was reaped (or taken by another reaper), when its pid may already belong
+/// to a new child that registered the same number. Releasing one
+/// registration then leaves the new child's in place, so the orphan pass
+/// never mistakes it for an orphan. Each `Child` releases its own exactly
+/// once.
+static OWNED: Mutex<Option<HashMap<u32, u32>>> = Mutex::new(None);
 /// Held (shared) by spawns from the clone until the pid is registered, and
 /// (exclusive) by an orphan pass, so a new child is never mistaken for an
 /// orphan.
@@ -45,18 +62,35 @@ pub(crate) fn spawn_gate() -> RwLockReadGuard<'static, ()> {
     GATE.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Registers one owner of `pid` (a child just spawned).
 pub(crate) fn register(pid: u32) {
+    *OWNED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .entry(pid)
+        .or_insert(0) += 1;
+}
+
+/// Releases one registration of `pid` (its child was reaped).
+pub(crate) fn unregister(pid: u32) {
+    if let Some(map) = OWNED.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(n) = map.get_mut(&pid) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&pid);
+            }
+        }
+    }
+}
+
+/// Whether `pid` has a registered owner.
+fn is_owned(pid: u32) -> bool {
     OWNED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashSet::new)
-        .insert(pid);
-}
-
-pub(crate) fn unregister(pid: u32) {
-    if let Some(set) = OWNED.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-        set.remove(&pid);
-    }
+        .as_ref()
+        .is_some_and(|m| m.contains_key(&pid))
 }
 
 /// Makes this process the reaper of its orphaned descendants
@@ -114,14 +148,9 @@ fn children() -> Vec<u32> {
 /// From waitid(2) (other than "not a zombie yet").
 pub fn reap_orphans() -> io::Result<Vec<(u32, ExitStatus)>> {
     let _gate = GATE.write().unwrap_or_else(|e| e.into_inner());
-    let owned: HashSet<u32> = OWNED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-        .unwrap_or_default();
     let mut reaped = Vec::new();
     for pid in children() {
-        if owned.contains(&pid) {
+        if is_owned(pid) {
             continue;
         }
         match pidfd::reap_pid_nohang(pid as i32) {
@@ -135,40 +164,58 @@ pub fn reap_orphans() -> io::Result<Vec<(u32, ExitStatus)>> {
 }
 
 /// A background thread running [`reap_orphans`] until dropped.
+///
+/// It sleeps in `poll(2)` until a child of the process exits: while SIGCHLD
+/// is at its default action, [`Reaper::start`] installs a handler that
+/// only writes to an eventfd (see the [module docs](self)), so an idle
+/// process costs no wake-up at all. If the program has its own SIGCHLD
+/// handler (or a second `Reaper` runs), the thread instead looks for
+/// orphans with a growing interval (1 to 50 ms).
 #[derive(Debug)]
 pub struct Reaper {
     stop: Arc<AtomicBool>,
+    /// An eventfd that wakes the thread to stop.
+    stop_fd: Arc<OwnedFd>,
     reaped: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// In handler mode, how often the thread checks that its handler is still
+/// installed (the program may have replaced it) and looks for orphans
+/// anyway.
+const SAFETY_SCAN: Duration = Duration::from_secs(60);
 
 impl Reaper {
     /// Starts the thread (named `childfd-orphans`).
     ///
     /// # Errors
     ///
-    /// If the thread cannot be created.
+    /// If the thread, its eventfds or the SIGCHLD handler cannot be made.
     pub fn start() -> io::Result<Reaper> {
         let stop = Arc::new(AtomicBool::new(false));
         let reaped = Arc::new(AtomicU64::new(0));
-        let (s, r) = (stop.clone(), reaped.clone());
+        let stop_fd = Arc::new(rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?);
+        let wake = sigchld::wake_fd()?;
+        let handler = sigchld::install()?;
+        let (s, r, sfd) = (stop.clone(), reaped.clone(), stop_fd.clone());
         let thread = std::thread::Builder::new()
             .name("childfd-orphans".into())
-            .spawn(move || {
-                let mut pause = Duration::from_millis(1);
-                while !s.load(Ordering::Relaxed) {
-                    let n = reap_orphans().map(|v| v.len()).unwrap_or(0);
-                    r.fetch_add(n as u64, Ordering::Relaxed);
-                    pause = if n > 0 {
-                        Duration::from_millis(1)
-                    } else {
-                        (pause * 2).min(Duration::from_millis(50))
-                    };
-                    std::thread::park_timeout(pause);
+            .spawn(move || run(&s, &r, wake, sfd.as_fd(), handler));
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                if handler {
+                    sigchld::uninstall();
                 }
-            })?;
+                return Err(e);
+            }
+        };
         Ok(Reaper {
             stop,
+            stop_fd,
             reaped,
             thread: Some(thread),
         })
@@ -180,11 +227,49 @@ impl Reaper {
     }
 }
 
+/// The thread: scan, then sleep until SIGCHLD (handler mode) or the next
+/// poll interval, until stopped.
+fn run(
+    stop: &AtomicBool,
+    reaped: &AtomicU64,
+    wake: BorrowedFd<'_>,
+    stop_fd: BorrowedFd<'_>,
+    mut handler: bool,
+) {
+    let mut pause = Duration::from_millis(1);
+    while !stop.load(Ordering::Relaxed) {
+        // Drain before scanning: a child exiting after the scan wakes us.
+        if handler {
+            sigchld::drain(wake);
+        }
+        let n = reap_orphans().map(|v| v.len()).unwrap_or(0);
+        reaped.fetch_add(n as u64, Ordering::Relaxed);
+        let timeout = if handler {
+            SAFETY_SCAN
+        } else {
+            pause = if n > 0 {
+                Duration::from_millis(1)
+            } else {
+                (pause * 2).min(Duration::from_millis(50))
+            };
+            pause
+        };
+        let watched = if handler { Some(wake) } else { None };
+        let _ = pidfd::poll_any_readable(watched, stop_fd, timeout);
+        if handler && !sigchld::still_installed() {
+            handler = false;
+        }
+    }
+    if handler {
+        sigchld::uninstall();
+    }
+}
+
 impl Drop for Reaper {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        sigchld::notify(self.stop_fd.as_fd());
         if let Some(t) = self.thread.take() {
-            t.thread().unpark();
             let _ = t.join();
         }
     }

@@ -61,7 +61,7 @@ impl Entry {
             Entry::Cgroup(events, path) => {
                 match crate::containment::cgroup::read_populated_from(events) {
                     Ok(true) => false,
-                    Ok(false) => std::fs::remove_dir(path).is_ok(),
+                    Ok(false) => crate::containment::cgroup::remove_tree(path),
                     Err(_) => true, // gone already
                 }
             }

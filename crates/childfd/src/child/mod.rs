@@ -2,17 +2,19 @@
 
 mod drop_reaper;
 mod pipes;
+mod wait;
 
 pub use pipes::{ChildStderr, ChildStdin, ChildStdout};
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::containment::Tree;
 use crate::error::{SignalError, WaitError};
-use crate::sys::pidfd::{self, Block, ExitInfo};
+use crate::sys::pidfd::{self, Block};
 use crate::{ExitStatus, Signal};
 
 /// A child process, owned through its pidfd.
@@ -45,8 +47,14 @@ pub struct Child {
     pid: u32,
     status: OnceLock<ExitStatus>,
     /// Serialises reaping so that exactly one `waitid` takes the status.
+    /// Held only for non-blocking work: reaping with `WNOHANG`, and
+    /// signalling by number while the child is known unreaped.
     reap: Mutex<()>,
-    stdin: Option<ChildStdin>,
+    /// Whether the pid is still registered as owned with the orphan
+    /// reaper; released exactly once (see [`crate::reaper`]).
+    registered: AtomicBool,
+    /// In a mutex so that `wait(&self)` can close it.
+    stdin: Mutex<Option<ChildStdin>>,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
     kill_on_drop: bool,
@@ -72,7 +80,8 @@ impl Child {
             pid,
             status: OnceLock::new(),
             reap: Mutex::new(()),
-            stdin,
+            registered: AtomicBool::new(true),
+            stdin: Mutex::new(stdin),
             stdout,
             stderr,
             kill_on_drop,
@@ -107,11 +116,42 @@ impl Child {
     }
 
     /// Takes the parent's end of the stdin pipe (with `Stdio::piped()`).
+    ///
+    /// An untaken stdin is closed by [`wait`](Child::wait),
+    /// [`wait_timeout`](Child::wait_timeout) and
+    /// [`wait_deadline`](Child::wait_deadline) before they wait, so the
+    /// child sees end-of-file.
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
-        self.stdin.take()
+        self.stdin
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Closes the parent's end of an untaken stdin pipe.
+    fn close_stdin(&self) {
+        drop(self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+
+    /// Unregisters the pid from the orphan reaper's owned set, once.
+    /// Called when the child is reaped (by us or, `ECHILD`, by someone
+    /// else); the drop reaper takes the registration over otherwise.
+    fn release_registration(&self) {
+        if self.registered.swap(false, Ordering::AcqRel) {
+            crate::reaper::unregister(self.pid);
+        }
     }
 
     /// Takes the parent's end of the stdout pipe (with `Stdio::piped()`).
+    ///
+    /// Waiting does not touch an untaken stdout or stderr: a child that
+    /// exits after writing less than the pipe's capacity (64 KiB by
+    /// default) can be waited for first and read afterwards, as with
+    /// `std::process`. A child that writes more blocks until someone reads:
+    /// take the pipe and read it, or let `childfd-io` read both streams
+    /// while it waits. (Closing them instead would kill such a child with
+    /// SIGPIPE and change its status; draining them would need a thread or
+    /// a poll loop inside `wait` and discard output the caller asked for.)
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
         self.stdout.take()
     }
@@ -119,155 +159,6 @@ impl Child {
     /// Takes the parent's end of the stderr pipe (with `Stdio::piped()`).
     pub fn take_stderr(&mut self) -> Option<ChildStderr> {
         self.stderr.take()
-    }
-
-    /// Waits for the child to end and returns its status.
-    ///
-    /// A blocking `waitid(P_PIDFD, WEXITED | __WALL)` (the timed variants
-    /// `poll(2)` the pidfd first); if another reaper in this process took
-    /// the child first (`ECHILD`), the status comes from
-    /// `ioctl(PIDFD_GET_INFO, PIDFD_INFO_EXIT)`. The status is cached: every
-    /// later call returns it.
-    ///
-    /// # Errors
-    ///
-    /// [`WaitError::StatusUnavailable`] when another reaper took the status
-    /// and the kernel (before 6.15) cannot report it; [`WaitError::Os`].
-    pub fn wait(&self) -> Result<ExitStatus, WaitError> {
-        if let Some(s) = self.status.get() {
-            return Ok(*s);
-        }
-        // Without a deadline, one blocking waitid under the reaping lock
-        // does what poll + waitid would, in one system call. A concurrent
-        // try_wait does not wait for this lock (it reports "not yet").
-        let _guard = self.reap.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = self.status.get() {
-            return Ok(*s);
-        }
-        match self.reap_locked(Block::Yes)? {
-            Some(s) => Ok(s),
-            None => Err(self.os(std::io::Error::other("blocking waitid returned no child"))),
-        }
-    }
-
-    /// `waitid` under the reaping lock (held by the caller): caches and
-    /// returns the status if reaped; recovers it from the kernel if another
-    /// reaper took it (`ECHILD`).
-    fn reap_locked(&self, block: Block) -> Result<Option<ExitStatus>, WaitError> {
-        let raw = match pidfd::wait(self.fd(), block) {
-            Ok(Some(raw)) => raw,
-            Ok(None) => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                crate::reaper::unregister(self.pid);
-                RECOVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.recover_stolen_status()?
-            }
-            Err(e) => return Err(self.os(e)),
-        };
-        crate::reaper::unregister(self.pid);
-        Ok(Some(*self.status.get_or_init(|| ExitStatus::from_raw(raw))))
-    }
-
-    /// Waits at most `timeout`; `Ok(None)` if the child is still running.
-    ///
-    /// # Errors
-    ///
-    /// As [`wait`](Child::wait).
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<ExitStatus>, WaitError> {
-        match Instant::now().checked_add(timeout) {
-            Some(d) => self.wait_deadline(d),
-            None => self.wait().map(Some),
-        }
-    }
-
-    /// Waits until `deadline` (rounded up to the kernel's timer
-    /// granularity); `Ok(None)` if the child is still running then.
-    ///
-    /// # Errors
-    ///
-    /// As [`wait`](Child::wait).
-    pub fn wait_deadline(&self, deadline: Instant) -> Result<Option<ExitStatus>, WaitError> {
-        self.wait_deadline_inner(Some(deadline))
-    }
-
-    fn wait_deadline_inner(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<Option<ExitStatus>, WaitError> {
-        let mut unreapable_pause = Duration::from_millis(1);
-        loop {
-            if let Some(s) = self.status.get() {
-                return Ok(Some(*s));
-            }
-            let timeout = match deadline {
-                None => None,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return self.try_wait();
-                    }
-                    Some(d - now)
-                }
-            };
-            let ready = pidfd::poll_readable(self.fd(), timeout).map_err(|e| self.os(e))?;
-            if ready {
-                if let Some(s) = self.try_wait()? {
-                    return Ok(Some(s));
-                }
-                // Exited but not reapable yet: a zombie that a debugger
-                // (ptrace) still holds. The pidfd stays readable, so back
-                // off instead of spinning.
-                let pause = unreapable_pause.min(match deadline {
-                    Some(d) => d.saturating_duration_since(Instant::now()),
-                    None => unreapable_pause,
-                });
-                std::thread::sleep(pause);
-                unreapable_pause = (unreapable_pause * 2).min(Duration::from_millis(100));
-            }
-        }
-    }
-
-    /// Returns the status if the child has ended, without blocking.
-    ///
-    /// # Errors
-    ///
-    /// As [`wait`](Child::wait).
-    pub fn try_wait(&self) -> Result<Option<ExitStatus>, WaitError> {
-        if let Some(s) = self.status.get() {
-            return Ok(Some(*s));
-        }
-        let _guard = match self.reap.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            // Another thread is reaping (possibly blocked in `wait`): the
-            // status will be there once it has; not yet.
-            Err(std::sync::TryLockError::WouldBlock) => return Ok(self.status.get().copied()),
-        };
-        if let Some(s) = self.status.get() {
-            return Ok(Some(*s));
-        }
-        self.reap_locked(Block::No)
-    }
-
-    /// Another reaper took our child: ask the kernel what the status was.
-    /// The other reaper may still be releasing the process, so retry for a
-    /// short bounded time before giving up.
-    fn recover_stolen_status(&self) -> Result<i32, WaitError> {
-        let start = Instant::now();
-        let mut pause = Duration::from_micros(10);
-        loop {
-            match pidfd::exit_info(self.fd()) {
-                ExitInfo::Status(raw) => return Ok(raw),
-                ExitInfo::Unsupported => {
-                    return Err(WaitError::StatusUnavailable { pid: self.pid });
-                }
-                ExitInfo::NotYet if start.elapsed() < EXIT_INFO_PATIENCE => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(5));
-                }
-                ExitInfo::NotYet => return Err(WaitError::StatusUnavailable { pid: self.pid }),
-            }
-        }
     }
 
     /// Sends `sig` to the child with `pidfd_send_signal(2)`.
@@ -282,7 +173,11 @@ impl Child {
         if self.status.get().is_some() {
             return Ok(());
         }
-        match pidfd::send_signal(self.fd(), sig.as_raw(), 0) {
+        let result = match pidfd::send_signal(self.fd(), sig.as_raw(), 0) {
+            Err(e) if pidfd::signal_refused(&e) => self.kill_while_unreaped(self.pid as i32, sig),
+            r => r,
+        };
+        match result {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             Err(source) => Err(SignalError {
@@ -291,6 +186,24 @@ impl Child {
                 source,
             }),
         }
+    }
+
+    /// `kill(target, sig)` by number (`target` is the child's pid, or its
+    /// negation for its process group), under the reaping lock and only
+    /// after `waitid(WNOWAIT)` showed the child unreaped: its zombie pins
+    /// both numbers, and no reap of ours can happen meanwhile. `ESRCH`
+    /// (nothing sent) once the child was reaped.
+    ///
+    /// For kernels or sandboxes without `pidfd_send_signal` (seccomp
+    /// profiles, valgrind) and, for groups, kernels before 6.9. A reaper
+    /// elsewhere in the process (`waitpid(-1)`) that bypasses this lock
+    /// could still reap the child between the check and the `kill`.
+    pub(crate) fn kill_while_unreaped(&self, target: i32, sig: Signal) -> std::io::Result<()> {
+        let _reaping = self.reap_guard();
+        if self.status.get().is_some() || !pidfd::is_unreaped(self.fd())? {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        pidfd::kill_checked(target, sig.as_raw())
     }
 
     /// Sends `SIGKILL` to the child (not to its descendants).
@@ -345,7 +258,10 @@ impl Drop for Child {
             return;
         }
         match pidfd::wait(fd.as_fd(), Block::No) {
-            Ok(Some(_)) | Err(_) => crate::reaper::unregister(self.pid), // reaped (by us or someone else)
+            // Reaped (by us or someone else).
+            Ok(Some(_)) | Err(_) => self.release_registration(),
+            // Still running, so still registered: the drop reaper
+            // unregisters it once it has reaped it.
             Ok(None) => drop_reaper::adopt(fd, self.pid),
         }
     }

@@ -42,14 +42,18 @@ macro_rules! pipe_end {
 
 pipe_end!(
     ChildStdin,
-    "The write end of the child's stdin pipe. Dropping it gives the child EOF."
+    "The write end of the child's stdin pipe. Dropping it gives the child EOF. Writing never raises SIGPIPE: a closed pipe is `Err(BrokenPipe)`."
 );
 pipe_end!(ChildStdout, "The read end of the child's stdout pipe.");
 pipe_end!(ChildStderr, "The read end of the child's stderr pipe.");
 
 impl Write for ChildStdin {
+    /// `write(2)` with SIGPIPE blocked in this thread: a child that closed
+    /// its stdin (or exited) gives `Err(BrokenPipe)`, and SIGPIPE never
+    /// kills or interrupts the caller, even in a host that keeps SIGPIPE at
+    /// its default action (a C host). See the `sys::sigpipe` module.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        crate::sys::sigpipe::write(self.inner.as_fd(), buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

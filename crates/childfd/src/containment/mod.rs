@@ -166,14 +166,31 @@ impl Child {
     /// [`TreeError::GroupUnreachable`] on kernels before 6.9 once the leader
     /// is reaped; [`TreeError::Os`].
     pub fn signal_tree(&self, sig: Signal) -> Result<(), TreeError> {
+        self.signal_tree_in_order(&[sig])
+    }
+
+    /// Sends each of `sigs` to the whole tree, in order (each reaches every
+    /// member before the next is sent). In cgroup mode the subtree stays
+    /// frozen for all of them.
+    fn signal_tree_in_order(&self, sigs: &[Signal]) -> Result<(), TreeError> {
         match &self.tree {
-            Tree::Single => self.signal(sig).map_err(|e| self.tree_err(e.source)),
-            Tree::Group => self.signal_group(sig),
-            Tree::Cgroup(leaf) => {
-                if sig == Signal::KILL {
-                    return leaf.kill_tree().map_err(|e| self.tree_err(e));
+            Tree::Single => {
+                for &sig in sigs {
+                    self.signal(sig).map_err(|e| self.tree_err(e.source))?;
                 }
-                signal_cgroup_members(leaf, sig).map_err(|e| self.tree_err(e))
+                Ok(())
+            }
+            Tree::Group => sigs.iter().try_for_each(|&sig| self.signal_group(sig)),
+            Tree::Cgroup(leaf) if sigs == [Signal::KILL] => {
+                leaf.kill_tree().map_err(|e| self.tree_err(e))
+            }
+            Tree::Cgroup(leaf) => {
+                for &sig in sigs {
+                    self.signal(sig).map_err(|e| self.tree_err(e.source))?;
+                }
+                let raw: Vec<i32> = sigs.iter().map(|s| s.as_raw()).collect();
+                leaf.signal_members(&raw, self.id() as i32)
+                    .map_err(|e| self.tree_err(e))
             }
         }
     }
@@ -192,15 +209,15 @@ impl Child {
         if pidfd::send_group_signal(fd, sig.as_raw()).map_err(|e| self.tree_err(e))? {
             return Ok(());
         }
-        // Before 6.9: by number, only while the leader provably pins it.
-        let _reaping = self.reap_guard();
-        if self.cached_status().is_some()
-            || !pidfd::is_unreaped(fd).map_err(|e| self.tree_err(e))?
-        {
-            return Err(TreeError::GroupUnreachable { pid: self.id() });
+        // Before 6.9 (or pidfd_send_signal refused): by number, only while
+        // the leader provably pins it.
+        match self.kill_while_unreaped(-(self.id() as i32), sig) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                Err(TreeError::GroupUnreachable { pid: self.id() })
+            }
+            Err(e) => Err(self.tree_err(e)),
         }
-        pidfd::kill_by_number(-(self.id() as i32), sig.as_raw());
-        Ok(())
     }
 
     /// Whether the child and every member of its tree have ended.
@@ -284,8 +301,8 @@ impl Child {
         }
     }
 
-    /// Ends the child's tree gracefully: SIGTERM and SIGCONT to the tree
-    /// (stopped members must see the TERM), wait up to `grace` for the
+    /// Ends the child's tree gracefully: SIGCONT, then SIGTERM to the tree
+    /// (stopped members must see the TERM, and get their grace), wait up to `grace` for the
     /// child and every member to end, then SIGKILL the tree. Reaps the child
     /// and removes its cgroup leaf.
     ///
@@ -294,8 +311,11 @@ impl Child {
     /// [`TreeError::Survivors`] if members outlive SIGKILL for 10 s; others
     /// as [`signal_tree`](Child::signal_tree).
     pub fn terminate(&self, grace: Duration) -> Result<Termination, TreeError> {
-        self.signal_tree(Signal::TERM)?;
-        self.signal_tree(Signal::CONT)?;
+        // CONT first: once it is sent no member is stopped, so when TERM
+        // ends the leader and orphans the group, the kernel finds no
+        // stopped member to send SIGHUP to (which would kill a member that
+        // handles TERM before it sees it).
+        self.signal_tree_in_order(&[Signal::CONT, Signal::TERM])?;
         let ended_by = if self.wait_tree_deadline(deadline_after(grace))? {
             EndedBy::Term
         } else {
@@ -320,25 +340,6 @@ fn deadline_after(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d)
         .unwrap_or(now + Duration::from_secs(86400 * 365))
-}
-
-/// Signals each member of a cgroup leaf through a pidfd opened for it,
-/// after checking that the process holding that pid is in the leaf: if the
-/// pid was recycled in between, the pidfd's own process is dead and the
-/// signal goes nowhere.
-fn signal_cgroup_members(leaf: &Leaf, sig: Signal) -> io::Result<()> {
-    let mount = cgroup::mount_point().unwrap_or(Path::new("/"));
-    let rel = leaf.path().strip_prefix(mount).unwrap_or(leaf.path());
-    let want = format!("0::/{}", rel.display());
-    for pid in leaf.pids()? {
-        let Ok(fd) = pidfd::open(pid) else { continue };
-        let in_leaf = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .is_ok_and(|t| t.lines().any(|l| l == want));
-        if in_leaf {
-            let _ = pidfd::send_signal(std::os::fd::AsFd::as_fd(&fd), sig.as_raw(), 0);
-        }
-    }
-    Ok(())
 }
 
 /// Whether any process other than `leader` (and not a zombie) has process

@@ -5,6 +5,8 @@
 //! - [`clone`]: clone3/clone trampolines, the child's stack, method probing;
 //! - [`pidfd`]: waitid, `PIDFD_INFO_EXIT`, pidfd_send_signal, poll;
 //! - [`signals`]: the spawning thread's signal mask;
+//! - [`sigpipe`]: writes that return `EPIPE` without raising SIGPIPE;
+//! - [`sigchld`]: the orphan reaper's SIGCHLD wake-up;
 //! - [`env`]: fd-table facts and the pid;
 //! - [`fork`]: process-wide state that starts afresh after `fork()`;
 //! - [`spawner`]: the long-lived thread for parent-death-signal spawns.
@@ -16,5 +18,7 @@ pub(crate) mod env;
 pub(crate) mod fork;
 pub(crate) mod pidfd;
 pub(crate) mod raw;
+pub(crate) mod sigchld;
 pub(crate) mod signals;
+pub(crate) mod sigpipe;
 pub(crate) mod spawner;

@@ -37,6 +37,43 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, block: Block) -> io::Result<Option<i32>> 
     waitid_reap(libc::P_PIDFD, fd.as_raw_fd() as libc::id_t, flags)
 }
 
+/// `waitid(P_PIDFD, fd, WEXITED | WNOWAIT | __WALL)`: blocks until the
+/// process has exited, without reaping it (its zombie keeps pinning its pid
+/// and group number). Returns `false` if it was reaped meanwhile (`ECHILD`).
+///
+/// Callers block here without any lock, then reap with [`wait`] and
+/// [`Block::No`] under their reaping lock: a blocking reap would have to
+/// hold that lock for as long as the child runs.
+///
+/// # Errors
+///
+/// From waitid(2), other than `EINTR` (retried) and `ECHILD`.
+pub(crate) fn wait_exited(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    loop {
+        // SAFETY: all-zero siginfo_t is valid.
+        let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOWAIT | libc::__WALL;
+        // SAFETY: valid out-pointer; P_PIDFD takes the fd as id.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                fd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}
+
 /// `waitid(idtype, id, flags)` retried on `EINTR`; the raw wait status of
 /// the process it reaped, or `None` if nothing was (with `WNOHANG`).
 fn waitid_reap(idtype: libc::idtype_t, id: libc::id_t, flags: i32) -> io::Result<Option<i32>> {
@@ -174,6 +211,28 @@ pub(crate) fn send_signal(fd: BorrowedFd<'_>, sig: i32, flags: u32) -> io::Resul
     }
 }
 
+/// Whether an error from `pidfd_send_signal` means the call itself was
+/// refused (`ENOSYS`: an old kernel or a seccomp profile; `EPERM`: a
+/// seccomp profile or valgrind) rather than the process being gone.
+/// Callers then fall back to `kill(2)` by number, and only while the
+/// process is known unreaped. (`EPERM` can also be a real permission
+/// problem; `kill(2)` then reports the same.)
+pub(crate) fn signal_refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM))
+}
+
+/// `kill(pid, sig)` by number, with its error. Callers must prove the
+/// number cannot have been recycled: it names an unreaped child of ours,
+/// checked under the reaping lock.
+pub(crate) fn kill_checked(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9): signal the process group the
 /// pidfd's process leads, by its `struct pid`.
 pub(crate) const PIDFD_SIGNAL_PROCESS_GROUP: u32 = 4;
@@ -229,6 +288,12 @@ pub(crate) fn send_group_signal(fd: BorrowedFd<'_>, sig: i32) -> io::Result<bool
             if e.raw_os_error() == Some(libc::EINVAL)
                 && GROUP_SIGNAL.load(Ordering::Relaxed) == 0 =>
         {
+            GROUP_SIGNAL.store(2, Ordering::Relaxed);
+            Ok(false)
+        }
+        // Refused (seccomp, valgrind): behave as before 6.9 from now on,
+        // where groups are signalled by number while the leader is unreaped.
+        Err(e) if signal_refused(&e) => {
             GROUP_SIGNAL.store(2, Ordering::Relaxed);
             Ok(false)
         }
@@ -299,6 +364,32 @@ pub(crate) fn open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
         pid,
         rustix::process::PidfdFlags::empty(),
     )?)
+}
+
+/// Waits until `a` (if any) or `b` is readable, or `timeout` passes;
+/// `poll(2)`. `EINTR` returns early.
+pub(crate) fn poll_any_readable(
+    a: Option<BorrowedFd<'_>>,
+    b: BorrowedFd<'_>,
+    timeout: Duration,
+) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let ts = Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    let mut both = [
+        PollFd::new(&b, PollFlags::IN),
+        PollFd::new(&b, PollFlags::IN),
+    ];
+    if let Some(a) = &a {
+        both[1] = PollFd::new(a, PollFlags::IN);
+    }
+    let n = if a.is_some() { 2 } else { 1 };
+    match rustix::event::poll(&mut both[..n], Some(&ts)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Waits for `POLLPRI` (a kernfs file such as `cgroup.events` changed) or

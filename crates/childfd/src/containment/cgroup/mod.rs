@@ -28,11 +28,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
+
+pub(crate) mod mount;
+mod subtree;
 
 /// Where cgroup leaves are created.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,57 +47,12 @@ pub enum CgroupParent {
     Dir(PathBuf),
 }
 
-/// The cgroup2 mount point, from `/proc/self/mountinfo`.
-pub(crate) fn mount_point() -> Option<&'static Path> {
-    static MOUNT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    MOUNT
-        .get_or_init(|| {
-            let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-            parse_mountinfo(&info)
-        })
-        .as_deref()
-}
-
-/// The mount point of the first `cgroup2` filesystem in a mountinfo text.
-fn parse_mountinfo(info: &str) -> Option<PathBuf> {
-    info.lines().find_map(|line| {
-        // "id parent maj:min root mountpoint opts [optional...] - fstype source superopts"
-        let (left, right) = line.split_once(" - ")?;
-        if right.split(' ').next()? != "cgroup2" {
-            return None;
-        }
-        let mount = left.split(' ').nth(4)?;
-        Some(PathBuf::from(unescape_mountinfo(mount)))
-    })
-}
-
-/// Mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The process's own cgroup v2 directory (`0::/path` in `/proc/self/cgroup`).
+/// The process's own cgroup v2 directory (`0::/path` in
+/// `/proc/self/cgroup`, through the mount that shows it).
 fn own_cgroup_dir() -> Option<PathBuf> {
-    let mount = mount_point()?;
     let text = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    Some(mount.join(rel.trim_start_matches('/')))
+    let cg = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    mount::dir_of(mount::mounts(), Path::new(cg))
 }
 
 /// Why a cgroup leaf could not be made.
@@ -105,20 +62,27 @@ pub(crate) fn no_cgroup_error(what: &str) -> io::Error {
 
 /// Resolves the parent directory for new leaves.
 pub(crate) fn resolve_parent(parent: &CgroupParent) -> io::Result<PathBuf> {
-    let mount =
-        mount_point().ok_or_else(|| no_cgroup_error("no cgroup v2 hierarchy is mounted"))?;
+    let mounts = mount::mounts();
+    if mounts.is_empty() {
+        return Err(no_cgroup_error("no cgroup v2 hierarchy is mounted"));
+    }
     let dir = match parent {
         CgroupParent::Dir(d) => d.clone(),
-        CgroupParent::Auto => own_cgroup_dir()
-            .ok_or_else(|| no_cgroup_error("this process's cgroup v2 directory is unknown"))?,
+        CgroupParent::Auto => own_cgroup_dir().ok_or_else(|| {
+            no_cgroup_error("this process's cgroup v2 directory is unknown or not mounted here")
+        })?,
     };
-    if !dir.starts_with(mount) {
+    if mount::cgroup_path_of(mounts, &dir).is_none() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
                 "{} is not inside the cgroup v2 mount {}",
                 dir.display(),
-                mount.display()
+                mounts
+                    .iter()
+                    .map(|m| m.point.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -133,6 +97,21 @@ pub(crate) fn resolve_parent(parent: &CgroupParent) -> io::Result<PathBuf> {
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Attempts at a fresh name before giving up on `EEXIST`.
+const NAME_ATTEMPTS: u32 = 16;
+
+/// 32 random bits from getrandom(2) (without blocking), else from the
+/// clock: names need to be unlikely to collide, not unpredictable.
+fn name_nonce() -> u32 {
+    let mut b = [0u8; 4];
+    match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::NONBLOCK) {
+        Ok(4) => u32::from_ne_bytes(b),
+        _ => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos()),
+    }
+}
+
 /// One child's cgroup.
 #[derive(Debug)]
 pub(crate) struct Leaf {
@@ -143,15 +122,29 @@ pub(crate) struct Leaf {
 }
 
 impl Leaf {
-    /// Creates `<parent>/childfd-<pid>-<n>`.
+    /// Creates `<parent>/childfd-<pid>-<n>-<random>`.
+    ///
+    /// The pid alone is not unique: processes in different PID namespaces
+    /// (two containers' PID 1) can share a parent cgroup. A random part
+    /// makes a clash unlikely, and `EEXIST` picks a new name.
     pub(crate) fn create(parent: &Path) -> io::Result<Leaf> {
-        let name = format!(
-            "childfd-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = parent.join(name);
-        fs::create_dir(&path)?;
+        let mut attempt = 0;
+        let path = loop {
+            let name = format!(
+                "childfd-{}-{}-{:08x}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed),
+                name_nonce()
+            );
+            let path = parent.join(name);
+            match fs::create_dir(&path) {
+                Ok(()) => break path,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < NAME_ATTEMPTS => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         match rustix::fs::open(
             &path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -210,8 +203,9 @@ impl Leaf {
         }
     }
 
-    /// Before Linux 5.14: freeze the leaf so nobody forks, SIGKILL each
-    /// member listed in `cgroup.procs`, thaw, and repeat until empty.
+    /// Before Linux 5.14: freeze the leaf (and so its whole subtree) so
+    /// nobody forks, SIGKILL each member listed in the `cgroup.procs` of
+    /// the leaf and of every cgroup below it, thaw, and repeat until empty.
     fn freeze_and_kill(&self) -> io::Result<()> {
         let freeze = self.path.join("cgroup.freeze");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -224,12 +218,10 @@ impl Leaf {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            for pid in fs::read_to_string(self.path.join("cgroup.procs"))?.lines() {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    // A listed member of a frozen leaf cannot exit on its own,
-                    // so its number cannot have been recycled.
-                    crate::sys::pidfd::kill_by_number(pid, libc::SIGKILL);
-                }
+            for pid in subtree::pids(&self.path)? {
+                // A listed member of a frozen subtree cannot exit on its
+                // own, so its number cannot have been recycled.
+                crate::sys::pidfd::kill_by_number(pid, libc::SIGKILL);
             }
             if can_freeze {
                 let _ = fs::write(&freeze, "0");
@@ -247,15 +239,15 @@ impl Leaf {
         }
     }
 
-    /// Every pid currently in the leaf.
-    pub(crate) fn pids(&self) -> io::Result<Vec<i32>> {
+    /// Sends `sigs`, in order, to every member of the leaf and of the
+    /// cgroups below it except `skip` (the child, which its owner signals
+    /// through its pidfd); see [`subtree`] for how.
+    pub(crate) fn signal_members(&self, sigs: &[i32], skip: i32) -> io::Result<()> {
         if self.gone() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        Ok(fs::read_to_string(self.path.join("cgroup.procs"))?
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect())
+        let cg = mount::cgroup_path_of(mount::mounts(), &self.path);
+        subtree::signal_members(&self.path, cg.as_deref(), sigs, skip)
     }
 
     /// Waits until the leaf is empty or `deadline` passes; true if empty.
@@ -286,28 +278,29 @@ impl Leaf {
         }
     }
 
-    /// Removes the leaf if it is empty; true once removed.
+    /// Removes the leaf, and the cgroups created below it, if they are
+    /// empty; true once removed.
     pub(crate) fn try_remove(&self) -> bool {
         if self.removed.load(Ordering::Acquire) {
             return true;
         }
-        match fs::remove_dir(&self.path) {
-            Ok(()) => {
-                self.removed.store(true, Ordering::Release);
-                true
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.removed.store(true, Ordering::Release);
-                true
-            }
-            Err(_) => false,
+        let removed = remove_tree(&self.path);
+        if removed {
+            self.removed.store(true, Ordering::Release);
         }
+        removed
     }
 
     /// The path to remove later, unless already removed.
     pub(crate) fn pending_path(&self) -> Option<PathBuf> {
         (!self.removed.load(Ordering::Acquire)).then(|| self.path.clone())
     }
+}
+
+/// Removes the cgroup at `path` and its empty descendants, deepest first;
+/// true once `path` is gone.
+pub(crate) fn remove_tree(path: &Path) -> bool {
+    subtree::remove(path)
 }
 
 fn key_in(text: &str, key: &str) -> Option<bool> {
@@ -328,11 +321,16 @@ pub(crate) fn read_populated(dir: &Path) -> io::Result<bool> {
 }
 
 /// `populated` read through an open `cgroup.events` (from its start).
-pub(crate) fn read_populated_from(mut events: &File) -> io::Result<bool> {
+pub(crate) fn read_populated_from(events: &File) -> io::Result<bool> {
+    Ok(key_in(&read_events_from(events)?, "populated").unwrap_or(true))
+}
+
+/// The text of an open `cgroup.events`, read from its start.
+fn read_events_from(mut events: &File) -> io::Result<String> {
     let mut text = String::new();
     events.rewind()?;
     events.read_to_string(&mut text)?;
-    Ok(key_in(&text, "populated").unwrap_or(true))
+    Ok(text)
 }
 
 static NO_CGROUP_KILL: AtomicBool = AtomicBool::new(false);
@@ -363,25 +361,6 @@ impl Leaf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_parsing_finds_cgroup2_and_unescapes_spaces() {
-        let info = "22 1 0:21 / /proc rw - proc proc rw\n\
-                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            parse_mountinfo(info),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        let info = "41 31 0:38 / /mnt/with\\040space rw shared:5 - cgroup2 none rw\n";
-        assert_eq!(
-            parse_mountinfo(info),
-            Some(PathBuf::from("/mnt/with space"))
-        );
-        assert_eq!(
-            parse_mountinfo("22 1 0:21 / /proc rw - proc proc rw\n"),
-            None
-        );
-    }
 
     #[test]
     fn events_keys_are_read_exactly() {

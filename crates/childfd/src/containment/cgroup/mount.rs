@@ -1,0 +1,152 @@
+//! Where the cgroup v2 hierarchy is mounted, and how directories map to
+//! cgroup paths.
+//!
+//! A cgroup2 mount need not show the whole hierarchy: a container or a
+//! bind mount can mount a subtree, which `/proc/self/mountinfo` shows as
+//! the mount's root (field 4, say `/user.slice/job`). A cgroup path as
+//! `/proc/<pid>/cgroup` prints it (`0::/user.slice/job/x`) is then the
+//! directory `<mount point>/x`. Both files print paths relative to the
+//! reader's cgroup namespace, so they agree with each other.
+//!
+//! See [proc_pid_mountinfo(5)](https://man7.org/linux/man-pages/man5/proc_pid_mountinfo.5.html)
+//! and [cgroups(7)](https://man7.org/linux/man-pages/man7/cgroups.7.html).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// One cgroup2 mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mount {
+    /// The cgroup path shown at the mount point (mountinfo field 4).
+    pub(crate) root: PathBuf,
+    /// Where it is mounted (field 5).
+    pub(crate) point: PathBuf,
+}
+
+/// Every cgroup2 mount of this process, from `/proc/self/mountinfo`, read
+/// once.
+pub(crate) fn mounts() -> &'static [Mount] {
+    static MOUNTS: OnceLock<Vec<Mount>> = OnceLock::new();
+    MOUNTS.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|info| parse_mountinfo(&info))
+            .unwrap_or_default()
+    })
+}
+
+/// The cgroup2 mounts listed in a mountinfo text, in order.
+pub(crate) fn parse_mountinfo(info: &str) -> Vec<Mount> {
+    info.lines()
+        .filter_map(|line| {
+            // "id parent maj:min root mountpoint opts [optional...] - fstype source superopts"
+            let (left, right) = line.split_once(" - ")?;
+            if right.split(' ').next()? != "cgroup2" {
+                return None;
+            }
+            let mut f = left.split(' ');
+            let root = f.nth(3)?;
+            let point = f.next()?;
+            Some(Mount {
+                root: PathBuf::from(unescape_mountinfo(root)),
+                point: PathBuf::from(unescape_mountinfo(point)),
+            })
+        })
+        .collect()
+}
+
+/// Mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The directory of cgroup path `cg` (absolute, as in `/proc/<pid>/cgroup`)
+/// through the first mount whose root contains it.
+pub(crate) fn dir_of(mounts: &[Mount], cg: &Path) -> Option<PathBuf> {
+    mounts.iter().find_map(|m| {
+        let rel = cg.strip_prefix(&m.root).ok()?;
+        Some(m.point.join(rel))
+    })
+}
+
+/// The cgroup path (as `/proc/<pid>/cgroup` prints it) of directory `dir`,
+/// if `dir` is inside a cgroup2 mount (the innermost mount point wins).
+pub(crate) fn cgroup_path_of(mounts: &[Mount], dir: &Path) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .filter_map(|m| Some((m, dir.strip_prefix(&m.point).ok()?)))
+        .max_by_key(|(m, _)| m.point.components().count())
+        .map(|(m, rel)| {
+            if rel.as_os_str().is_empty() {
+                m.root.clone()
+            } else {
+                m.root.join(rel)
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(root: &str, point: &str) -> Mount {
+        Mount {
+            root: root.into(),
+            point: point.into(),
+        }
+    }
+
+    #[test]
+    fn mountinfo_parsing_finds_cgroup2_mounts_roots_and_unescapes_spaces() {
+        let info = "22 1 0:21 / /proc rw - proc proc rw\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
+                    52 41 0:38 /job\\040a /mnt/with\\040space rw shared:5 - cgroup2 none rw\n";
+        assert_eq!(
+            parse_mountinfo(info),
+            vec![
+                mount("/", "/sys/fs/cgroup/unified"),
+                mount("/job a", "/mnt/with space")
+            ]
+        );
+        assert!(parse_mountinfo("22 1 0:21 / /proc rw - proc proc rw\n").is_empty());
+    }
+
+    #[test]
+    fn paths_map_through_the_mount_root_of_a_bind_mounted_subtree() {
+        let ms = [mount("/user.slice/job", "/mnt/cg")];
+        assert_eq!(
+            dir_of(&ms, Path::new("/user.slice/job/x")),
+            Some(PathBuf::from("/mnt/cg/x"))
+        );
+        assert_eq!(dir_of(&ms, Path::new("/other")), None);
+        assert_eq!(
+            cgroup_path_of(&ms, Path::new("/mnt/cg/x/childfd-1")),
+            Some(PathBuf::from("/user.slice/job/x/childfd-1"))
+        );
+        assert_eq!(
+            cgroup_path_of(&ms, Path::new("/mnt/cg")),
+            Some(PathBuf::from("/user.slice/job"))
+        );
+        assert_eq!(cgroup_path_of(&ms, Path::new("/sys/fs/cgroup")), None);
+        let whole = [mount("/", "/sys/fs/cgroup")];
+        assert_eq!(
+            cgroup_path_of(&whole, Path::new("/sys/fs/cgroup/a/b")),
+            Some(PathBuf::from("/a/b"))
+        );
+    }
+}

@@ -1,0 +1,585 @@
+//! Lifecycle failures that need a process of their own: a forced fallback
+//! (process-wide), a seccomp filter, SIGPIPE at its default action, a PID
+//! or mount namespace. Each scenario is named after the failure it
+//! reproduces; `main` re-runs this binary once per scenario
+//! (`CHILDFD_HOSTILE_SCENARIO`), wrapped in `unshare` where it needs a
+//! namespace. `harness = false` keeps each scenario process
+//! single-threaded until it starts threads itself.
+
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio as StdStdio;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use childfd::{Child, Command, Containment, EndedBy, Signal, Stdio, WaitError};
+use childfd_testbin::{
+    PAUSE, alive, assert_no_survivors, children, eventually, kill_tagged, new_tag, read_stat,
+    wait_tagged,
+};
+
+const BOUND: Duration = Duration::from_secs(30);
+
+/// How a scenario process is started.
+#[derive(Clone, Copy)]
+enum Wrap {
+    Plain,
+    /// PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`).
+    PidNs,
+    /// In a new mount namespace (`unshare --mount --propagation private`).
+    MountNs,
+}
+
+const SCENARIOS: &[(&str, Wrap)] = &[
+    (
+        "tree_ops_deadlock_against_a_blocked_wait_before_6_9",
+        Wrap::Plain,
+    ),
+    (
+        "orphan_reaper_takes_the_status_of_a_child_with_a_recycled_pid",
+        Wrap::PidNs,
+    ),
+    (
+        "refused_pidfd_send_signal_eperm_leaves_children_running",
+        Wrap::Plain,
+    ),
+    (
+        "refused_pidfd_send_signal_enosys_leaves_children_running",
+        Wrap::Plain,
+    ),
+    (
+        "pidfd_open_killing_profile_kills_the_host_in_cgroup_signal_tree",
+        Wrap::Plain,
+    ),
+    (
+        "stdin_write_to_an_exited_child_kills_a_host_with_default_sigpipe",
+        Wrap::Plain,
+    ),
+    ("idle_orphan_reaper_keeps_waking_up", Wrap::Plain),
+    (
+        "cgroup_leaf_names_collide_across_pid_namespaces",
+        Wrap::Plain,
+    ),
+    (
+        "cgroup_mount_root_of_a_subtree_mount_is_ignored",
+        Wrap::MountNs,
+    ),
+    (
+        "nested_cgroup_members_survive_kill_tree_without_cgroup_kill",
+        Wrap::Plain,
+    ),
+];
+
+fn main() {
+    if let Ok(s) = std::env::var("CHILDFD_HOSTILE_SCENARIO") {
+        scenario(&s);
+        return;
+    }
+    for &(name, wrap) in SCENARIOS {
+        let out = run_wrapped(name, wrap, |_| {}).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{name} failed ({}):\n{text}",
+            out.status
+        );
+        print!("{text}");
+        assert!(
+            text.contains(&format!("ok: {name}")),
+            "{name} did not finish:\n{text}"
+        );
+    }
+    // The mount-root scenario's sub cgroup, empty once its process exited.
+    if let Some(own) = childfd_testbin::own_cgroup_dir() {
+        for e in std::fs::read_dir(own).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with("mountroot-") {
+                std::fs::remove_dir(e.path()).unwrap();
+            }
+        }
+    }
+}
+
+/// This binary, set to run `name`, wrapped as asked.
+fn run_wrapped(
+    name: &str,
+    wrap: Wrap,
+    env: impl FnOnce(&mut std::process::Command),
+) -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match wrap {
+        Wrap::Plain => std::process::Command::new(&exe),
+        Wrap::PidNs => {
+            let mut c = std::process::Command::new("unshare");
+            c.args(["--pid", "--fork", "--mount-proc"]).arg(&exe);
+            c
+        }
+        Wrap::MountNs => {
+            let mut c = std::process::Command::new("unshare");
+            c.args(["--mount", "--propagation", "private"]).arg(&exe);
+            c
+        }
+    };
+    cmd.env("CHILDFD_HOSTILE_SCENARIO", name);
+    env(&mut cmd);
+    cmd
+}
+
+fn scenario(name: &str) {
+    match name {
+        "tree_ops_deadlock_against_a_blocked_wait_before_6_9" => tree_ops_against_blocked_wait(),
+        "orphan_reaper_takes_the_status_of_a_child_with_a_recycled_pid" => recycled_pid(),
+        "refused_pidfd_send_signal_eperm_leaves_children_running" => refused_signal(libc::EPERM),
+        "refused_pidfd_send_signal_enosys_leaves_children_running" => refused_signal(libc::ENOSYS),
+        "pidfd_open_killing_profile_kills_the_host_in_cgroup_signal_tree" => pidfd_open_kills(),
+        "stdin_write_to_an_exited_child_kills_a_host_with_default_sigpipe" => default_sigpipe(),
+        "idle_orphan_reaper_keeps_waking_up" => idle_reaper(),
+        "cgroup_leaf_names_collide_across_pid_namespaces" => names_across_pid_namespaces(),
+        "cgroup-hold" => cgroup_hold(),
+        "cgroup_mount_root_of_a_subtree_mount_is_ignored" => mount_root(),
+        "nested_cgroup_members_survive_kill_tree_without_cgroup_kill" => nested_without_kill(),
+        other => panic!("unknown scenario {other}"),
+    }
+    assert!(
+        children().is_empty(),
+        "{name}: children left: {:?}",
+        children()
+    );
+    println!("ok: {name}");
+}
+
+/// `sh -c 'sleep 60 & wait'` tagged `tag`, with both processes running.
+fn sleeper_tree(tag: &str, mode: Containment) -> Child {
+    let c = Command::new("sh")
+        .args(["-c", "sleep 60 & wait"])
+        .env("CHILDFD_TEST_TAG", tag)
+        .containment(mode)
+        .spawn()
+        .unwrap();
+    wait_tagged(tag, 2);
+    c
+}
+
+/// Whether thread `tid` of this process is blocked in syscall `nr`.
+fn in_syscall(tid: i32, nr: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+        .is_ok_and(|s| s.split(' ').next() == Some(nr.to_string().as_str()))
+}
+
+/// Before Linux 6.9 (forced), a thread blocked in `wait` must not keep
+/// `kill_tree`, `signal_tree` or `terminate` from another thread waiting
+/// for ever on the reaping lock.
+fn tree_ops_against_blocked_wait() {
+    childfd::force_fallback::no_pidfd_group_signal();
+    for op in ["kill_tree", "signal_tree", "terminate"] {
+        let tag = new_tag(op);
+        let c = Arc::new(sleeper_tree(&tag, Containment::ProcessGroup));
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let waiter = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                tid_tx.send(unsafe { libc::gettid() }).unwrap();
+                c.wait()
+            })
+        };
+        let tid = tid_rx.recv().unwrap();
+        assert!(
+            eventually(BOUND, || in_syscall(tid, libc::SYS_waitid)),
+            "{op}: the waiter never blocked in waitid"
+        );
+        let (tx, rx) = mpsc::channel();
+        let c2 = c.clone();
+        let worker = std::thread::spawn(move || {
+            let r = match op {
+                "kill_tree" => c2.kill_tree(),
+                "signal_tree" => c2.signal_tree(Signal::TERM),
+                _ => c2.terminate(Duration::from_secs(10)).map(|_| ()),
+            };
+            let _ = tx.send(r);
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(r) => r.unwrap_or_else(|e| panic!("{op}: {e}")),
+            Err(_) => {
+                // Our unreaped child: its number is safe to use.
+                childfd_testbin::kill(c.id() as i32, libc::SIGKILL);
+                kill_tagged(&tag);
+                panic!("{op} blocked for 20 s while another thread waited: deadlock");
+            }
+        }
+        worker.join().unwrap();
+        let status = waiter.join().unwrap().unwrap();
+        assert!(status.signal().is_some(), "{op}: {status}");
+        assert_no_survivors(&tag);
+    }
+}
+
+/// PID 1 of a fresh namespace: a foreign reaper takes child A, the next
+/// spawn B gets A's pid (`ns_last_pid`), then A's owner learns A is gone.
+/// The orphan pass must still see B as owned, and B's owner must get B's
+/// status from `waitid` (kernel status recovery is off, as before 6.15).
+fn recycled_pid() {
+    assert_eq!(std::process::id(), 1, "not PID 1 of a new namespace");
+    childfd::force_fallback::no_pidfd_exit_info();
+    let a = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+    let p = a.id() as i32;
+    let raw = childfd_testbin::waitpid(p);
+    assert_eq!(libc::WEXITSTATUS(raw), 3, "the foreign reaper took A");
+    std::fs::write("/proc/sys/kernel/ns_last_pid", (p - 1).to_string()).unwrap();
+    let b = Command::new("sh").args(["-c", "exit 7"]).spawn().unwrap();
+    assert_eq!(b.id() as i32, p, "ns_last_pid did not hand A's pid to B");
+    assert!(
+        matches!(a.wait(), Err(WaitError::StatusUnavailable { .. })),
+        "A's status was taken by a foreign reaper"
+    );
+    drop(a);
+    assert!(eventually(BOUND, || read_stat(p).is_some_and(|s| s.state == 'Z')));
+    let orphans = childfd::reaper::reap_orphans().unwrap();
+    assert!(
+        !orphans.iter().any(|&(pid, _)| pid as i32 == p),
+        "the orphan reaper took B's status: {orphans:?}"
+    );
+    let s = b.wait().expect("B's own status, from waitid");
+    assert_eq!(s.code(), Some(7));
+}
+
+/// A seccomp profile refusing `pidfd_send_signal` (as valgrind does):
+/// `kill`, `terminate` and `kill_on_drop` must still work, by pid, while
+/// the child is unreaped.
+fn refused_signal(errno: i32) {
+    childfd_testbin::seccomp_deny(libc::SYS_pidfd_send_signal, errno);
+    let c = Command::new(PAUSE).spawn().unwrap();
+    c.kill().expect("kill falls back to kill(2)");
+    let s = c.wait_timeout(BOUND).unwrap().expect("killed");
+    assert_eq!(s.signal(), Some(Signal::KILL));
+    c.kill()
+        .expect("after the exit: nothing to signal, and no error");
+    drop(c);
+
+    for mode in [
+        Containment::ProcessGroup,
+        Containment::Session,
+        Containment::Inherit,
+    ] {
+        let tag = new_tag("refused-terminate");
+        let c = Command::new(PAUSE)
+            .env("CHILDFD_TEST_TAG", &tag)
+            .containment(mode.clone())
+            .spawn()
+            .unwrap();
+        let t = c.terminate(Duration::from_secs(10)).unwrap();
+        assert_eq!(t.status.signal(), Some(Signal::TERM), "{mode:?}");
+        drop(c);
+        assert_no_survivors(&tag);
+    }
+
+    let tag = new_tag("refused-tree");
+    let c = sleeper_tree(&tag, Containment::ProcessGroup);
+    let t = c.terminate(Duration::from_secs(10)).unwrap();
+    assert_eq!(t.ended_by, EndedBy::Term);
+    drop(c);
+    assert_no_survivors(&tag);
+
+    for mode in [Containment::ProcessGroup, Containment::Inherit] {
+        let tag = new_tag("refused-drop");
+        let c = Command::new("sh")
+            .args(["-c", "sleep 60 & wait"])
+            .env("CHILDFD_TEST_TAG", &tag)
+            .containment(mode.clone())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        wait_tagged(&tag, 2);
+        let pid = c.id() as i32;
+        drop(c);
+        assert!(
+            eventually(BOUND, || !alive(pid)),
+            "{mode:?}: kill_on_drop left the child running"
+        );
+        if mode == Containment::ProcessGroup {
+            assert_no_survivors(&tag);
+        } else {
+            kill_tagged(&tag);
+        }
+    }
+    assert!(eventually(BOUND, || children().is_empty()));
+}
+
+/// A profile that kills the process on `pidfd_open`: signalling a cgroup
+/// tree must not need one.
+fn pidfd_open_kills() {
+    let tag = new_tag("pidfd-open");
+    let c = sleeper_tree(&tag, Containment::cgroup());
+    let parent = c.cgroup_path().unwrap().parent().unwrap().to_path_buf();
+    childfd_testbin::seccomp_kill_on(libc::SYS_pidfd_open);
+    c.signal_tree(Signal::TERM).unwrap();
+    assert!(c.wait_tree_deadline(Instant::now() + BOUND).unwrap());
+    assert_eq!(c.wait().unwrap().signal(), Some(Signal::TERM));
+    let t = c.terminate(Duration::from_secs(1)).unwrap();
+    assert_eq!(t.ended_by, EndedBy::Term);
+    let tag2 = new_tag("pidfd-open-terminate");
+    let c2 = sleeper_tree(&tag2, Containment::cgroup());
+    assert_eq!(
+        c2.terminate(Duration::from_secs(10)).unwrap().ended_by,
+        EndedBy::Term
+    );
+    drop((c, c2));
+    assert_no_survivors(&tag);
+    assert_no_survivors(&tag2);
+    assert!(eventually(BOUND, || childfd_testbin::our_cgroup_leaves(
+        &parent
+    )
+    .is_empty()));
+}
+
+/// A C-like host (SIGPIPE at its default action) writing to the stdin of
+/// a child that has exited gets `BrokenPipe`, and lives.
+fn default_sigpipe() {
+    childfd_testbin::default_sigpipe();
+    let mut c = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let mut w = c.take_stdin().unwrap();
+    assert!(c.wait().unwrap().success());
+    let e = w.write_all(b"to nobody").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokenPipe);
+    let e = w.write(&[0u8; 100_000]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokenPipe);
+    // Nothing left behind: SIGPIPE neither pending nor blocked.
+    // SAFETY: plain data, filled in by the kernel.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::sigpending(&mut set) };
+    // SAFETY: `set` was filled in.
+    assert_eq!(
+        unsafe { libc::sigismember(&set, libc::SIGPIPE) },
+        0,
+        "SIGPIPE pending"
+    );
+    // SAFETY: a null new set only reads the mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set) };
+    // SAFETY: `set` was filled in.
+    assert_eq!(
+        unsafe { libc::sigismember(&set, libc::SIGPIPE) },
+        0,
+        "SIGPIPE blocked"
+    );
+}
+
+/// `voluntary_ctxt_switches + nonvoluntary_ctxt_switches` of thread `tid`.
+fn switches(tid: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+    s.lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// An idle init (one service running, no orphan exiting) must cost no
+/// wake-ups; the reaper still reaps an orphan as soon as it exits.
+fn idle_reaper() {
+    childfd::reaper::become_subreaper().unwrap();
+    let reaper = childfd::reaper::Reaper::start().unwrap();
+    let service = Command::new(PAUSE).spawn().unwrap();
+    let sh = Command::new("sh")
+        .args(["-c", "sleep 0.05 & exit 0"])
+        .spawn()
+        .unwrap();
+    assert!(sh.wait_timeout(BOUND).unwrap().unwrap().success());
+    assert!(
+        eventually(BOUND, || reaper.reaped() >= 1),
+        "the orphaned sleep was never reaped"
+    );
+    let tid = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|t| {
+            std::fs::read_to_string(format!("/proc/self/task/{t}/comm"))
+                .is_ok_and(|c| c.trim() == "childfd-orphans")
+        })
+        .expect("reaper thread");
+    // A measuring window, not synchronisation: the thread should sleep
+    // through it (the polling reaper woke 20 to 200 times per second).
+    let before = switches(&tid);
+    std::thread::sleep(Duration::from_secs(1));
+    let woke = switches(&tid) - before;
+    assert!(
+        woke <= 2,
+        "the idle orphan reaper woke {woke} times in one second"
+    );
+    service.kill().unwrap();
+    service.wait().unwrap();
+    drop(reaper);
+    assert!(
+        !std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .any(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "childfd-orphans")
+            }),
+        "the reaper thread outlived its handle"
+    );
+    println!("idle orphan reaper: {woke} wake-ups in 1 s");
+}
+
+/// Two PID-1 processes of different namespaces spawn into the same parent
+/// cgroup; the second must not fail with EEXIST.
+fn names_across_pid_namespaces() {
+    let start = || {
+        let mut child = run_wrapped("cgroup-hold", Wrap::PidNs, |_| {})
+            .stdin(StdStdio::piped())
+            .stdout(StdStdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (child, line)
+    };
+    let (mut a, leaf_a) = start();
+    assert!(leaf_a.starts_with("leaf "), "first PID 1: {leaf_a:?}");
+    let (mut b, leaf_b) = start();
+    drop(a.stdin.take());
+    drop(b.stdin.take());
+    let (sa, sb) = (a.wait().unwrap(), b.wait().unwrap());
+    assert!(
+        leaf_b.starts_with("leaf "),
+        "second PID 1 could not spawn ({sb}): {leaf_b:?}"
+    );
+    assert_ne!(leaf_a, leaf_b);
+    assert!(sa.success() && sb.success(), "{sa} {sb}");
+    let parent = childfd_testbin::own_cgroup_dir().unwrap();
+    assert!(childfd_testbin::cgroup_leaves_of(&parent, 1).is_empty());
+}
+
+/// PID 1 of a new namespace: spawn into a cgroup leaf, print it, hold it
+/// until stdin closes.
+fn cgroup_hold() {
+    match Command::new(PAUSE)
+        .containment(Containment::cgroup())
+        .spawn()
+    {
+        Ok(c) => {
+            println!("leaf {}", c.cgroup_path().unwrap().display());
+            std::io::stdout().flush().unwrap();
+            let mut rest = String::new();
+            let _ = std::io::stdin().read_line(&mut rest);
+            c.kill_tree().unwrap();
+            assert!(c.wait_tree_deadline(Instant::now() + BOUND).unwrap());
+            c.wait().unwrap();
+            drop(c);
+            assert!(children().is_empty());
+            // The test closed our stdout after the first line.
+            std::process::exit(0);
+        }
+        Err(e) => {
+            println!("error {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// In a private mount namespace, the cgroup2 mount is replaced by a bind
+/// mount of a subtree (mountinfo root `/…/sub`), with this process inside
+/// it: leaves must be found, created and signalled through the new mount.
+fn mount_root() {
+    let own = childfd_testbin::own_cgroup_dir().unwrap();
+    let point = cgroup2_mount_point();
+    let sub = own.join(format!("mountroot-{}", std::process::id()));
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("cgroup.procs"), std::process::id().to_string()).unwrap();
+    let target = std::env::temp_dir().join(format!("childfd-cgmnt-{}", std::process::id()));
+    std::fs::create_dir_all(&target).unwrap();
+    sh_ok(&format!(
+        "mount --bind '{}' '{}' && umount -l '{}'",
+        sub.display(),
+        target.display(),
+        point.display()
+    ));
+    assert_eq!(
+        cgroup2_mount_point(),
+        target,
+        "the subtree is the only cgroup2 mount now"
+    );
+
+    for mode in [Containment::cgroup(), Containment::cgroup_in(&target)] {
+        let tag = new_tag("mount-root");
+        let c = sleeper_tree(&tag, mode.clone());
+        let leaf = c.cgroup_path().unwrap().to_path_buf();
+        assert!(leaf.starts_with(&target), "{mode:?}: {}", leaf.display());
+        let t = c.terminate(Duration::from_secs(10)).unwrap();
+        assert_eq!(t.ended_by, EndedBy::Term, "{mode:?}: TERM reached nobody");
+        drop(c);
+        assert_no_survivors(&tag);
+        assert!(!leaf.exists(), "{mode:?}: leaf left: {}", leaf.display());
+    }
+    // The sub cgroup is removed by the parent test process once we exit.
+    sh_ok(&format!(
+        "umount '{}' && rmdir '{}'",
+        target.display(),
+        target.display()
+    ));
+    let _ = (own, sub);
+}
+
+fn sh_ok(script: &str) {
+    let s = std::process::Command::new("sh")
+        .args(["-c", script])
+        .status()
+        .unwrap();
+    assert!(s.success(), "{script}: {s}");
+}
+
+fn cgroup2_mount_point() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let p = info
+        .lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split(' ').next()? == "cgroup2")
+                .then(|| left.split(' ').nth(4).map(str::to_string))?
+        })
+        .expect("a cgroup2 mount");
+    PathBuf::from(p)
+}
+
+/// Without `cgroup.kill` (forced), `kill_tree` must kill a member that
+/// moved into a cgroup below the leaf, and remove the nested cgroups.
+fn nested_without_kill() {
+    childfd::force_fallback::no_cgroup_kill();
+    let tag = new_tag("nested-nokill");
+    let c = Command::new("sh")
+        .args(["-c", "sh -c 'echo $$; exec sleep 60' & wait"])
+        .env("CHILDFD_TEST_TAG", &tag)
+        .stdout(Stdio::piped())
+        .containment(Containment::cgroup())
+        .spawn()
+        .unwrap();
+    let mut c = c;
+    let mut line = String::new();
+    BufReader::new(c.take_stdout().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let member: i32 = line.trim().parse().unwrap();
+    let leaf = c.cgroup_path().unwrap().to_path_buf();
+    let nested = leaf.join("nested/deeper");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(nested.join("cgroup.procs"), member.to_string()).unwrap();
+    let started = Instant::now();
+    c.kill_tree().unwrap_or_else(|e| {
+        kill_tagged(&tag);
+        panic!("kill_tree failed after {:?}: {e}", started.elapsed())
+    });
+    assert!(c.wait_tree_deadline(Instant::now() + BOUND).unwrap());
+    assert_eq!(c.wait().unwrap().signal(), Some(Signal::KILL));
+    let parent = leaf.parent().unwrap().to_path_buf();
+    drop(c);
+    assert_no_survivors(&tag);
+    assert!(
+        eventually(BOUND, || !leaf.exists()),
+        "leaf with nested cgroups left: {}",
+        leaf.display()
+    );
+    let _ = Path::new(&parent);
+}
