@@ -3,7 +3,7 @@
 //! handler ran, and members in nested cgroups that the tree did not reach.
 //! (Failures that need a process of their own, with a forced fallback, a
 //! seccomp filter, a PID namespace or SIGPIPE at its default, are in
-//! `hostile_host.rs`.)
+//! `lifecycle_hostile.rs`.)
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

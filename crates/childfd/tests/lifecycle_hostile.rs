@@ -2,7 +2,7 @@
 //! (process-wide), a seccomp filter, SIGPIPE at its default action, a PID
 //! or mount namespace. Each scenario is named after the failure it
 //! reproduces; `main` re-runs this binary once per scenario
-//! (`CHILDFD_HOSTILE_SCENARIO`), wrapped in `unshare` where it needs a
+//! (`CHILDFD_LIFECYCLE_SCENARIO`), wrapped in `unshare` where it needs a
 //! namespace. `harness = false` keeps each scenario process
 //! single-threaded until it starts threads itself.
 
@@ -71,19 +71,13 @@ const SCENARIOS: &[(&str, Wrap)] = &[
 ];
 
 fn main() {
-    if let Ok(s) = std::env::var("CHILDFD_HOSTILE_SCENARIO") {
+    if let Ok(s) = std::env::var("CHILDFD_LIFECYCLE_SCENARIO") {
         scenario(&s);
         return;
     }
     for &(name, wrap) in SCENARIOS {
-        let out = run_wrapped(name, wrap, |_| {}).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{name} failed ({}):\n{text}",
-            out.status
-        );
+        let (status, text) = run_bounded(name, wrap);
+        assert!(status.success(), "{name} failed ({status}):\n{text}");
         print!("{text}");
         assert!(
             text.contains(&format!("ok: {name}")),
@@ -98,6 +92,33 @@ fn main() {
             }
         }
     }
+}
+
+/// Runs scenario `name` with its output in a file (a process it leaves
+/// behind after a failure cannot hold a pipe of ours open), for at most
+/// 5 minutes; its status and output.
+fn run_bounded(name: &str, wrap: Wrap) -> (std::process::ExitStatus, String) {
+    let path = std::env::temp_dir().join(format!("childfd-lifecycle-hostile-{}-{name}", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    let mut child = run_wrapped(name, wrap, |_| {})
+        .stdin(StdStdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    let done = eventually(Duration::from_secs(300), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::remove_file(&path).unwrap();
+    assert!(done, "{name} did not finish within 5 minutes:\n{text}");
+    (status.unwrap(), text)
 }
 
 /// This binary, set to run `name`, wrapped as asked.
@@ -120,7 +141,7 @@ fn run_wrapped(
             c
         }
     };
-    cmd.env("CHILDFD_HOSTILE_SCENARIO", name);
+    cmd.env("CHILDFD_LIFECYCLE_SCENARIO", name);
     env(&mut cmd);
     cmd
 }

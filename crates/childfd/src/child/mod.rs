@@ -164,7 +164,11 @@ impl Child {
     /// Sends `sig` to the child with `pidfd_send_signal(2)`.
     ///
     /// Once the child has ended this is `Ok(())` and sends nothing: the
-    /// pidfd names this process only, never one that reused its pid.
+    /// pidfd names this process only, never one that reused its pid. If
+    /// `pidfd_send_signal` is refused (`ENOSYS`/`EPERM` from a seccomp
+    /// profile, valgrind), the signal goes by pid with `kill(2)`, only after
+    /// checking under the reaping lock that the child is still unreaped
+    /// (so its pid cannot have been reused).
     ///
     /// # Errors
     ///

@@ -1,29 +1,48 @@
 //! Containment: control of a child's whole process tree.
 //!
-//! | mode | at spawn | [`signal_tree`](Child::signal_tree) | catches `setsid`/double-forked escapees |
+//! | mode | at spawn | [`signal_tree`](Child::signal_tree) reaches | does not reach |
 //! |---|---|---|---|
-//! | [`Containment::ProcessGroup`] (default) | `setpgid(0, 0)` | the group, by `struct pid` | no |
-//! | [`Containment::Session`] | `setsid()` | the group, by `struct pid` | no |
-//! | [`Containment::Cgroup`] | a fresh leaf cgroup, `CLONE_INTO_CGROUP` | every member of the leaf | yes |
-//! | [`Containment::Inherit`] | nothing | the child only | no |
+//! | [`Containment::ProcessGroup`] (default) | `setpgid(0, 0)` | the child and every process in its process group (descendants that kept it: `sh -c 'a; b'`, `(cmd &)`, double forks), by `struct pid` | descendants that moved to another group or session (`setsid`, `setpgid`, shells with job control, daemons) |
+//! | [`Containment::Session`] | `setsid()` | the same: the group the child leads as session leader | the same |
+//! | [`Containment::Cgroup`] | a fresh leaf cgroup, `CLONE_INTO_CGROUP` | every process in the leaf **and in every cgroup below it** (a nested `childfd run --contain cgroup`, a delegating service manager), whatever its group or session | a process that moved itself out of the leaf's subtree (needs write access to another cgroup's `cgroup.procs`) |
+//! | [`Containment::Inherit`] | nothing | the child only | every descendant |
 //!
 //! A process group is signalled with `pidfd_send_signal(pidfd, sig, NULL,
 //! PIDFD_SIGNAL_PROCESS_GROUP)` (Linux 6.9): the group is named by its
 //! leader's `struct pid`, so a recycled group number is never hit, even
 //! after the leader was reaped.
 //!
+//! In cgroup mode, SIGKILL is `cgroup.kill` (the whole subtree, racing
+//! correctly with forks); other signals go to the child through its pidfd
+//! and to every other member by pid while the subtree is frozen
+//! (`cgroup.freeze`), so no listed pid can be freed and recycled before it
+//! is signalled, and no pidfd is opened. Emptiness (`populated` in
+//! `cgroup.events`) covers the subtree, and removing the leaf removes the
+//! (empty) cgroups created below it first.
+//!
+//! [`Child::terminate`] sends SIGCONT, then SIGTERM: a stopped member is
+//! running again before any TERM can end the leader. (TERM first could
+//! leave the group orphaned with a stopped member, which the kernel then
+//! sends SIGHUP, so the member would die of SIGHUP before its TERM handler
+//! ran.)
+//!
 //! # Caveats
 //!
-//! - Before Linux 6.9 a group can only be signalled by number, which is
+//! - Before Linux 6.9, or when a seccomp profile refuses
+//!   `pidfd_send_signal`, a group can only be signalled by number, which is
 //!   safe only while the leader is not reaped (its zombie pins the number).
 //!   childfd then signals the group only after checking, under its reaping
 //!   lock, that the leader is unreaped, and returns
 //!   [`TreeError::GroupUnreachable`] once it has been reaped. A reaper
 //!   elsewhere in the process (a `waitpid(-1)` loop) could still reap the
-//!   leader between that check and the `kill`.
+//!   leader between that check and the `kill`. The same holds for the child
+//!   itself ([`Child::signal`]) when `pidfd_send_signal` is refused.
 //! - Process groups and sessions do not contain descendants that create
 //!   their own group or session (`setsid`, `setpgid`, daemons): only cgroup
 //!   mode does.
+//! - In cgroup mode, signalling freezes the subtree for a moment. If the
+//!   freeze cannot be confirmed within 500 ms (a member stuck in the
+//!   kernel), members are pinned with `pidfd_open(2)` one by one instead.
 
 pub(crate) mod cgroup;
 
@@ -158,8 +177,10 @@ impl Child {
     ///
     /// Process group: `pidfd_send_signal(PIDFD_SIGNAL_PROCESS_GROUP)`, which
     /// also reaches the group after its leader exited. Cgroup: every member
-    /// of the leaf (SIGKILL through `cgroup.kill`). Inherit: the child only.
-    /// An empty tree is not an error.
+    /// of the leaf and of the cgroups below it (SIGKILL through
+    /// `cgroup.kill`, others by pid while the subtree is frozen). Inherit:
+    /// the child only. An empty tree is not an error. Another thread may be
+    /// blocked in [`wait`](Child::wait) meanwhile.
     ///
     /// # Errors
     ///

@@ -1,7 +1,12 @@
 //! cgroup v2 leaves: one fresh cgroup per child, so that every descendant
 //! (even one that called `setsid` or double-forked) can be found and killed.
 //!
-//! - The cgroup2 mount is found in `/proc/self/mountinfo`, never assumed.
+//! - The cgroup2 mount is found in `/proc/self/mountinfo`, never assumed,
+//!   with its root (a mount of a subtree maps cgroup paths to directories
+//!   through it, see [`mount`]).
+//! - Leaves are named `childfd-<pid>-<n>-<random>`: pids repeat across PID
+//!   namespaces sharing a parent cgroup; `EEXIST` picks a new name.
+//! - The tree is the leaf and every cgroup below it ([`subtree`]).
 //! - The parent directory is the caller's (delegated) one, or else the
 //!   process's own cgroup (from `/proc/self/cgroup`) when it is writable.
 //! - The child is spawned into the leaf with `clone3(CLONE_INTO_CGROUP)`
