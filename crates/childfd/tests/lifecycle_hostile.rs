@@ -98,7 +98,10 @@ fn main() {
 /// behind after a failure cannot hold a pipe of ours open), for at most
 /// 5 minutes; its status and output.
 fn run_bounded(name: &str, wrap: Wrap) -> (std::process::ExitStatus, String) {
-    let path = std::env::temp_dir().join(format!("childfd-lifecycle-hostile-{}-{name}", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "childfd-lifecycle-hostile-{}-{name}",
+        std::process::id()
+    ));
     let file = std::fs::File::create(&path).unwrap();
     let mut child = run_wrapped(name, wrap, |_| {})
         .stdin(StdStdio::null())
@@ -370,19 +373,13 @@ fn default_sigpipe() {
     // SAFETY: valid out-pointer.
     unsafe { libc::sigpending(&mut set) };
     // SAFETY: `set` was filled in.
-    assert_eq!(
-        unsafe { libc::sigismember(&set, libc::SIGPIPE) },
-        0,
-        "SIGPIPE pending"
-    );
+    let pending = unsafe { libc::sigismember(&set, libc::SIGPIPE) };
+    assert_eq!(pending, 0, "SIGPIPE pending");
     // SAFETY: a null new set only reads the mask.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set) };
     // SAFETY: `set` was filled in.
-    assert_eq!(
-        unsafe { libc::sigismember(&set, libc::SIGPIPE) },
-        0,
-        "SIGPIPE blocked"
-    );
+    let blocked = unsafe { libc::sigismember(&set, libc::SIGPIPE) };
+    assert_eq!(blocked, 0, "SIGPIPE blocked");
 }
 
 /// `voluntary_ctxt_switches + nonvoluntary_ctxt_switches` of thread `tid`.

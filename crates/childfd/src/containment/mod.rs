@@ -206,11 +206,8 @@ impl Child {
                 leaf.kill_tree().map_err(|e| self.tree_err(e))
             }
             Tree::Cgroup(leaf) => {
-                for &sig in sigs {
-                    self.signal(sig).map_err(|e| self.tree_err(e.source))?;
-                }
-                let raw: Vec<i32> = sigs.iter().map(|s| s.as_raw()).collect();
-                leaf.signal_members(&raw, self.id() as i32)
+                let to_leader = |sig: Signal| self.signal(sig).map_err(|e| e.source);
+                leaf.signal_members(sigs, self.id() as i32, &to_leader)
                     .map_err(|e| self.tree_err(e))
             }
         }

@@ -245,14 +245,19 @@ impl Leaf {
     }
 
     /// Sends `sigs`, in order, to every member of the leaf and of the
-    /// cgroups below it except `skip` (the child, which its owner signals
-    /// through its pidfd); see [`subtree`] for how.
-    pub(crate) fn signal_members(&self, sigs: &[i32], skip: i32) -> io::Result<()> {
+    /// cgroups below it: the child `leader` through `to_leader`, the others
+    /// by pid while the subtree is frozen; see [`subtree`] for how.
+    pub(crate) fn signal_members(
+        &self,
+        sigs: &[crate::Signal],
+        leader: i32,
+        to_leader: &dyn Fn(crate::Signal) -> io::Result<()>,
+    ) -> io::Result<()> {
         if self.gone() {
-            return Ok(());
+            return sigs.iter().try_for_each(|&s| to_leader(s));
         }
         let cg = mount::cgroup_path_of(mount::mounts(), &self.path);
-        subtree::signal_members(&self.path, cg.as_deref(), sigs, skip)
+        subtree::signal_members(&self.path, cg.as_deref(), sigs, leader, to_leader)
     }
 
     /// Waits until the leaf is empty or `deadline` passes; true if empty.

@@ -22,6 +22,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::Signal;
 use crate::sys::pidfd;
 
 /// How long to wait for `frozen 1` before signalling without the freeze.
@@ -124,28 +125,35 @@ pub(crate) fn freeze(dir: &Path, patience: Duration) -> io::Result<Frozen<'_>> {
 }
 
 /// Sends `sigs`, in order, to every member of `dir` and the cgroups below
-/// it but `skip` (see the module docs for why the subtree is frozen
-/// meanwhile). `cg_path` is `dir` as `/proc/<pid>/cgroup` names it, for
-/// the fallback.
+/// it (see the module docs for why the subtree is frozen meanwhile): each
+/// signal goes to the child `leader` through `to_leader` (its pidfd, which
+/// its owner controls) and to every other member, before the next signal.
+/// `cg_path` is `dir` as `/proc/<pid>/cgroup` names it, for the fallback.
+///
+/// Everyone is frozen while the signals are sent, so none of them acts on
+/// one before all have it: SIGCONT reaches every stopped member before a
+/// SIGTERM can end the leader (see [`Child::terminate`](crate::Child::terminate)).
 pub(crate) fn signal_members(
     dir: &Path,
     cg_path: Option<&Path>,
-    sigs: &[i32],
-    skip: i32,
+    sigs: &[Signal],
+    leader: i32,
+    to_leader: &dyn Fn(Signal) -> io::Result<()>,
 ) -> io::Result<()> {
     let frozen = freeze(dir, FREEZE_PATIENCE)?;
     let mut members = pids(dir)?;
-    members.retain(|&p| p != skip);
-    if frozen.confirmed {
-        for &sig in sigs {
+    members.retain(|&p| p != leader);
+    for &sig in sigs {
+        to_leader(sig)?;
+        if frozen.confirmed {
             for &pid in &members {
                 // A frozen member cannot exit, so `pid` is still the one
                 // listed; ESRCH only if it was killed meanwhile.
-                let _ = pidfd::kill_checked(pid, sig);
+                let _ = pidfd::kill_checked(pid, sig.as_raw());
             }
+        } else {
+            signal_pinned(&members, cg_path, sig.as_raw());
         }
-    } else {
-        signal_pinned(&members, cg_path, sigs);
     }
     drop(frozen);
     Ok(())
@@ -155,7 +163,7 @@ pub(crate) fn signal_members(
 /// pidfd, then check the process holding that pid is in the subtree. If the
 /// pid was recycled in between, the pidfd's own process is dead and the
 /// signal goes nowhere.
-fn signal_pinned(members: &[i32], cg_path: Option<&Path>, sigs: &[i32]) {
+fn signal_pinned(members: &[i32], cg_path: Option<&Path>, sig: i32) {
     let Some(cg_path) = cg_path else { return };
     let inside = |line: &str| {
         line.strip_prefix("0::")
@@ -166,9 +174,7 @@ fn signal_pinned(members: &[i32], cg_path: Option<&Path>, sigs: &[i32]) {
         let in_tree =
             fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|t| t.lines().any(inside));
         if in_tree {
-            for &sig in sigs {
-                let _ = pidfd::send_signal(fd.as_fd(), sig, 0);
-            }
+            let _ = pidfd::send_signal(fd.as_fd(), sig, 0);
         }
     }
 }
