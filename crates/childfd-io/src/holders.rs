@@ -32,7 +32,8 @@ fn can_write(proc_dir: &std::path::Path, fd: &std::ffi::OsStr) -> bool {
 }
 
 /// Every other process with an fd open for writing on one of these pipe
-/// inodes (see [`can_write`]).
+/// inodes: the access mode in `/proc/<pid>/fdinfo/<fd>` is `O_WRONLY` or
+/// `O_RDWR`. A process holding only the read end keeps no reader waiting.
 pub fn find(inodes: &[u64]) -> Vec<Holder> {
     if inodes.is_empty() {
         return Vec::new();
