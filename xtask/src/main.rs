@@ -15,6 +15,11 @@
 //! - `soak [--spawns N]`: N random trees (default 100,000) through a
 //!   Supervisor with random deadlines, then counts zombies, leaked fds and
 //!   survivors.
+//! - `chaos [--minutes N] [--seed S] [--only K,..] [--skip K,..]`: the
+//!   chaos soak (`crates/childfd-chaos`): every guarantee checked while
+//!   the host process misbehaves; built in release and run as PID 1 of a
+//!   private PID namespace (`unshare --pid --fork --mount-proc`, root) in
+//!   a session of its own, so its signals never reach cargo or the shell.
 
 use std::process::{Command, ExitCode};
 
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
             let spawns = flag(&args, "--spawns").unwrap_or_else(|| "100000".into());
             run(io_test(&root, "soak").env("CHILDFD_SOAK_SPAWNS", spawns))
         }
+        Some("chaos") => chaos(&root, &args[1..]),
         Some("fuzz") => {
             let seconds = flag(&args, "--seconds").unwrap_or_else(|| "30".into());
             let have = Command::new("cargo")
@@ -137,9 +143,34 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | bench [--quick] | tree-kill [--quick] | stress [--minutes N] | fuzz [--seconds N] | soak [--spawns N]>"
+                "usage: cargo xtask <ci | bench [--quick] | tree-kill [--quick] | stress [--minutes N] | fuzz [--seconds N] | soak [--spawns N] | chaos [--minutes N] [--seed S] [--only K,..] [--skip K,..]>"
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Builds the chaos harness in release and runs it in a private PID
+/// namespace if this machine allows one (it says loudly if not, and runs
+/// without forced pid reuse).
+fn chaos(root: &std::path::Path, args: &[String]) -> ExitCode {
+    let built = run(Command::new("cargo")
+        .args(["build", "--release", "-q", "-p", "childfd-chaos"])
+        .current_dir(root));
+    if built != ExitCode::SUCCESS {
+        return built;
+    }
+    let exe = root.join("target/release/childfd-chaos");
+    let ns = ["--pid", "--fork", "--mount-proc", "--kill-child"];
+    let have_ns = Command::new("unshare")
+        .args(ns)
+        .arg("true")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have_ns {
+        run(Command::new("unshare").args(ns).arg(&exe).args(args))
+    } else {
+        eprintln!("xtask: no private PID namespace here (`unshare --pid` failed): pid reuse cannot be forced");
+        run(Command::new(&exe).args(args))
     }
 }

@@ -10,34 +10,9 @@ use std::time::{Duration, Instant};
 
 use childfd::{Command, Containment};
 use childfd_io::{Event, JobOptions, Supervisor};
-use childfd_testbin::tree::{self, Node};
+use childfd_testbin::tree;
 
 use childfd_testbin::Rng;
-
-fn random_node(r: &mut Rng, depth: u32, escapes: bool) -> Node {
-    let mut n = Node {
-        out: r.next(200) as u32,
-        err: r.next(50) as u32,
-        sleep_ms: if r.next(4) == 0 { r.next(60) as u32 } else { 0 },
-        code: r.next(3) as u8,
-        signal: if r.next(10) == 0 {
-            Some([15, 9, 10][r.next(3) as usize])
-        } else {
-            None
-        },
-        setsid: escapes && depth < 3 && r.next(8) == 0,
-        ignore_term: r.next(12) == 0,
-        stop: r.next(40) == 0,
-        close: r.next(8) == 0,
-        children: Vec::new(),
-    };
-    if depth > 0 {
-        for _ in 0..r.next(3) {
-            n.children.push(random_node(r, depth - 1, escapes));
-        }
-    }
-    n
-}
 
 fn main() {
     tree::run_if_requested();
@@ -71,7 +46,7 @@ fn main() {
         while pushed < spawns && pushed - reported(&counts) < 128 {
             let mode = r.next(if cgroup_ok { 3 } else { 2 });
             // setsid escapees only where containment catches them (cgroup).
-            let node = random_node(&mut r, 2, mode == 2);
+            let node = tree::random(&mut r, 2, mode == 2);
             processes += node.count() as u64;
             let mut cmd = Command::new(&exe);
             cmd.env(tree::ENV, node.to_string())

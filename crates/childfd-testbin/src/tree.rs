@@ -253,14 +253,118 @@ impl Node {
     }
 }
 
+/// A random tree of at most `depth` levels below the root, with short
+/// sleeps, small outputs, some codes and signals, some SIGTERM-ignoring,
+/// self-stopping or pipe-closing processes, and (with `escapes`) some that
+/// leave the session with `setsid`. A tree with a `stop` needs a deadline
+/// (or someone's SIGCONT) to end.
+pub fn random(r: &mut crate::Rng, depth: u32, escapes: bool) -> Node {
+    let mut n = Node {
+        out: r.next(200) as u32,
+        err: r.next(50) as u32,
+        sleep_ms: if r.next(4) == 0 { r.next(60) as u32 } else { 0 },
+        code: r.next(3) as u8,
+        signal: if r.next(10) == 0 {
+            Some([15, 9, 10][r.next(3) as usize])
+        } else {
+            None
+        },
+        setsid: escapes && depth < 3 && r.next(8) == 0,
+        ignore_term: r.next(12) == 0,
+        stop: r.next(40) == 0,
+        close: r.next(8) == 0,
+        children: Vec::new(),
+    };
+    if depth > 0 {
+        for _ in 0..r.next(3) {
+            n.children.push(random(r, depth - 1, escapes));
+        }
+    }
+    n
+}
+
 /// The environment variable that puts a test binary into tree mode.
 pub const ENV: &str = "CHILDFD_TREE_SPEC";
+
+/// With tree mode: the path of a log to which every process of the tree
+/// appends, first thing, one line listing its open fds and what each one
+/// is (`readlink /proc/self/fd/N`), so a test can check that no process
+/// ever held an fd it was not given. See [`parse_fd_report`].
+pub const FD_LOG_ENV: &str = "CHILDFD_TREE_FD_LOG";
+
+static FD_LOG: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+/// One line of the fd log: a process and its open fds with their targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdReport {
+    /// The reporting process.
+    pub pid: i32,
+    /// `(fd, readlink target)`, by fd number.
+    pub fds: Vec<(i32, String)>,
+}
+
+/// Parses a line of the fd log (`pid=N\tFD=TARGET\t...`).
+pub fn parse_fd_report(line: &str) -> Option<FdReport> {
+    let mut parts = line.split('\t');
+    let pid = parts.next()?.strip_prefix("pid=")?.parse().ok()?;
+    let fds = parts
+        .map(|p| {
+            let (fd, target) = p.split_once('=')?;
+            Some((fd.parse().ok()?, target.to_string()))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(FdReport { pid, fds })
+}
+
+/// Appends this process's [`FdReport`] line to the fd log, if one is set.
+/// Lists the fds before opening the log, so the log's own fd is not in it.
+fn report_fds() {
+    let Some(log) = FD_LOG.get() else { return };
+    let listing = std::path::PathBuf::from(format!("/proc/{}/fd", std::process::id()));
+    let mut line = format!("pid={}", std::process::id());
+    let mut fds: Vec<(i32, String)> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let target = std::fs::read_link(e.path()).ok()?;
+                    if target == listing {
+                        return None;
+                    }
+                    let fd = e.file_name().to_str()?.parse().ok()?;
+                    Some((fd, target.display().to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    for (fd, target) in fds {
+        line.push_str(&format!("\t{fd}={}", target.replace(['\t', '\n'], " ")));
+    }
+    line.push('\n');
+    unsafe {
+        let fd = libc::open(
+            log.as_ptr(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+        );
+        if fd >= 0 {
+            // One write with O_APPEND: lines of concurrent writers never mix.
+            libc::write(fd, line.as_ptr().cast(), line.len());
+            libc::close(fd);
+        }
+    }
+}
 
 /// If `CHILDFD_TREE_SPEC` is set, becomes the root of that tree and never
 /// returns. Call first thing in `main` of a test binary (while it has a
 /// single thread: the tree is built with `fork`).
 pub fn run_if_requested() {
     let Ok(spec) = std::env::var(ENV) else { return };
+    if let Some(log) = std::env::var_os(FD_LOG_ENV) {
+        use std::os::unix::ffi::OsStringExt;
+        if let Ok(c) = std::ffi::CString::new(log.into_vec()) {
+            let _ = FD_LOG.set(c);
+        }
+    }
     match parse(&spec) {
         Ok(node) => run(&node),
         Err(e) => {
@@ -286,6 +390,7 @@ fn write_n(fd: i32, n: u32) {
 
 /// Runs `node` in this process (forking its children) and exits.
 pub fn run(node: &Node) -> ! {
+    report_fds();
     unsafe {
         if node.setsid {
             libc::setsid();
@@ -343,6 +448,16 @@ mod tests {
             assert_eq!(parse(&n.to_string()).unwrap(), n, "{s} -> {n}");
         }
         assert_eq!(parse("o=10,c(s=1),x=3").unwrap().count(), 2);
+    }
+
+    #[test]
+    fn fd_reports_parse_back() {
+        let r = parse_fd_report("pid=42\t0=/dev/null\t1=pipe:[7]\t2=pipe:[8]").unwrap();
+        assert_eq!(r.pid, 42);
+        assert_eq!(r.fds[1], (1, "pipe:[7]".to_string()));
+        assert_eq!(r.fds.len(), 3);
+        assert!(parse_fd_report("pid=x\t0=a").is_none());
+        assert!(parse_fd_report("0=a").is_none());
     }
 
     #[test]

@@ -1,0 +1,97 @@
+//! Random trees through one Supervisor, with random deadlines, graces and
+//! wait-delays, until the round stops taking work; then drained.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use childfd::EndedBy;
+use childfd_io::{Event, JobOptions, Report, Supervisor};
+use childfd_testbin::Rng;
+use childfd_testbin::tree::Node;
+
+use super::{Round, check_status};
+use crate::shared::Shared;
+
+/// A watchdog bound on waiting for the next event: the longest job
+/// (deadline 450 ms + grace 100 ms + drain) many times over.
+const EVENT_BOUND: Duration = Duration::from_secs(20);
+
+/// Runs the Supervisor worker for one round.
+pub fn run(sh: &Shared, round: &Round, seed: u64) {
+    let mut r = Rng(seed);
+    let mut sup = match Supervisor::new(16) {
+        Ok(s) => s,
+        Err(e) => return sh.violation(format!("Supervisor::new: {e}")),
+    };
+    let mut jobs: HashMap<u64, (Node, JobOptions, Duration, Duration)> = HashMap::new();
+    loop {
+        while !sh.stop_work.load(Ordering::Relaxed) && jobs.len() < 32 {
+            let (node, containment, _) = round.random_tree(&mut r, true);
+            let deadline = Duration::from_millis(50 + r.next(400));
+            let grace = Duration::from_millis(r.next(100));
+            let opts = JobOptions::new()
+                .deadline(deadline)
+                .grace(grace)
+                .wait_delay(Duration::from_millis(r.next(100)))
+                .kill_tree_on_held_pipes(true)
+                .kill_tree_on_exit(true)
+                .max_bytes(4096);
+            Shared::bump(&sh.n.sup_spawns);
+            sh.n.processes
+                .fetch_add(node.count() as u64, Ordering::Relaxed);
+            let id = sup.push(round.command(&node, containment), opts.clone());
+            jobs.insert(id, (node, opts, deadline, grace));
+        }
+        if jobs.is_empty() {
+            break;
+        }
+        let ev = {
+            let _op = sh.op("Supervisor::next", EVENT_BOUND);
+            sup.next()
+        };
+        let Some(ev) = ev else {
+            sh.violation(format!("Supervisor ended with {} jobs unreported", jobs.len()));
+            break;
+        };
+        let id = ev.id();
+        match ev {
+            Event::Started { .. } | Event::Line { .. } => continue,
+            Event::Exited(rep) | Event::PipesHeldOpen(rep) => {
+                let (node, ..) = &jobs[&id];
+                own(sh, &rep, node);
+            }
+            Event::TimedOut(rep) => {
+                let (node, _, deadline, grace) = &jobs[&id];
+                timed_out(sh, &rep, node, *deadline, *grace);
+            }
+            Event::Cancelled(_) => sh.violation(format!("job {id} cancelled, never asked")),
+            Event::SpawnFailed { error, .. } => sh.violation(format!("Supervisor spawn: {error}")),
+            Event::Failed { error, .. } => sh.violation(format!("Supervisor job failed: {error}")),
+            other => sh.violation(format!("Supervisor: unexpected event {other:?}")),
+        }
+        jobs.remove(&id);
+    }
+}
+
+fn own(sh: &Shared, rep: &Report, node: &Node) {
+    match rep.status {
+        Some(s) => check_status(sh, "Supervisor job", node, s, false),
+        None => sh.violation(format!("Supervisor job without a status: {rep:?}")),
+    }
+    if let Some(pid) = rep.pid {
+        sh.reaped(pid);
+    }
+}
+
+fn timed_out(sh: &Shared, rep: &Report, node: &Node, deadline: Duration, grace: Duration) {
+    match rep.status {
+        Some(s) => check_status(sh, "Supervisor job (timed out)", node, s, true),
+        None => sh.violation(format!("Supervisor job timed out without a status: {rep:?}")),
+    }
+    let due = deadline + if rep.ended_by == Some(EndedBy::Kill) { grace } else { Duration::ZERO };
+    sh.late(true, rep.elapsed.saturating_sub(due));
+    if let Some(pid) = rep.pid {
+        sh.reaped(pid);
+    }
+}
