@@ -1,4 +1,4 @@
-//! Decoys: processes the harness starts (with `std::process::Command`)
+//! Decoys: processes the harness starts (by `fork` + `execve`)
 //! and never gives to childfd. Each handles every catchable signal and
 //! reports each one as a byte on its stdout; at the end of a round every
 //! decoy must be alive and have received only the signals the chaos
@@ -10,7 +10,6 @@
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Stdio};
 
 use crate::sys;
 
@@ -46,8 +45,7 @@ pub fn run_if_requested() {
 /// A running decoy.
 #[derive(Debug)]
 pub struct Decoy {
-    child: Child,
-    out: ChildStdout,
+    out: std::fs::File,
     pidfd: OwnedFd,
     /// Its pid.
     pub pid: i32,
@@ -59,27 +57,28 @@ impl Decoy {
     /// the caller's) and waits until its handlers are installed. `None` if
     /// it could not start or a chaos signal killed it while starting.
     pub fn start(exe: &Path, own_group: bool) -> Option<Decoy> {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = std::process::Command::new(exe);
-        cmd.env(ENV, "1")
-            .env_remove("CHILDFD_TEST_TAG")
-            .env_remove(childfd_testbin::tree::ENV)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        if own_group {
-            cmd.process_group(0);
-        }
-        let mut child = cmd.spawn().ok()?;
-        let pid = child.id() as i32;
+        use std::os::unix::ffi::OsStrExt;
+        let exe = std::ffi::CString::new(exe.as_os_str().as_bytes()).ok()?;
+        let env = [std::ffi::CString::new(format!("{ENV}=1")).ok()?];
+        let (rd, wr) = std::io::pipe().ok()?;
+        let pid = sys::fork_exec(&exe, &env, wr.as_fd(), own_group).ok()?;
+        drop(wr);
         let pidfd = sys::pidfd_open(pid)?;
-        let mut out = child.stdout.take()?;
+        let mut out = std::fs::File::from(OwnedFd::from(rd));
+        // A SIGTSTP sent to the harness's group just after the fork stops
+        // it before its handlers are in place: continue it once.
+        if !sys::readable(out.as_fd(), 2000) {
+            sys::pidfd_signal(pidfd.as_fd(), libc::SIGCONT);
+        }
         let mut ready = [0u8; 1];
-        if out.read_exact(&mut ready).is_err() || ready[0] != b'R' {
-            let _ = child.kill();
-            let _ = child.wait();
+        if !sys::readable(out.as_fd(), 2000) || out.read_exact(&mut ready).is_err() || ready[0] != b'R' {
+            sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+            if sys::readable(pidfd.as_fd(), 5000) {
+                sys::waitpid(pid, libc::WNOHANG);
+            }
             return None;
         }
-        Some(Decoy { child, out, pidfd, pid, own_group })
+        Some(Decoy { out, pidfd, pid, own_group })
     }
 
     /// Checks the decoy is alive, not stopped, and got no signal it should
@@ -89,7 +88,7 @@ impl Decoy {
         let stopped = childfd_testbin::read_stat(self.pid).is_some_and(|p| p.state == 'T');
         sys::pidfd_signal(self.pidfd.as_fd(), libc::SIGKILL);
         sys::readable(self.pidfd.as_fd(), 5000);
-        let _ = self.child.try_wait(); // or the orphan reaper took it
+        sys::waitpid(self.pid, libc::WNOHANG); // or the orphan reaper took it
         let mut got = Vec::new();
         let _ = self.out.read_to_end(&mut got);
         let allowed: &[i32] = if self.own_group { &[] } else { &GROUP_SIGNALS };

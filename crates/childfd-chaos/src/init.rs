@@ -64,16 +64,34 @@ fn fail(e: String) -> ExitCode {
 
 /// Waits for the driver, continuing it whenever it is stopped; reaps any
 /// orphan that reaches init. The driver's exit code.
+///
+/// A stop is normally reported by `waitpid(WUNTRACED)`. But a group stop
+/// completes (and is reported) only once every thread has stopped, and a
+/// thread waiting in a vfork-style spawn for a child that never execs
+/// cannot stop: the process then sits half stopped with no report, its
+/// watchdog thread stopped too. So a driver seen stopped in `/proc` for
+/// half a second is continued as well, which lets its watchdog report
+/// the hung spawn.
 fn supervise(driver: i32, seed: u64, end: Instant) -> ExitCode {
     let mut r = Rng(seed | 1);
-    let mut continued = 0u64;
+    let (mut continued, mut unreported) = (0u64, 0u64);
+    let mut stopped_since: Option<Instant> = None;
     loop {
         if Instant::now() > end {
             eprintln!("chaos init: the driver overran its bound; killing it");
             sys::kill(driver, libc::SIGKILL);
         }
         let Some((pid, st)) = sys::waitpid(-1, libc::WUNTRACED | libc::WNOHANG) else {
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(2));
+            let stopped = childfd_testbin::read_stat(driver).is_some_and(|p| p.state == 'T');
+            let since = *stopped_since.get_or_insert_with(Instant::now);
+            if !stopped {
+                stopped_since = None;
+            } else if since.elapsed() > Duration::from_millis(500) {
+                sys::kill(-driver, libc::SIGCONT);
+                unreported += 1;
+                stopped_since = None;
+            }
             continue;
         };
         if pid != driver {
@@ -85,7 +103,9 @@ fn supervise(driver: i32, seed: u64, end: Instant) -> ExitCode {
             continued += 1;
             continue;
         }
-        println!("chaos init: continued the stopped driver {continued} times");
+        println!(
+            "chaos init: continued the stopped driver {continued} times (and {unreported} times when its stop was never reported)"
+        );
         if libc::WIFEXITED(st) {
             return ExitCode::from(libc::WEXITSTATUS(st) as u8);
         }

@@ -57,8 +57,12 @@ pub fn run(sh: &Shared, setup: &Setup, n: u64, seed: u64) {
             std::thread::sleep(Duration::from_millis(50));
         }
         sh.stop_work.store(true, Ordering::Relaxed);
-        join(sh, work);
+        {
+            let _op = sh.op("the work's drain at the end of the round", Duration::from_secs(60));
+            join(sh, work);
+        }
         sh.stop_chaos.store(true, Ordering::Relaxed);
+        let _op = sh.op("the chaos threads' stop", Duration::from_secs(60));
         join(sh, chaos);
         done.store(true, Ordering::Relaxed);
     });

@@ -130,18 +130,30 @@ impl Shared {
         lock(&self.violations).push(v);
     }
 
-    /// Records a lateness sample.
-    pub fn late(&self, deadline: bool, d: Duration) {
-        let v = if deadline {
-            &self.deadline_late
-        } else {
-            &self.wait_delay_late
-        };
-        lock(v).push(d.as_micros() as u64);
-        if d > self.cfg.tolerance {
-            let kind = if deadline { "deadline" } else { "wait-delay" };
+    /// Records how long after its deadline a timed-out job was reported.
+    /// The library's documented bound is deadline + grace (if SIGKILL was
+    /// needed) + the drain bound (the wait-delay); more than the tolerance
+    /// past that bound is a violation.
+    pub fn deadline_late(&self, elapsed: Duration, deadline: Duration, grace: Duration, kill: bool, drain: Duration) {
+        lock(&self.deadline_late).push(elapsed.saturating_sub(deadline).as_micros() as u64);
+        let bound = deadline + if kill { grace } else { Duration::ZERO } + drain;
+        let over = elapsed.saturating_sub(bound);
+        if over > self.cfg.tolerance {
             self.violation(format!(
-                "{kind} held {d:.1?} late (tolerance {:?})",
+                "deadline {deadline:?} (grace {grace:?}, ended by {}, wait-delay {drain:?}) reported after {elapsed:.1?}: {over:.1?} past its bound (tolerance {:?})",
+                if kill { "SIGKILL" } else { "SIGTERM" },
+                self.cfg.tolerance
+            ));
+        }
+    }
+
+    /// Records how long after exit + wait-delay a job with held pipes was
+    /// reported; more than the tolerance is a violation.
+    pub fn wait_delay_late(&self, late: Duration) {
+        lock(&self.wait_delay_late).push(late.as_micros() as u64);
+        if late > self.cfg.tolerance {
+            self.violation(format!(
+                "wait-delay held {late:.1?} late (tolerance {:?})",
                 self.cfg.tolerance
             ));
         }

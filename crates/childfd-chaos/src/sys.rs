@@ -167,6 +167,47 @@ pub fn fork_then(copy: impl FnOnce() -> i32) -> io::Result<i32> {
     Ok(pid)
 }
 
+/// Starts `exe` with the environment `env` and stdout on `stdout`, by
+/// `fork` + `execve` (in a process group of its own if `own_group`); the
+/// pid. Not `posix_spawn` or a vfork-style clone: those hold the calling
+/// thread until the child execs, and a SIGTSTP sent to the caller's group
+/// in between stops the child before its exec and the caller for ever.
+/// With fork the caller returns at once and a stopped child can be
+/// continued.
+pub fn fork_exec(exe: &CString, env: &[CString], stdout: BorrowedFd<'_>, own_group: bool) -> io::Result<i32> {
+    let argv = [exe.as_ptr(), std::ptr::null()];
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let out = stdout.as_raw_fd();
+    // SAFETY: the child calls only async-signal-safe functions on data
+    // prepared before the fork (no allocation, no locks), then execs or
+    // `_exit`s.
+    let pid = check(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            if own_group {
+                libc::setpgid(0, 0);
+            }
+            libc::dup2(out, 1);
+            libc::syscall(libc::SYS_close_range, 3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    Ok(pid)
+}
+
+/// `setpriority(PRIO_PROCESS, gettid(), nice)`: the calling thread's nice
+/// value.
+pub fn nice_this_thread(nice: i32) {
+    // SAFETY: integer arguments only.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+    }
+}
+
 /// `_exit(code)`: no atexit handlers, no stdio flush.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and has no preconditions.

@@ -25,7 +25,8 @@ pub fn to_self(sh: &Shared, seed: u64) {
     let others = sh.cfg.kinds.has(Kind::Signals);
     while !sh.stop_chaos.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(2 + r.next(20)));
-        let stop = tstp && (!others || r.next(12) == 0);
+        // About every 150 ms a stop (continued 1-30 ms later by the init).
+        let stop = tstp && r.next(12) == 0;
         let sig = if stop {
             [libc::SIGTSTP, libc::SIGTTIN][r.next(2) as usize]
         } else if others {

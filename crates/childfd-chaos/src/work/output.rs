@@ -69,14 +69,13 @@ fn judge(sh: &Shared, out: &Output, node: &Node, deadline: Duration, grace: Dura
         Outcome::PipesHeldOpen => {
             check_status(sh, "output() (pipes held)", node, status, false);
             if let Some(exit) = out.exited_after {
-                sh.late(false, out.elapsed.saturating_sub(exit + wd));
+                sh.wait_delay_late(out.elapsed.saturating_sub(exit + wd));
             }
         }
         Outcome::TimedOut => {
             check_status(sh, "output() (timed out)", node, status, true);
             let kill = out.ended_by == Some(EndedBy::Kill);
-            let due = deadline + if kill { grace } else { Duration::ZERO };
-            sh.late(true, out.elapsed.saturating_sub(due));
+            sh.deadline_late(out.elapsed, deadline, grace, kill, wd);
         }
         other => sh.violation(format!("output(): unexpected outcome {other:?}")),
     }

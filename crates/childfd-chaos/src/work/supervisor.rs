@@ -17,6 +17,13 @@ use crate::shared::Shared;
 /// (deadline 450 ms + grace 100 ms + drain) many times over.
 const EVENT_BOUND: Duration = Duration::from_secs(20);
 
+struct Job {
+    node: Node,
+    deadline: Duration,
+    grace: Duration,
+    wait_delay: Duration,
+}
+
 /// Runs the Supervisor worker for one round.
 pub fn run(sh: &Shared, round: &Round, seed: u64) {
     let mut r = Rng(seed);
@@ -24,24 +31,25 @@ pub fn run(sh: &Shared, round: &Round, seed: u64) {
         Ok(s) => s,
         Err(e) => return sh.violation(format!("Supervisor::new: {e}")),
     };
-    let mut jobs: HashMap<u64, (Node, JobOptions, Duration, Duration)> = HashMap::new();
+    let mut jobs: HashMap<u64, Job> = HashMap::new();
     loop {
         while !sh.stop_work.load(Ordering::Relaxed) && jobs.len() < 32 {
             let (node, containment, _) = round.random_tree(&mut r, true);
             let deadline = Duration::from_millis(50 + r.next(400));
             let grace = Duration::from_millis(r.next(100));
+            let wait_delay = Duration::from_millis(1 + r.next(100));
             let opts = JobOptions::new()
                 .deadline(deadline)
                 .grace(grace)
-                .wait_delay(Duration::from_millis(r.next(100)))
+                .wait_delay(wait_delay)
                 .kill_tree_on_held_pipes(true)
                 .kill_tree_on_exit(true)
                 .max_bytes(4096);
             Shared::bump(&sh.n.sup_spawns);
             sh.n.processes
                 .fetch_add(node.count() as u64, Ordering::Relaxed);
-            let id = sup.push(round.command(&node, containment), opts.clone());
-            jobs.insert(id, (node, opts, deadline, grace));
+            let id = sup.push(round.command(&node, containment), opts);
+            jobs.insert(id, Job { node, deadline, grace, wait_delay });
         }
         if jobs.is_empty() {
             break;
@@ -58,12 +66,10 @@ pub fn run(sh: &Shared, round: &Round, seed: u64) {
         match ev {
             Event::Started { .. } | Event::Line { .. } => continue,
             Event::Exited(rep) | Event::PipesHeldOpen(rep) => {
-                let (node, ..) = &jobs[&id];
-                own(sh, &rep, node);
+                own(sh, &rep, &jobs[&id].node);
             }
             Event::TimedOut(rep) => {
-                let (node, _, deadline, grace) = &jobs[&id];
-                timed_out(sh, &rep, node, *deadline, *grace);
+                timed_out(sh, &rep, &jobs[&id]);
             }
             Event::Cancelled(_) => sh.violation(format!("job {id} cancelled, never asked")),
             Event::SpawnFailed { error, .. } => sh.violation(format!("Supervisor spawn: {error}")),
@@ -84,13 +90,13 @@ fn own(sh: &Shared, rep: &Report, node: &Node) {
     }
 }
 
-fn timed_out(sh: &Shared, rep: &Report, node: &Node, deadline: Duration, grace: Duration) {
+fn timed_out(sh: &Shared, rep: &Report, job: &Job) {
     match rep.status {
-        Some(s) => check_status(sh, "Supervisor job (timed out)", node, s, true),
+        Some(s) => check_status(sh, "Supervisor job (timed out)", &job.node, s, true),
         None => sh.violation(format!("Supervisor job timed out without a status: {rep:?}")),
     }
-    let due = deadline + if rep.ended_by == Some(EndedBy::Kill) { grace } else { Duration::ZERO };
-    sh.late(true, rep.elapsed.saturating_sub(due));
+    let kill = rep.ended_by == Some(EndedBy::Kill);
+    sh.deadline_late(rep.elapsed, job.deadline, job.grace, kill, job.wait_delay);
     if let Some(pid) = rep.pid {
         sh.reaped(pid);
     }
