@@ -103,7 +103,7 @@ fn start_chaos<'s>(
 ) -> Handles<'s> {
     let k = sh.cfg.kinds;
     let seed = |i: u64| next_seed(round.seed ^ (i << 40));
-    let mut v: Handles<'s> = Vec::new();
+    let mut v: Handles<'s> = vec![("probe", s.spawn(move || sh.probe()))];
     if k.has(Kind::Tstp) || k.has(Kind::Signals) {
         v.push(("signals", s.spawn(move || chaos::signals::to_self(sh, seed(1)))));
     }
@@ -152,8 +152,52 @@ fn watchdog(sh: &Shared, done: &AtomicBool) {
         for (what, t) in &overdue {
             sh.violation(format!("hung: {what} has not returned after {t:.1?}"));
         }
+        eprintln!("chaos: state at the hang:\n{}", diagnose());
         crate::driver::summary(sh, Duration::ZERO);
         eprintln!("chaos: ending the run: a hung operation cannot be recovered");
         std::process::exit(1);
     }
+}
+
+/// The driver's threads (name, state, kernel wait channel) and its live
+/// children (pid, state, group, name): where a hang sits.
+fn diagnose() -> String {
+    let mut out = String::new();
+    let tasks = std::fs::read_dir("/proc/self/task").map(|d| d.flatten().collect::<Vec<_>>());
+    for t in tasks.unwrap_or_default() {
+        let p = t.path();
+        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+        let stat = read("stat");
+        let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+        out += &format!(
+            "  thread {} `{}` state {} in {}\n",
+            t.file_name().to_string_lossy(),
+            read("comm").trim(),
+            state.unwrap_or("?"),
+            read("wchan").trim()
+        );
+    }
+    for c in childfd_testbin::children().iter().filter(|c| c.state != 'Z') {
+        let read = |f: &str| std::fs::read_to_string(format!("/proc/{}/{f}", c.pid)).unwrap_or_default();
+        out += &format!(
+            "  child {} state {} group {} `{}` in {}\n",
+            c.pid,
+            c.state,
+            c.pgrp,
+            c.comm,
+            read("wchan").trim()
+        );
+        if c.state == 'D' || c.state == 'T' {
+            out += &read("stack");
+        }
+    }
+    let stack = std::fs::read_dir("/proc/self/task").map(|d| d.flatten().collect::<Vec<_>>());
+    for t in stack.unwrap_or_default() {
+        let st = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        if st.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("D") {
+            out += &format!("  thread {} kernel stack:\n", t.file_name().to_string_lossy());
+            out += &std::fs::read_to_string(t.path().join("stack")).unwrap_or_default();
+        }
+    }
+    out
 }

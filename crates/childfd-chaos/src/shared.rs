@@ -2,7 +2,7 @@
 //! counters, lateness samples, violations and the watchdog's list of
 //! operations in progress.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -86,6 +86,10 @@ pub struct Shared {
     next_op: AtomicU64,
     /// Recently reaped childfd pids, for forced reuse.
     pub reaped_pids: Mutex<Vec<i32>>,
+    /// The probe's oversleeps: `(when it woke, µs late)`.
+    probe: Mutex<VecDeque<(Instant, u64)>>,
+    /// Every oversleep of the probe (µs), for the summary.
+    pub probe_late: Mutex<Vec<u64>>,
 }
 
 impl Shared {
@@ -104,6 +108,8 @@ impl Shared {
             ops: Mutex::new(HashMap::new()),
             next_op: AtomicU64::new(0),
             reaped_pids: Mutex::new(Vec::new()),
+            probe: Mutex::new(VecDeque::new()),
+            probe_late: Mutex::new(Vec::new()),
         }
     }
 
@@ -130,17 +136,52 @@ impl Shared {
         lock(&self.violations).push(v);
     }
 
+    /// The scheduler probe: a thread of the same priority as the work
+    /// that sleeps 5 ms at a time until the chaos stops, recording how
+    /// late it woke. Under load (the hogs, and whatever else runs on the
+    /// machine) the work is delayed as much: that delay is the machine's,
+    /// not childfd's, and is allowed on top of the tolerance.
+    pub fn probe(&self) {
+        const NAP: Duration = Duration::from_millis(5);
+        while !self.stop_chaos.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            std::thread::sleep(NAP);
+            let late = t.elapsed().saturating_sub(NAP).as_micros() as u64;
+            lock(&self.probe_late).push(late);
+            let mut p = lock(&self.probe);
+            if p.len() >= 100_000 {
+                p.pop_front();
+            }
+            p.push_back((Instant::now(), late));
+        }
+    }
+
+    /// The probe's total oversleep in the last `window`.
+    fn machine_delay(&self, window: Duration) -> Duration {
+        let now = Instant::now();
+        let us: u64 = lock(&self.probe)
+            .iter()
+            .rev()
+            .take_while(|(t, _)| now.duration_since(*t) <= window + Duration::from_millis(5))
+            .map(|(_, l)| *l)
+            .sum();
+        Duration::from_micros(us)
+    }
+
     /// Records how long after its deadline a timed-out job was reported.
     /// The library's documented bound is deadline + grace (if SIGKILL was
     /// needed) + the drain bound (the wait-delay); more than the tolerance
-    /// past that bound is a violation.
+    /// plus the machine's delay (see [`probe`](Shared::probe)) past that
+    /// bound is a violation.
     pub fn deadline_late(&self, elapsed: Duration, deadline: Duration, grace: Duration, kill: bool, drain: Duration) {
-        lock(&self.deadline_late).push(elapsed.saturating_sub(deadline).as_micros() as u64);
+        let late = elapsed.saturating_sub(deadline);
+        lock(&self.deadline_late).push(late.as_micros() as u64);
         let bound = deadline + if kill { grace } else { Duration::ZERO } + drain;
         let over = elapsed.saturating_sub(bound);
-        if over > self.cfg.tolerance {
+        let machine = self.machine_delay(late);
+        if over > self.cfg.tolerance + machine {
             self.violation(format!(
-                "deadline {deadline:?} (grace {grace:?}, ended by {}, wait-delay {drain:?}) reported after {elapsed:.1?}: {over:.1?} past its bound (tolerance {:?})",
+                "deadline {deadline:?} (grace {grace:?}, ended by {}, wait-delay {drain:?}) reported after {elapsed:.1?}: {over:.1?} past its bound (tolerance {:?} + the machine's delay meanwhile {machine:.1?})",
                 if kill { "SIGKILL" } else { "SIGTERM" },
                 self.cfg.tolerance
             ));
@@ -148,12 +189,14 @@ impl Shared {
     }
 
     /// Records how long after exit + wait-delay a job with held pipes was
-    /// reported; more than the tolerance is a violation.
-    pub fn wait_delay_late(&self, late: Duration) {
+    /// reported; more than the tolerance (plus the machine's delay) is a
+    /// violation.
+    pub fn wait_delay_late(&self, late: Duration, wait_delay: Duration) {
         lock(&self.wait_delay_late).push(late.as_micros() as u64);
-        if late > self.cfg.tolerance {
+        let machine = self.machine_delay(late + wait_delay);
+        if late > self.cfg.tolerance + machine {
             self.violation(format!(
-                "wait-delay held {late:.1?} late (tolerance {:?})",
+                "wait-delay held {late:.1?} late (tolerance {:?} + the machine's delay meanwhile {machine:.1?})",
                 self.cfg.tolerance
             ));
         }

@@ -198,16 +198,6 @@ pub fn fork_exec(exe: &CString, env: &[CString], stdout: BorrowedFd<'_>, own_gro
     Ok(pid)
 }
 
-/// `setpriority(PRIO_PROCESS, gettid(), nice)`: the calling thread's nice
-/// value.
-pub fn nice_this_thread(nice: i32) {
-    // SAFETY: integer arguments only.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
-    }
-}
-
 /// `_exit(code)`: no atexit handlers, no stdio flush.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and has no preconditions.

@@ -66,9 +66,7 @@ impl Fds {
         let mut r = Rng(seed);
         while !sh.stop_chaos.load(Ordering::Relaxed) {
             me.step(sh, secrets, &mut r);
-            if r.next(8) == 0 {
-                std::thread::sleep(Duration::from_micros(r.next(1000)));
-            }
+            std::thread::sleep(Duration::from_micros(r.next(400)));
         }
         me.low.drain(..).for_each(sys::close);
         sys::close_range(owned_lo as u32, u32::MAX);

@@ -36,9 +36,8 @@ pub fn env(sh: &Shared, seed: u64) {
             }
         }
         Shared::bump(&sh.n.env_changes);
-        if r.next(64) == 0 {
-            std::thread::sleep(Duration::from_micros(r.next(2000)));
-        }
+        // Often, but not a busy loop: the load is the hogs' job.
+        std::thread::sleep(Duration::from_micros(r.next(400)));
     }
     for i in 0..16 {
         let _g = lock(&ENV_FORK);
@@ -46,16 +45,19 @@ pub fn env(sh: &Shared, seed: u64) {
     }
 }
 
-/// Burns CPU until the chaos stops, at nice 10: every core stays busy
-/// (all idle time goes to the hogs) while the work still gets scheduled
-/// promptly; at nice 0, two hogs on two cores measure the scheduler, not
-/// childfd (deadline lateness p50 142 ms, max 1.2 s in a trial run).
+/// Burns CPU until the chaos stops: spins 10 ms, sleeps 10 ms (half a
+/// core per hog). Hogs that never sleep measure the scheduler rather than
+/// childfd: two of them on two cores slowed spawns fourfold and put the
+/// tree's own exit after SIGTERM seconds late in a trial run.
 pub fn hog(sh: &Shared) {
-    sys::nice_this_thread(10);
     let mut x = 1u64;
     while !sh.stop_chaos.load(Ordering::Relaxed) {
-        for _ in 0..100_000 {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_millis(10) {
+            for _ in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
         }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -69,7 +69,7 @@ fn judge(sh: &Shared, out: &Output, node: &Node, deadline: Duration, grace: Dura
         Outcome::PipesHeldOpen => {
             check_status(sh, "output() (pipes held)", node, status, false);
             if let Some(exit) = out.exited_after {
-                sh.wait_delay_late(out.elapsed.saturating_sub(exit + wd));
+                sh.wait_delay_late(out.elapsed.saturating_sub(exit + wd), wd);
             }
         }
         Outcome::TimedOut => {
