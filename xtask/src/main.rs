@@ -170,7 +170,9 @@ fn chaos(root: &std::path::Path, args: &[String]) -> ExitCode {
     if have_ns {
         run(Command::new("unshare").args(ns).arg(&exe).args(args))
     } else {
-        eprintln!("xtask: no private PID namespace here (`unshare --pid` failed): pid reuse cannot be forced");
+        eprintln!(
+            "xtask: no private PID namespace here (`unshare --pid` failed): pid reuse cannot be forced"
+        );
         run(Command::new(&exe).args(args))
     }
 }

@@ -38,7 +38,10 @@ fn survivors(sh: &Shared, tag: &str) {
     });
     if !gone {
         let left = childfd_testbin::tagged(tag);
-        sh.violation(format!("{} tree processes survived the round: {left:?}", left.len()));
+        sh.violation(format!(
+            "{} tree processes survived the round: {left:?}",
+            left.len()
+        ));
         childfd_testbin::kill_tagged(tag);
     }
 }
@@ -90,7 +93,11 @@ fn leaves(sh: &Shared, base: &Baseline) {
             .unwrap_or_default()
     };
     if !childfd_testbin::eventually(Duration::from_secs(5), || ours().is_empty()) {
-        sh.violation(format!("cgroup leaves left in {}: {:?}", dir.display(), ours()));
+        sh.violation(format!(
+            "cgroup leaves left in {}: {:?}",
+            dir.display(),
+            ours()
+        ));
         for n in ours() {
             let _ = std::fs::remove_dir(dir.join(n));
         }

@@ -139,9 +139,8 @@ impl Config {
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
-            let num = |v: &String| {
-                parse_u64(v).ok_or_else(|| format!("{a}: `{v}` is not a number"))
-            };
+            let num =
+                |v: &String| parse_u64(v).ok_or_else(|| format!("{a}: `{v}` is not a number"));
             match a.as_str() {
                 "--minutes" => c.duration = Duration::from_secs(num(val()?)? * 60),
                 "--seconds" => c.duration = Duration::from_secs(num(val()?)?),

@@ -71,14 +71,22 @@ impl Decoy {
             sys::pidfd_signal(pidfd.as_fd(), libc::SIGCONT);
         }
         let mut ready = [0u8; 1];
-        if !sys::readable(out.as_fd(), 2000) || out.read_exact(&mut ready).is_err() || ready[0] != b'R' {
+        if !sys::readable(out.as_fd(), 2000)
+            || out.read_exact(&mut ready).is_err()
+            || ready[0] != b'R'
+        {
             sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
             if sys::readable(pidfd.as_fd(), 5000) {
                 sys::waitpid(pid, libc::WNOHANG);
             }
             return None;
         }
-        Some(Decoy { out, pidfd, pid, own_group })
+        Some(Decoy {
+            out,
+            pidfd,
+            pid,
+            own_group,
+        })
     }
 
     /// Checks the decoy is alive, not stopped, and got no signal it should
@@ -97,9 +105,16 @@ impl Decoy {
             .map(|&b| i32::from(b))
             .filter(|s| !allowed.contains(s))
             .collect();
-        let kind = if self.own_group { "decoy (own group)" } else { "decoy (harness group)" };
+        let kind = if self.own_group {
+            "decoy (own group)"
+        } else {
+            "decoy (harness group)"
+        };
         if dead {
-            Some(format!("{kind} pid {} was killed; signals it saw: {got:?}", self.pid))
+            Some(format!(
+                "{kind} pid {} was killed; signals it saw: {got:?}",
+                self.pid
+            ))
         } else if stopped {
             Some(format!("{kind} pid {} was stopped", self.pid))
         } else if !wrong.is_empty() {

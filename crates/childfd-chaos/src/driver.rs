@@ -41,8 +41,16 @@ pub fn main(cfg: Config) -> ExitCode {
         sh.cfg.kinds,
         sh.cfg.hogs,
         sh.cfg.tolerance,
-        if setup.pid_reuse { "forced via ns_last_pid" } else { "NOT AVAILABLE (no private PID namespace)" },
-        if setup.round.cgroup_ok { "yes" } else { "NOT AVAILABLE" },
+        if setup.pid_reuse {
+            "forced via ns_last_pid"
+        } else {
+            "NOT AVAILABLE (no private PID namespace)"
+        },
+        if setup.round.cgroup_ok {
+            "yes"
+        } else {
+            "NOT AVAILABLE"
+        },
     );
     let start = Instant::now();
     let mut seed = sh.cfg.seed;
@@ -152,8 +160,14 @@ pub fn summary(sh: &Shared, took: Duration) -> ExitCode {
         percentiles(&lock(&sh.wait_delay_late)),
         sh.cfg.tolerance,
         percentiles(&lock(&sh.probe_late)),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim(),
     );
     println!("chaos: violations {violations}");
-    if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

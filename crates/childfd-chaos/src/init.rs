@@ -109,7 +109,10 @@ fn supervise(driver: i32, seed: u64, end: Instant) -> ExitCode {
         if libc::WIFEXITED(st) {
             return ExitCode::from(libc::WEXITSTATUS(st) as u8);
         }
-        eprintln!("chaos init: the driver died of signal {}", libc::WTERMSIG(st));
+        eprintln!(
+            "chaos init: the driver died of signal {}",
+            libc::WTERMSIG(st)
+        );
         return ExitCode::FAILURE;
     }
 }
@@ -141,7 +144,12 @@ impl RunCgroup {
         let _ = std::fs::write(self.dir.join("cgroup.kill"), "1");
         for _ in 0..200 {
             let leaves: Vec<_> = std::fs::read_dir(&self.dir)
-                .map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect())
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path())
+                        .collect()
+                })
                 .unwrap_or_default();
             for l in &leaves {
                 let _ = std::fs::remove_dir(l);

@@ -58,7 +58,10 @@ pub fn run(sh: &Shared, setup: &Setup, n: u64, seed: u64) {
         }
         sh.stop_work.store(true, Ordering::Relaxed);
         {
-            let _op = sh.op("the work's drain at the end of the round", Duration::from_secs(60));
+            let _op = sh.op(
+                "the work's drain at the end of the round",
+                Duration::from_secs(60),
+            );
             join(sh, work);
         }
         sh.stop_chaos.store(true, Ordering::Relaxed);
@@ -86,10 +89,19 @@ fn start_work<'s>(
     round: &'s Round,
 ) -> Handles<'s> {
     let seed = |i: u64| next_seed(round.seed ^ (i << 32));
-    let mut v: Handles<'s> = vec![("supervisor", s.spawn(move || work::supervisor::run(sh, round, seed(1))))];
+    let mut v: Handles<'s> = vec![(
+        "supervisor",
+        s.spawn(move || work::supervisor::run(sh, round, seed(1))),
+    )];
     for i in 0..2 {
-        v.push(("output", s.spawn(move || work::output::run(sh, round, seed(2 + i)))));
-        v.push(("plain", s.spawn(move || work::plain::run(sh, round, seed(4 + i), i as usize))));
+        v.push((
+            "output",
+            s.spawn(move || work::output::run(sh, round, seed(2 + i))),
+        ));
+        v.push((
+            "plain",
+            s.spawn(move || work::plain::run(sh, round, seed(4 + i), i as usize)),
+        ));
     }
     v
 }
@@ -105,24 +117,39 @@ fn start_chaos<'s>(
     let seed = |i: u64| next_seed(round.seed ^ (i << 40));
     let mut v: Handles<'s> = vec![("probe", s.spawn(move || sh.probe()))];
     if k.has(Kind::Tstp) || k.has(Kind::Signals) {
-        v.push(("signals", s.spawn(move || chaos::signals::to_self(sh, seed(1)))));
+        v.push((
+            "signals",
+            s.spawn(move || chaos::signals::to_self(sh, seed(1))),
+        ));
     }
     if k.has(Kind::Stops) {
-        v.push(("stops", s.spawn(move || chaos::signals::stop_members(sh, round, seed(2)))));
+        v.push((
+            "stops",
+            s.spawn(move || chaos::signals::stop_members(sh, round, seed(2))),
+        ));
     }
     if k.has(Kind::Env) {
         v.push(("env", s.spawn(move || chaos::env(sh, seed(3)))));
     }
     if k.has(Kind::Fds) {
         let lo = setup.base.owned_lo;
-        v.push(("fds", s.spawn(move || Fds::run(sh, &setup.secrets, lo, seed(4)))));
+        v.push((
+            "fds",
+            s.spawn(move || Fds::run(sh, &setup.secrets, lo, seed(4))),
+        ));
     }
     if k.has(Kind::Fork) {
-        v.push(("fork", s.spawn(move || chaos::fork::run(sh, round, &setup.secrets, seed(5)))));
+        v.push((
+            "fork",
+            s.spawn(move || chaos::fork::run(sh, round, &setup.secrets, seed(5))),
+        ));
     }
     if k.has(Kind::PidReuse) && setup.pid_reuse {
         let exe = &round.exe;
-        v.push(("pidreuse", s.spawn(move || chaos::pidreuse::run(sh, exe, decoys, seed(6)))));
+        v.push((
+            "pidreuse",
+            s.spawn(move || chaos::pidreuse::run(sh, exe, decoys, seed(6))),
+        ));
     }
     if k.has(Kind::Hogs) {
         for _ in 0..sh.cfg.hogs {
@@ -168,7 +195,10 @@ fn diagnose() -> String {
         let p = t.path();
         let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
         let stat = read("stat");
-        let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
         out += &format!(
             "  thread {} `{}` state {} in {}\n",
             t.file_name().to_string_lossy(),
@@ -177,8 +207,12 @@ fn diagnose() -> String {
             read("wchan").trim()
         );
     }
-    for c in childfd_testbin::children().iter().filter(|c| c.state != 'Z') {
-        let read = |f: &str| std::fs::read_to_string(format!("/proc/{}/{f}", c.pid)).unwrap_or_default();
+    for c in childfd_testbin::children()
+        .iter()
+        .filter(|c| c.state != 'Z')
+    {
+        let read =
+            |f: &str| std::fs::read_to_string(format!("/proc/{}/{f}", c.pid)).unwrap_or_default();
         out += &format!(
             "  child {} state {} group {} `{}` in {}\n",
             c.pid,
@@ -194,8 +228,16 @@ fn diagnose() -> String {
     let stack = std::fs::read_dir("/proc/self/task").map(|d| d.flatten().collect::<Vec<_>>());
     for t in stack.unwrap_or_default() {
         let st = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        if st.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("D") {
-            out += &format!("  thread {} kernel stack:\n", t.file_name().to_string_lossy());
+        if st
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            == Some("D")
+        {
+            out += &format!(
+                "  thread {} kernel stack:\n",
+                t.file_name().to_string_lossy()
+            );
             out += &std::fs::read_to_string(t.path().join("stack")).unwrap_or_default();
         }
     }

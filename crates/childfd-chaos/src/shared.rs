@@ -173,7 +173,14 @@ impl Shared {
     /// needed) + the drain bound (the wait-delay); more than the tolerance
     /// plus the machine's delay (see [`probe`](Shared::probe)) past that
     /// bound is a violation.
-    pub fn deadline_late(&self, elapsed: Duration, deadline: Duration, grace: Duration, kill: bool, drain: Duration) {
+    pub fn deadline_late(
+        &self,
+        elapsed: Duration,
+        deadline: Duration,
+        grace: Duration,
+        kill: bool,
+        drain: Duration,
+    ) {
         let late = elapsed.saturating_sub(deadline);
         lock(&self.deadline_late).push(late.as_micros() as u64);
         let bound = deadline + if kill { grace } else { Duration::ZERO } + drain;

@@ -139,13 +139,13 @@ pub fn raise_nofile() -> u64 {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: valid rlimit pointers.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur = l.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-    }
+    // SAFETY: a valid rlimit pointer.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) };
+    l.rlim_cur = l.rlim_max;
+    // SAFETY: a valid rlimit pointer.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) };
+    // SAFETY: a valid rlimit pointer.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) };
     l.rlim_cur
 }
 
@@ -174,7 +174,12 @@ pub fn fork_then(copy: impl FnOnce() -> i32) -> io::Result<i32> {
 /// in between stops the child before its exec and the caller for ever.
 /// With fork the caller returns at once and a stopped child can be
 /// continued.
-pub fn fork_exec(exe: &CString, env: &[CString], stdout: BorrowedFd<'_>, own_group: bool) -> io::Result<i32> {
+pub fn fork_exec(
+    exe: &CString,
+    env: &[CString],
+    stdout: BorrowedFd<'_>,
+    own_group: bool,
+) -> io::Result<i32> {
     let argv = [exe.as_ptr(), std::ptr::null()];
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
@@ -184,16 +189,19 @@ pub fn fork_exec(exe: &CString, env: &[CString], stdout: BorrowedFd<'_>, own_gro
     // `_exit`s.
     let pid = check(unsafe { libc::fork() })?;
     if pid == 0 {
-        // SAFETY: as above.
-        unsafe {
-            if own_group {
-                libc::setpgid(0, 0);
-            }
-            libc::dup2(out, 1);
-            libc::syscall(libc::SYS_close_range, 3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-            libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127);
+        if own_group {
+            // SAFETY: async-signal-safe, integer arguments.
+            unsafe { libc::setpgid(0, 0) };
         }
+        // SAFETY: async-signal-safe; `out` is open in the copy.
+        unsafe { libc::dup2(out, 1) };
+        let cloexec = libc::CLOSE_RANGE_CLOEXEC;
+        // SAFETY: async-signal-safe, integer arguments.
+        unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, cloexec) };
+        // SAFETY: NUL-terminated strings and NULL-terminated arrays built
+        // before the fork, alive until the exec.
+        unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        exit_now(127);
     }
     Ok(pid)
 }
@@ -246,15 +254,15 @@ extern "C" fn count_signal(sig: libc::c_int) {
 /// Installs a handler that counts `sig` in [`HANDLED`] (and reports it to
 /// the fd set with [`report_signals_to`]).
 pub fn handle(sig: i32) -> bool {
-    // SAFETY: a zeroed sigaction is valid; the handler only touches
-    // atomics and calls write(2), both async-signal-safe.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(sig, &sa, std::ptr::null_mut()) == 0
-    }
+    // SAFETY: an all-zero sigaction is a valid value of the C struct.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
+    sa.sa_flags = libc::SA_RESTART;
+    // SAFETY: a valid sigset pointer.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: a valid sigaction; the handler only touches atomics and
+    // calls write(2), both async-signal-safe.
+    unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) == 0 }
 }
 
 /// Makes the signal handler write each signal's number as one byte to `fd`.

@@ -62,7 +62,10 @@ const HIGH_SLOTS: i32 = 64;
 impl Fds {
     /// Runs the fd churn until the chaos stops; closes all it owns then.
     pub fn run(sh: &Shared, secrets: &Secrets, owned_lo: RawFd, seed: u64) {
-        let mut me = Fds { owned_lo, low: Vec::new() };
+        let mut me = Fds {
+            owned_lo,
+            low: Vec::new(),
+        };
         let mut r = Rng(seed);
         while !sh.stop_chaos.load(Ordering::Relaxed) {
             me.step(sh, secrets, &mut r);
@@ -91,10 +94,10 @@ impl Fds {
             }
             4 if !self.low.is_empty() => {
                 let fd = self.low[r.next(self.low.len() as u64) as usize];
-                if let Some(new) = sys::dup_at_least(fd, slot) {
-                    if new >= self.owned_lo + HIGH_SLOTS * 2 {
-                        sys::close(new); // keep the owned range compact
-                    }
+                if let Some(new) = sys::dup_at_least(fd, slot)
+                    && new >= self.owned_lo + HIGH_SLOTS * 2
+                {
+                    sys::close(new); // keep the owned range compact
                 }
             }
             5 if r.next(8) == 0 => {

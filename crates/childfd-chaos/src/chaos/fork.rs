@@ -49,7 +49,10 @@ fn once(sh: &Shared, round: &Round, secrets: &Secrets, seed: u64) {
     Shared::bump(&sh.n.forks);
     let pidfd = sys::pidfd_open(pid);
     drop(wr);
-    let _op = sh.op("a forked copy's spawns", COPY_BOUND + Duration::from_secs(5));
+    let _op = sh.op(
+        "a forked copy's spawns",
+        COPY_BOUND + Duration::from_secs(5),
+    );
     let ready = sys::readable(rd.as_fd(), COPY_BOUND.as_millis() as i32);
     let mut res = Vec::new();
     if ready {
@@ -57,7 +60,8 @@ fn once(sh: &Shared, round: &Round, secrets: &Secrets, seed: u64) {
     }
     match res.as_slice() {
         [b'0', n] => {
-            sh.n.forked_spawns.fetch_add(u64::from(*n), Ordering::Relaxed);
+            sh.n.forked_spawns
+                .fetch_add(u64::from(*n), Ordering::Relaxed);
         }
         [code, ..] => sh.violation(format!("forked copy: {}", what(*code))),
         [] if !ready => {
@@ -69,10 +73,10 @@ fn once(sh: &Shared, round: &Round, secrets: &Secrets, seed: u64) {
         [] => sh.violation("forked copy died without reporting"),
     }
     // Reap it if the orphan reaper has not.
-    if let Some(fd) = &pidfd {
-        if sys::readable(fd.as_fd(), 5000) {
-            sys::waitpid(pid, libc::WNOHANG);
-        }
+    if let Some(fd) = &pidfd
+        && sys::readable(fd.as_fd(), 5000)
+    {
+        sys::waitpid(pid, libc::WNOHANG);
     }
 }
 
@@ -110,7 +114,9 @@ fn spawn_some(round: &Round, r: &mut Rng) -> (u8, u8) {
     for _ in 0..1 + r.next(3) {
         let (node, containment, _) = round.random_tree(r, false);
         let mut cmd = round.command(&node, containment);
-        cmd.stdout(Stdio::null()).stderr(Stdio::null()).stdin(Stdio::null());
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null());
         match cmd.spawn() {
             Ok(c) if r.next(3) == 0 => drop(c),
             Ok(c) => waited.push((c, node)),
@@ -134,8 +140,7 @@ fn spawn_some(round: &Round, r: &mut Rng) -> (u8, u8) {
         }
         let _ = c.kill_tree();
     }
-    let reaped = childfd_testbin::eventually(Duration::from_secs(10), || {
-        childfd::pending_reaps() == 0
-    });
+    let reaped =
+        childfd_testbin::eventually(Duration::from_secs(10), || childfd::pending_reaps() == 0);
     if reaped { (b'0', n) } else { (b'R', n) }
 }

@@ -65,7 +65,9 @@ pub fn stop_members(sh: &Shared, round: &Round, seed: u64) {
             let Some(&pid) = members.get(r.next(members.len() as u64) as usize) else {
                 break;
             };
-            let Some(fd) = sys::pidfd_open(pid) else { continue };
+            let Some(fd) = sys::pidfd_open(pid) else {
+                continue;
+            };
             if tagged(pid, &round.tag) && sys::pidfd_signal(fd.as_fd(), libc::SIGSTOP) {
                 Shared::bump(&sh.n.sig_members);
                 let at = Instant::now() + Duration::from_millis(1 + r.next(150));

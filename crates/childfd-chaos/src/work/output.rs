@@ -33,9 +33,14 @@ fn one(sh: &Shared, round: &Round, r: &mut Rng) {
     let stdin = (r.next(4) == 0).then(|| vec![b'i'; r.next(200_000) as usize]);
     let mut cmd = round.command(&node, containment);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     Shared::bump(&sh.n.output_spawns);
-    sh.n.processes.fetch_add(node.count() as u64, Ordering::Relaxed);
+    sh.n.processes
+        .fetch_add(node.count() as u64, Ordering::Relaxed);
     let _op = sh.op(format!("output() of `{node}` ({mode})"), OUTPUT_BOUND);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -60,7 +65,14 @@ fn one(sh: &Shared, round: &Round, r: &mut Rng) {
     sh.reaped(child.id());
 }
 
-fn judge(sh: &Shared, out: &Output, node: &Node, deadline: Duration, grace: Duration, wd: Duration) {
+fn judge(
+    sh: &Shared,
+    out: &Output,
+    node: &Node,
+    deadline: Duration,
+    grace: Duration,
+    wd: Duration,
+) {
     let Some(status) = out.status else {
         return sh.violation(format!("output() without a status: {out:?}"));
     };

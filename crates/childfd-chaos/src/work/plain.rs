@@ -45,7 +45,8 @@ fn one(sh: &Shared, round: &Round, r: &mut Rng, worker: usize, n: u64) {
         .stdin(Stdio::null())
         .kill_on_drop(r.next(2) == 0);
     Shared::bump(&sh.n.plain_spawns);
-    sh.n.processes.fetch_add(node.count() as u64, Ordering::Relaxed);
+    sh.n.processes
+        .fetch_add(node.count() as u64, Ordering::Relaxed);
     let child = {
         let _op = sh.op(format!("Command::spawn of `{node}` ({mode})"), SPAWN_BOUND);
         match cmd.spawn() {
@@ -70,13 +71,15 @@ fn finish(sh: &Shared, child: &Child, node: &Node, what: u64, r: &mut Rng) {
     let waited = match what {
         0 => child.wait().map(|s| (s, false)),
         1 => poll(child).map(|s| (s, false)),
-        2 => child.wait_timeout(Duration::from_millis(r.next(200))).and_then(|s| match s {
-            Some(s) => Ok((s, false)),
-            None => {
-                let _ = child.kill();
-                child.wait().map(|s| (s, true))
-            }
-        }),
+        2 => child
+            .wait_timeout(Duration::from_millis(r.next(200)))
+            .and_then(|s| match s {
+                Some(s) => Ok((s, false)),
+                None => {
+                    let _ = child.kill();
+                    child.wait().map(|s| (s, true))
+                }
+            }),
         3 => match child.terminate(Duration::from_millis(r.next(100))) {
             Ok(t) => Ok((t.status, true)),
             Err(e) => return sh.violation(format!("terminate of `{node}`: {e}")),

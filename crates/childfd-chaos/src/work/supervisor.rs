@@ -49,7 +49,15 @@ pub fn run(sh: &Shared, round: &Round, seed: u64) {
             sh.n.processes
                 .fetch_add(node.count() as u64, Ordering::Relaxed);
             let id = sup.push(round.command(&node, containment), opts);
-            jobs.insert(id, Job { node, deadline, grace, wait_delay });
+            jobs.insert(
+                id,
+                Job {
+                    node,
+                    deadline,
+                    grace,
+                    wait_delay,
+                },
+            );
         }
         if jobs.is_empty() {
             break;
@@ -59,10 +67,16 @@ pub fn run(sh: &Shared, round: &Round, seed: u64) {
             sup.next()
         };
         let Some(ev) = ev else {
-            sh.violation(format!("Supervisor ended with {} jobs unreported", jobs.len()));
+            sh.violation(format!(
+                "Supervisor ended with {} jobs unreported",
+                jobs.len()
+            ));
             break;
         };
-        let id = ev.id();
+        let Some(id) = ev.id() else {
+            sh.violation(format!("Supervisor: unexpected event {ev:?}"));
+            continue;
+        };
         match ev {
             Event::Started { .. } | Event::Line { .. } => continue,
             Event::Exited(rep) | Event::PipesHeldOpen(rep) => {
@@ -93,7 +107,9 @@ fn own(sh: &Shared, rep: &Report, node: &Node) {
 fn timed_out(sh: &Shared, rep: &Report, job: &Job) {
     match rep.status {
         Some(s) => check_status(sh, "Supervisor job (timed out)", &job.node, s, true),
-        None => sh.violation(format!("Supervisor job timed out without a status: {rep:?}")),
+        None => sh.violation(format!(
+            "Supervisor job timed out without a status: {rep:?}"
+        )),
     }
     let kill = rep.ended_by == Some(EndedBy::Kill);
     sh.deadline_late(rep.elapsed, job.deadline, job.grace, kill, job.wait_delay);
