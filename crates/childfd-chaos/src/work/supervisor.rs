@@ -86,8 +86,8 @@ pub fn run(sh: &Shared, round: &Round, seed: u64) {
                 timed_out(sh, &rep, &jobs[&id]);
             }
             Event::Cancelled(_) => sh.violation(format!("job {id} cancelled, never asked")),
-            Event::SpawnFailed { error, .. } => sh.violation(format!("Supervisor spawn: {error}")),
-            Event::Failed { error, .. } => sh.violation(format!("Supervisor job failed: {error}")),
+            Event::SpawnFailed(rep) => sh.violation(format!("Supervisor spawn: {:?}", rep.error)),
+            Event::Failed(rep) => sh.violation(format!("Supervisor job failed: {:?}", rep.error)),
             other => sh.violation(format!("Supervisor: unexpected event {other:?}")),
         }
         jobs.remove(&id);
