@@ -79,7 +79,9 @@ pub fn run(sh: &Shared, round: &Round, seed: u64) {
         };
         match ev {
             Event::Started { .. } | Event::Line { .. } => continue,
-            Event::Exited(rep) | Event::PipesHeldOpen(rep) => {
+            // Leaked: the child exited, members of its tree that closed their
+            // output lived on and were killed (kill_tree_on_exit).
+            Event::Exited(rep) | Event::PipesHeldOpen(rep) | Event::Leaked(rep) => {
                 own(sh, &rep, &jobs[&id].node);
             }
             Event::TimedOut(rep) => {
