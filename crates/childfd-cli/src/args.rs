@@ -31,7 +31,7 @@ pub enum Cmd {
 
 const AFTER_HELP: &str = "\
 Exit codes: the program's own; 128+N if it was killed by signal N; 124 if
---timeout passed; 128+N if childfd itself got signal N (INT, TERM, HUP,
+--timeout passed (even if SIGKILL was needed; see --preserve-status); 128+N if childfd itself got signal N (INT, TERM, HUP,
 QUIT: the program's tree is ended first); 141 if childfd's stdout was
 closed by its reader; 125 childfd's own error (bad option, ...); 126
 PROGRAM cannot be executed; 127 PROGRAM not found.
@@ -74,6 +74,11 @@ pub struct Run {
     /// after --kill-after; exit 124. 0 means no limit.
     #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+
+    /// On timeout, exit with the program's status (128+N for the signal
+    /// that ended it) instead of 124, as `timeout --preserve-status`.
+    #[arg(long)]
+    pub preserve_status: bool,
 
     /// The first signal sent to the tree when --timeout passes (name or number).
     #[arg(long, short = 's', value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]

@@ -68,6 +68,7 @@ fn help_and_version_go_to_stdout_with_status_0() {
         "--json-file",
         "--json-fd",
         "--no-foreground",
+        "--preserve-status",
     ] {
         assert!(r.stdout.contains(flag), "{flag} missing from --help");
     }
@@ -152,4 +153,35 @@ fn json_fd_gets_the_report_and_stderr_stays_for_people() {
     let last = r.stderr.lines().last().unwrap();
     assert!(r.stderr.starts_with("partial\n{"), "{}", r.stderr);
     assert!(serde_json::from_str::<serde_json::Value>(last).is_ok());
+}
+
+#[test]
+fn preserve_status_exits_with_the_programs_status_on_timeout() {
+    let tag = new_tag("cli-preserve");
+    let r = childfd(
+        &tag,
+        &[
+            "run",
+            "--timeout",
+            "300ms",
+            "--preserve-status",
+            "sleep",
+            "300",
+        ],
+    );
+    assert_eq!(r.code, 143, "{}", r.stderr);
+    let r = childfd(
+        &tag,
+        &[
+            "run",
+            "-t",
+            "300ms",
+            "--preserve-status",
+            "sh",
+            "-c",
+            "trap 'exit 9' TERM; sleep 300 & wait",
+        ],
+    );
+    assert_eq!(r.code, 9, "{}", r.stderr);
+    assert_no_survivors(&tag);
 }

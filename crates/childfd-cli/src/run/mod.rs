@@ -6,6 +6,7 @@
 //! wait-delay, held pipes) is decided by
 //! [`childfd_io::Lifecycle`], shared with `childfd_io::output`.
 
+mod diagnose;
 mod event_loop;
 
 use std::io::IsTerminal;
@@ -68,40 +69,31 @@ pub fn run(args: &Run, dest: Destinations) -> u8 {
         _ => None,
     };
     let ended = event_loop::supervise(args, child, fg, signals, t0);
-    let code = exit_code(&ended);
-    diagnose(args, &ended);
+    let code = exit_code(args, &ended);
+    diagnose::diagnose(args, &ended);
     if dest.any() {
-        let r = Report {
-            schema_version: report::SCHEMA_VERSION,
-            program: program_name(args),
-            args: arg_strings(args),
-            containment,
-            pid: Some(ended.pid),
-            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
-            outcome: ended.outcome,
-            status: ended.status.and_then(report::Status::of),
-            exit_code: code,
-            ended_by: report::ended_by_name(ended.ended_by),
-            signal_received: ended.signal.map(Into::into),
-            durations_ms: Durations {
-                total: ms(t0.elapsed()),
-                until_exit: ended.exited_at.map(|e| ms(e - t0)),
-            },
-            stdout: ended.streams[0].report(),
-            stderr: ended.streams[1].report(),
-            holders: ended
-                .holders
-                .iter()
-                .map(|h| report::HolderInfo {
-                    pid: h.pid,
-                    name: h.name.clone(),
-                })
-                .collect(),
-            error: ended.error.as_ref().map(|m| ErrorInfo {
-                message: m.clone(),
-                stage: None,
-            }),
-        };
+        let mut r = base_report(args, containment, started_at, t0);
+        r.pid = Some(ended.pid);
+        r.outcome = ended.outcome;
+        r.status = ended.status.and_then(report::Status::of);
+        r.exit_code = code;
+        r.ended_by = report::ended_by_name(ended.ended_by);
+        r.signal_received = ended.signal.map(Into::into);
+        r.durations_ms.until_exit = ended.exited_at.map(|e| ms(e - t0));
+        r.stdout = ended.streams[0].report();
+        r.stderr = ended.streams[1].report();
+        r.holders = ended
+            .holders
+            .iter()
+            .map(|h| report::HolderInfo {
+                pid: h.pid,
+                name: h.name.clone(),
+            })
+            .collect();
+        r.error = ended.error.as_ref().map(|m| ErrorInfo {
+            message: m.clone(),
+            stage: None,
+        });
         dest.write(&r, ended.streams[1].open_line());
     }
     code
@@ -163,43 +155,57 @@ fn spawn_failed(
         .map(|s| format!(": {s}"))
         .unwrap_or_default();
     say(format_args!("{e}{cause}"));
-    let none = || StreamReport {
+    let containment = match args.contain {
+        Contain::Auto | Contain::Cgroup => "cgroup",
+        Contain::Pgroup => "pgroup",
+        Contain::Session => "session",
+        Contain::None => "none",
+    };
+    let mut r = base_report(args, containment, started_at, t0);
+    r.outcome = Outcome::SpawnFailed;
+    r.exit_code = code;
+    r.error = Some(ErrorInfo {
+        message: format!("{e}{cause}"),
+        stage: Some(e.stage().to_string()),
+    });
+    dest.write(&r, false);
+    code
+}
+
+/// A report with what is known before the spawn; the rest is `null`.
+fn base_report(
+    args: &Run,
+    containment: &'static str,
+    started_at: SystemTime,
+    t0: Instant,
+) -> Report {
+    let piped = || StreamReport {
         mode: "pipe",
         bytes: None,
         passed: None,
         dropped: None,
     };
-    let r = Report {
+    Report {
         schema_version: report::SCHEMA_VERSION,
         program: program_name(args),
         args: arg_strings(args),
-        containment: match args.contain {
-            Contain::Auto | Contain::Cgroup => "cgroup",
-            Contain::Pgroup => "pgroup",
-            Contain::Session => "session",
-            Contain::None => "none",
-        },
+        containment,
         pid: None,
         started_at: humantime::format_rfc3339_millis(started_at).to_string(),
-        outcome: Outcome::SpawnFailed,
+        outcome: Outcome::Error,
         status: None,
-        exit_code: code,
+        exit_code: OWN_ERROR,
         ended_by: None,
         signal_received: None,
         durations_ms: Durations {
             total: ms(t0.elapsed()),
             until_exit: None,
         },
-        stdout: none(),
-        stderr: none(),
+        stdout: piped(),
+        stderr: piped(),
         holders: Vec::new(),
-        error: Some(ErrorInfo {
-            message: format!("{e}{cause}"),
-            stage: Some(e.stage().to_string()),
-        }),
-    };
-    dest.write(&r, false);
-    code
+        error: None,
+    }
 }
 
 /// How the run ended, as the loop saw it.
@@ -248,28 +254,23 @@ impl StreamCount {
     }
 }
 
-fn exit_code(e: &Ended) -> u8 {
+fn exit_code(args: &Run, e: &Ended) -> u8 {
+    let own = |e: &Ended| {
+        e.status
+            .map_or(OWN_ERROR, |s| s.shell_code().clamp(0, 255) as u8)
+    };
     match e.outcome {
+        Outcome::TimedOut if args.preserve_status => own(e),
         Outcome::TimedOut => TIMED_OUT,
         Outcome::Signalled => e.signal.map_or(OWN_ERROR, |s| (128 + s.as_raw()) as u8),
         Outcome::BrokenPipe => BROKEN_PIPE,
         Outcome::Error | Outcome::SpawnFailed => OWN_ERROR,
-        Outcome::Exited | Outcome::PipesHeldOpen => e
-            .status
-            .map_or(OWN_ERROR, |s| s.shell_code().clamp(0, 255) as u8),
+        Outcome::Exited | Outcome::PipesHeldOpen => own(e),
     }
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn secs(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
 }
 
 fn program_name(args: &Run) -> String {
@@ -281,56 +282,6 @@ fn arg_strings(args: &Run) -> Vec<String> {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect()
-}
-
-/// One-line explanations on stderr of anything unusual.
-fn diagnose(args: &Run, e: &Ended) {
-    let program = program_name(args);
-    let holders = e
-        .holders
-        .iter()
-        .map(|h| format!("{} (pid {})", h.name, h.pid))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let first = e.signal.unwrap_or(args.signal);
-    let how = match e.ended_by {
-        Some(childfd::EndedBy::Term) => format!("{first} ended its tree"),
-        Some(childfd::EndedBy::Kill) => "SIGKILL was needed after the grace".to_string(),
-        None => "its tree was killed".to_string(),
-    };
-    let status = e
-        .status
-        .map_or("unknown status".to_string(), |s| s.to_string());
-    match e.outcome {
-        Outcome::PipesHeldOpen => say(format_args!(
-            "{program} exited ({status}) but its output stayed open, held by {holders}; stopped reading after {} and killed its tree",
-            secs(args.wait_delay.unwrap_or_default()),
-        )),
-        Outcome::TimedOut => say(format_args!(
-            "{program} timed out after {}; {how}",
-            secs(args.timeout().unwrap_or_default())
-        )),
-        Outcome::Signalled => say(format_args!(
-            "got {}; {how}",
-            e.signal.map_or("a signal".into(), |s| s.to_string())
-        )),
-        Outcome::Error => say(format_args!(
-            "{}; killed the tree of {program}",
-            e.error.as_deref().unwrap_or("error")
-        )),
-        _ => {}
-    }
-    if !e.holders.is_empty() && e.outcome != Outcome::PipesHeldOpen {
-        say(format_args!("output still held by {holders}"));
-    }
-    for (s, name) in e.streams.iter().zip(["stdout", "stderr"]) {
-        if s.capped > 0 {
-            say(format_args!(
-                "{name}: passed {} bytes, dropped {} (--max-output)",
-                s.passed, s.capped
-            ));
-        }
-    }
 }
 
 /// Kills what is left of the tree (members that closed their output, or
