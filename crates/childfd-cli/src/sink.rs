@@ -142,7 +142,10 @@ fn writer(fd: BorrowedFd<'static>, s: &Shared, wake: &dyn Fn()) {
             }
             let n = st.buf.len().min(WRITE_CHUNK);
             chunk.clear();
-            chunk.extend(st.buf.iter().take(n));
+            let (a, b) = st.buf.as_slices();
+            let from_a = a.len().min(n);
+            chunk.extend_from_slice(&a[..from_a]);
+            chunk.extend_from_slice(&b[..n - from_a]);
         }
         // SIGPIPE is ignored in this process (Rust's runtime sets it so),
         // so a reader that left shows as EPIPE here.
