@@ -307,3 +307,152 @@ pub fn tokio_echo_jobs(rt: &tokio::runtime::Runtime, n: usize, cap: usize) {
         }
     });
 }
+
+/// CPU time of a clock (`clock_gettime`).
+pub fn clock_cpu(clock: rustix::time::ClockId) -> Duration {
+    let t = rustix::time::clock_gettime(clock);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// CPU of this process's reaped children (`getrusage(RUSAGE_CHILDREN)`).
+pub fn children_cpu() -> Duration {
+    // SAFETY: rusage is plain data; getrusage fills it in.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// One many-jobs run: wall time and CPU, ours and the children's.
+#[derive(Debug, Clone, Copy)]
+pub struct JobsRun {
+    /// Jobs run.
+    pub n: usize,
+    /// Wall time of the run.
+    pub wall: Duration,
+    /// CPU of the supervising thread (whole process for tokio).
+    pub supervisor_cpu: Duration,
+    /// CPU of this process.
+    pub process_cpu: Duration,
+    /// CPU of the children (exec, run, exit), reaped during the run.
+    pub children_cpu: Duration,
+}
+
+impl JobsRun {
+    /// Jobs per second.
+    pub fn jobs_per_s(&self) -> f64 {
+        self.n as f64 / self.wall.as_secs_f64()
+    }
+
+    /// µs per job of this process's CPU.
+    pub fn process_us(&self) -> f64 {
+        self.process_cpu.as_secs_f64() * 1e6 / self.n as f64
+    }
+
+    /// µs per job of the children's CPU.
+    pub fn children_us(&self) -> f64 {
+        self.children_cpu.as_secs_f64() * 1e6 / self.n as f64
+    }
+
+    /// The CPU ceiling: jobs/s if every core did nothing but this run's
+    /// work per job (ours and the child's): cores × 1e6 / CPU µs per job.
+    pub fn ceiling(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        cores * 1e6 / (self.process_us() + self.children_us())
+    }
+}
+
+/// Measures `f` (which runs `n` jobs and returns the supervising CPU).
+pub fn measure_jobs(n: usize, f: impl FnOnce() -> Option<Duration>) -> JobsRun {
+    use rustix::time::ClockId;
+    let (p0, c0, t0) = (
+        clock_cpu(ClockId::ProcessCPUTime),
+        children_cpu(),
+        Instant::now(),
+    );
+    let sup = f();
+    let wall = t0.elapsed();
+    let process_cpu = clock_cpu(ClockId::ProcessCPUTime) - p0;
+    JobsRun {
+        n,
+        wall,
+        supervisor_cpu: sup.unwrap_or(process_cpu),
+        process_cpu,
+        children_cpu: children_cpu() - c0,
+    }
+}
+
+/// `n` jobs of `echo1` under a childfd `Supervisor` with `cap` in flight
+/// and `threads` spawning threads (`None`: the default).
+pub fn childfd_echo_jobs(n: usize, cap: usize, threads: Option<usize>) -> JobsRun {
+    use childfd_io::{Event, JobOptions, Supervisor};
+    measure_jobs(n, || {
+        let mut sup = match threads {
+            None => Supervisor::new(cap).unwrap(),
+            Some(t) => Supervisor::with_spawn_threads(cap, t).unwrap(),
+        };
+        for _ in 0..n {
+            sup.push(
+                childfd::Command::new(childfd_testbin::ECHO1),
+                JobOptions::new().max_bytes(4096),
+            );
+        }
+        let mut done = 0;
+        let summary = sup.run(|ev| match ev {
+            Event::Exited(r) => {
+                assert!(r.status.unwrap().success() && r.stdout.head == b"line\n");
+                done += 1;
+            }
+            Event::Started { .. } => {}
+            other => panic!("{other:?}"),
+        });
+        assert_eq!(done, n);
+        Some(summary.supervisor_cpu)
+    })
+}
+
+/// Deadline accuracy of a loaded Supervisor: `n` jobs, `cap` in flight;
+/// one in ten waits for a signal and has a deadline of 20–300 ms (the
+/// rest print a line or sleep 200 ms, without deadline). Returns the
+/// lateness of each fired deadline: the job's report time minus its
+/// deadline (both from the spawn), so it includes SIGTERM, the child's
+/// exit and the loop noticing it.
+pub fn supervisor_lateness(n: usize, cap: usize) -> Vec<Duration> {
+    use childfd_io::{JobOptions, Outcome, Supervisor};
+    let mut sup = Supervisor::new(cap).unwrap();
+    let mut deadlines = std::collections::HashMap::new();
+    let mut x: u64 = 0x5eed_1a7e;
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let (cmd, deadline) = if i % 10 == 0 {
+            let d = Duration::from_millis(20 + x % 281);
+            (childfd_testbin::PAUSE, Some(d))
+        } else if i % 2 == 0 {
+            (childfd_testbin::SLEEP200, None)
+        } else {
+            (childfd_testbin::ECHO1, None)
+        };
+        let opts = match deadline {
+            Some(d) => JobOptions::new().deadline(d),
+            None => JobOptions::new(),
+        };
+        let id = sup.push(childfd::Command::new(cmd), opts);
+        if let Some(d) = deadline {
+            deadlines.insert(id, d);
+        }
+    }
+    let mut late = Vec::new();
+    for ev in sup.by_ref() {
+        let Some(r) = ev.into_report() else { continue };
+        match r.outcome {
+            Outcome::TimedOut => late.push(r.elapsed.saturating_sub(deadlines[&r.id])),
+            Outcome::Exited => {}
+            other => panic!("{other:?} {r:?}"),
+        }
+    }
+    late.sort();
+    late
+}

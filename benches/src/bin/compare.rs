@@ -117,49 +117,105 @@ fn ballast(gib: u64) -> Vec<u8> {
     v
 }
 
-fn supervisor_scenario(cfg: &Cfg) -> Vec<(String, f64, f64)> {
-    use childfd_io::{Event, JobOptions, Supervisor};
-    let n = cfg.supervisor_jobs;
-    let cpu = || {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-    };
-    let mut rows = Vec::new();
-    // childfd Supervisor.
-    let (c0, t0) = (cpu(), Instant::now());
-    let mut sup = Supervisor::new(64).unwrap();
-    for _ in 0..n {
-        sup.push(
-            childfd::Command::new(childfd_testbin::ECHO1),
-            JobOptions::new().max_bytes(4096),
-        );
-    }
-    let summary = sup.run(|ev| {
-        if let Event::Exited(r) = ev {
-            assert!(r.status.unwrap().success() && r.stdout.head == b"line\n");
+/// The Supervisor scenario: every way's run (throughput, CPU, ceiling)
+/// and the Supervisor's deadline lateness under load.
+struct SupervisorFigs {
+    rows: Vec<(String, childfd_benches::JobsRun)>,
+    /// Lateness of fired deadlines, sorted; and how many jobs ran.
+    late: Vec<Duration>,
+    late_jobs: usize,
+}
+
+impl SupervisorFigs {
+    fn late_ms(&self, p: f64) -> f64 {
+        let l = &self.late;
+        if l.is_empty() {
+            return f64::NAN;
         }
-    });
-    assert_eq!(summary.succeeded as usize, n);
+        l[((l.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+    }
+
+    fn json(&self) -> Value {
+        let tokio = self.rows.get(1).map(|r| r.1);
+        json!({
+            "ways": self.rows.iter().map(|(n, r)| json!({
+                "way": n,
+                "jobs_per_s": r.jobs_per_s(),
+                "process_cpu_us_per_job": r.process_us(),
+                "children_cpu_us_per_job": r.children_us(),
+                "cpu_ceiling_jobs_per_s": r.ceiling(),
+                "share_of_ceiling": r.jobs_per_s() / r.ceiling(),
+                "jobs_per_s_to_tokio_multi_thread": tokio.map(|t| r.jobs_per_s() / t.jobs_per_s()),
+                "cpu_to_tokio_multi_thread": tokio.map(|t| r.process_us() / t.process_us()),
+            })).collect::<Vec<_>>(),
+            "deadline_lateness": {
+                "jobs": self.late_jobs, "fired": self.late.len(),
+                "p50_ms": self.late_ms(0.5), "p99_ms": self.late_ms(0.99), "max_ms": self.late_ms(1.0),
+            },
+        })
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let (Some((_, c)), Some((_, t))) = (self.rows.first(), self.rows.get(1)) else {
+            return Vec::new();
+        };
+        let p99 = self.late_ms(0.99);
+        vec![
+            Target {
+                name: "Supervisor: ≥ 1.2× tokio's jobs/s".into(),
+                measured: format!("{:.2}×", c.jobs_per_s() / t.jobs_per_s()),
+                pass: Some(c.jobs_per_s() / t.jobs_per_s() >= 1.2),
+            },
+            Target {
+                name: "Supervisor: ≤ 0.5× tokio's CPU per job".into(),
+                measured: format!("{:.2}×", c.process_us() / t.process_us()),
+                pass: Some(c.process_us() / t.process_us() <= 0.5),
+            },
+            Target {
+                name: "Supervisor: ≥ 85% of its CPU ceiling".into(),
+                measured: format!(
+                    "{:.0}% of {:.0} jobs/s",
+                    100.0 * c.jobs_per_s() / c.ceiling(),
+                    c.ceiling()
+                ),
+                pass: Some(c.jobs_per_s() / c.ceiling() >= 0.85),
+            },
+            Target {
+                name: format!(
+                    "Supervisor: deadline lateness p99 ≤ 5 ms at {} jobs",
+                    self.late_jobs
+                ),
+                measured: format!("p50 {:.2} ms, p99 {p99:.2} ms", self.late_ms(0.5)),
+                pass: Some(p99 <= 5.0),
+            },
+        ]
+    }
+}
+
+fn supervisor_scenario(cfg: &Cfg) -> SupervisorFigs {
+    let n = cfg.supervisor_jobs;
+    let mut rows = Vec::new();
     rows.push((
         "childfd Supervisor".to_string(),
-        n as f64 / t0.elapsed().as_secs_f64(),
-        (cpu() - c0).as_secs_f64() * 1e6 / n as f64,
+        childfd_benches::childfd_echo_jobs(n, 64, None),
     ));
-    // tokio JoinSet, both runtimes.
     for (name, multi) in [
         ("tokio JoinSet, multi-thread", true),
         ("tokio JoinSet, current-thread", false),
     ] {
         let rt = childfd_benches::tokio_runtime(multi);
-        let (c0, t0) = (cpu(), Instant::now());
-        childfd_benches::tokio_echo_jobs(&rt, n, 64);
-        rows.push((
-            name.to_string(),
-            n as f64 / t0.elapsed().as_secs_f64(),
-            (cpu() - c0).as_secs_f64() * 1e6 / n as f64,
-        ));
+        let run = childfd_benches::measure_jobs(n, || {
+            childfd_benches::tokio_echo_jobs(&rt, n, 64);
+            None
+        });
+        rows.push((name.to_string(), run));
     }
-    rows
+    let late_jobs = if cfg.quick { 500 } else { 2_000 };
+    SupervisorFigs {
+        rows,
+        late: childfd_benches::supervisor_lateness(late_jobs, 64),
+        late_jobs,
+    }
 }
 
 fn main() {
@@ -340,8 +396,12 @@ fn main() {
 
     // 5. The Supervisor scenario.
     let sup = supervisor_scenario(&cfg);
-    for (name, jobs_s, cpu_us) in &sup {
-        eprintln!("  supervisor {name:<40} {jobs_s:>10.0} jobs/s  {cpu_us:>6.1} µs CPU/job");
+    for (name, r) in &sup.rows {
+        eprintln!(
+            "  supervisor {name:<40} {:>10.0} jobs/s  {:>6.1} µs CPU/job",
+            r.jobs_per_s(),
+            r.process_us()
+        );
     }
 
     write_report(&cfg, &host, &figs, &sup, started.elapsed());
@@ -534,9 +594,10 @@ fn targets(cfg: &Cfg, figs: &[Fig]) -> Vec<Target> {
     t
 }
 
-fn write_report(cfg: &Cfg, host: &Value, figs: &[Fig], sup: &[(String, f64, f64)], took: Duration) {
+fn write_report(cfg: &Cfg, host: &Value, figs: &[Fig], sup: &SupervisorFigs, took: Duration) {
     std::fs::create_dir_all(&cfg.out).expect("create report dir");
-    let targets = targets(cfg, figs);
+    let mut targets = targets(cfg, figs);
+    targets.extend(sup.targets());
     let json = json!({
         "host": host,
         "mode": if cfg.quick { "quick" } else { "full" },
@@ -546,7 +607,7 @@ fn write_report(cfg: &Cfg, host: &Value, figs: &[Fig], sup: &[(String, f64, f64)
             "scenario": f.scenario, "way": f.way.key(), "label": f.way.label(),
             "value": f.value, "unit": f.unit, "ratio_to_limit": ratio(f, figs), "extra": f.extra,
         })).collect::<Vec<_>>(),
-        "supervisor": sup.iter().map(|(n, j, c)| json!({ "way": n, "jobs_per_s": j, "process_cpu_us_per_job": c })).collect::<Vec<_>>(),
+        "supervisor": sup.json(),
         "targets": targets.iter().map(|t| json!({ "target": t.name, "measured": t.measured, "pass": t.pass })).collect::<Vec<_>>(),
     });
     std::fs::write(
@@ -612,12 +673,29 @@ fn write_report(cfg: &Cfg, host: &Value, figs: &[Fig], sup: &[(String, f64, f64)
     }
     let _ = writeln!(
         md,
-        "\n## Supervisor: {} one-line jobs, 64 in flight\n\n| way | jobs/s | process CPU per job |\n|---|---|---|",
+        "\n## Supervisor: {} one-line jobs, 64 in flight\n\nThe CPU ceiling is cores × 1e6 / (this process's + the children's CPU µs per job): the jobs/s if the cores did nothing else. Load from other work on the machine lowers every share alike.\n\n| way | jobs/s | process CPU per job | children's CPU per job | CPU ceiling | share of ceiling |\n|---|---|---|---|---|---|",
         cfg.supervisor_jobs
     );
-    for (n, j, c) in sup {
-        let _ = writeln!(md, "| {n} | {j:.0} | {c:.1} µs |");
+    for (n, r) in &sup.rows {
+        let _ = writeln!(
+            md,
+            "| {n} | {:.0} | {:.1} µs | {:.1} µs | {:.0} jobs/s | {:.0}% |",
+            r.jobs_per_s(),
+            r.process_us(),
+            r.children_us(),
+            r.ceiling(),
+            100.0 * r.jobs_per_s() / r.ceiling()
+        );
     }
+    let _ = writeln!(
+        md,
+        "\nDeadline lateness ({} jobs, 64 in flight, {} deadlines fired; report time minus deadline): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms.",
+        sup.late_jobs,
+        sup.late.len(),
+        sup.late_ms(0.5),
+        sup.late_ms(0.99),
+        sup.late_ms(1.0)
+    );
     std::fs::write(cfg.out.join("report.md"), &md).unwrap();
     std::fs::write(cfg.out.join("report.svg"), svg(cfg, figs)).unwrap();
     println!("{md}");

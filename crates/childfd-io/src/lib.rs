@@ -81,7 +81,7 @@ pub use options::{DEFAULT_GRACE, Options, Stream};
 pub use output::{Outcome, Output, output};
 pub use supervisor::{Event, Handle, JobId, JobOptions, Report, Summary, Supervisor, slot_size};
 
-use childfd::Stdio;
+use childfd::{Stdio, StdioKind};
 
 /// Capturing output failed.
 #[derive(Debug, thiserror::Error)]
@@ -113,28 +113,86 @@ pub enum OutputError {
 
 /// `output_with` on [`childfd::Command`].
 pub trait CommandExt {
-    /// Sets stdout and stderr to pipes (and stdin to a pipe if the options
-    /// give input, else `/dev/null`), spawns, and runs [`output`].
+    /// Spawns the command with its stdout and stderr piped and runs
+    /// [`output`] on it. What the caller configured is kept where it fits
+    /// capture, as std's `output()` does, and the command is left as it
+    /// was:
+    ///
+    /// - stdin: an explicit setting is kept (a file, `null`, `piped`); the
+    ///   default (inherit) becomes `/dev/null`, or a pipe when the options
+    ///   give [input](Options::stdin_bytes). Input while stdin is set to
+    ///   something else is an error.
+    /// - stdout and stderr: the default and `piped` are captured; stderr
+    ///   may also be [`same_as_stdout`](childfd::Stdio::same_as_stdout)
+    ///   (`2>&1`, captured with stdout). A file, an fd or `null` there
+    ///   contradicts capture and is an error.
+    ///
+    /// ```
+    /// use childfd_io::{CommandExt, Options, OutputError};
+    /// let mut cmd = childfd::Command::new("echo");
+    /// cmd.arg("hi").stdout(childfd::Stdio::null());
+    /// let err = cmd.output_with(Options::new()).unwrap_err();
+    /// assert!(matches!(err, OutputError::InvalidOptions { .. }));
+    /// ```
     ///
     /// # Errors
     ///
-    /// As [`output`], or [`OutputError::Spawn`].
+    /// [`OutputError::InvalidOptions`] before anything is spawned, as
+    /// [`output`], or [`OutputError::Spawn`].
     fn output_with(&mut self, opts: Options<'_>) -> Result<Output, OutputError>;
 }
 
 impl CommandExt for childfd::Command {
     fn output_with(&mut self, opts: Options<'_>) -> Result<Output, OutputError> {
         opts.validate()?;
-        let stdin = if matches!(opts.input, options::Input::None) {
-            Stdio::null()
-        } else {
-            Stdio::piped()
+        let bad = |reason| Err(OutputError::InvalidOptions { reason });
+        let input = !matches!(opts.input, options::Input::None);
+        let stdin = match (self.get_stdin().kind(), input) {
+            (StdioKind::Inherit, false) => Some(Stdio::null()),
+            (StdioKind::Inherit, true) => Some(Stdio::piped()),
+            (StdioKind::Piped, _) | (_, false) => None,
+            (_, true) => {
+                return bad("input was given, but the command's stdin is set to something else");
+            }
         };
-        let mut child = self
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        output(&mut child, opts)
+        let captured = |k: StdioKind| matches!(k, StdioKind::Inherit | StdioKind::Piped);
+        if !captured(self.get_stdout().kind()) {
+            return bad("stdout is redirected, so it cannot be captured (leave it or pipe it)");
+        }
+        let stderr_kind = self.get_stderr().kind();
+        if !captured(stderr_kind) && stderr_kind != StdioKind::SameAsStdout {
+            return bad(
+                "stderr is redirected, so it cannot be captured (leave it, pipe it or send it to stdout)",
+            );
+        }
+        // Only defaults are replaced; they are put back after the spawn.
+        let was = [
+            self.get_stdin().kind(),
+            self.get_stdout().kind(),
+            stderr_kind,
+        ];
+        if let Some(s) = stdin {
+            self.stdin(s);
+        }
+        self.stdout(Stdio::piped());
+        if stderr_kind != StdioKind::SameAsStdout {
+            self.stderr(Stdio::piped());
+        }
+        let spawned = self.spawn();
+        let restore = |k: StdioKind| {
+            if k == StdioKind::Inherit {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            }
+        };
+        if was[0] == StdioKind::Inherit {
+            self.stdin(Stdio::inherit());
+        }
+        self.stdout(restore(was[1]));
+        if stderr_kind != StdioKind::SameAsStdout {
+            self.stderr(restore(was[2]));
+        }
+        output(&mut spawned?, opts)
     }
 }

@@ -51,7 +51,7 @@ mod status;
 mod sys;
 
 pub use child::{Child, ChildStderr, ChildStdin, ChildStdout, pending_reaps, recovered_statuses};
-pub use command::{Command, Stdio};
+pub use command::{Command, Stdio, StdioKind};
 pub use containment::{CgroupParent, Containment, EndedBy, Termination, TreeError};
 pub use error::{InvalidCommand, SignalError, SpawnError, SpawnStage, WaitError};
 pub use signal::Signal;

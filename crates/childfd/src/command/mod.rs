@@ -7,7 +7,7 @@
 mod plan;
 mod stdio;
 
-pub use stdio::Stdio;
+pub use stdio::{Stdio, StdioKind};
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -289,6 +289,22 @@ impl Command {
     /// The program.
     pub fn get_program(&self) -> &OsStr {
         &self.program_os
+    }
+
+    /// The child's standard input as configured ([`Stdio::inherit`]
+    /// unless [`stdin`](Self::stdin) set it).
+    pub fn get_stdin(&self) -> &Stdio {
+        &self.stdin
+    }
+
+    /// The child's standard output as configured.
+    pub fn get_stdout(&self) -> &Stdio {
+        &self.stdout
+    }
+
+    /// The child's standard error as configured.
+    pub fn get_stderr(&self) -> &Stdio {
+        &self.stderr
     }
 
     /// The arguments after `argv[0]`.

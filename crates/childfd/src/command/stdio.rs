@@ -47,6 +47,36 @@ impl Stdio {
     }
 }
 
+/// What a [`Stdio`] connects a stream to, as
+/// [`Command::get_stdin`](crate::Command::get_stdin) and friends report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StdioKind {
+    /// [`Stdio::inherit`] (the default).
+    Inherit,
+    /// [`Stdio::null`].
+    Null,
+    /// [`Stdio::piped`].
+    Piped,
+    /// An fd or file of the caller's ([`Stdio::from`]).
+    Fd,
+    /// [`Stdio::same_as_stdout`].
+    SameAsStdout,
+}
+
+impl Stdio {
+    /// What this connects the stream to.
+    pub fn kind(&self) -> StdioKind {
+        match self.0 {
+            Kind::Inherit => StdioKind::Inherit,
+            Kind::Null => StdioKind::Null,
+            Kind::Piped => StdioKind::Piped,
+            Kind::Fd(_) => StdioKind::Fd,
+            Kind::SameAsStdout => StdioKind::SameAsStdout,
+        }
+    }
+}
+
 impl Default for Stdio {
     fn default() -> Stdio {
         Stdio::inherit()
