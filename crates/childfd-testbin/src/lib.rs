@@ -524,21 +524,23 @@ pub fn kill_tagged(tag: &str) {
 }
 
 /// This process's cgroup v2 directory (from `/proc/self/mountinfo` and
-/// `/proc/self/cgroup`), where childfd creates leaves by default.
+/// `/proc/self/cgroup`), where childfd creates leaves by default. A mount
+/// of a subtree (mountinfo's root field) is taken into account.
 pub fn own_cgroup_dir() -> Option<std::path::PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = info.lines().find_map(|l| {
+    let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let cg = cg.lines().find_map(|l| l.strip_prefix("0::"))?.to_string();
+    info.lines().find_map(|l| {
         let (left, right) = l.split_once(" - ")?;
-        (right.split(' ').next()? == "cgroup2")
-            .then(|| left.split(' ').nth(4).map(str::to_string))?
-    })?;
-    let rel = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = rel
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))?
-        .trim_start_matches('/')
-        .to_string();
-    Some(std::path::Path::new(&mount).join(rel))
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        let mut f = left.split(' ');
+        let root = f.nth(3)?;
+        let point = f.next()?;
+        let rel = std::path::Path::new(&cg).strip_prefix(root).ok()?;
+        Some(std::path::Path::new(point).join(rel))
+    })
 }
 
 /// cgroup leaves under `dir` created by process `pid` (`childfd-<pid>-*`).

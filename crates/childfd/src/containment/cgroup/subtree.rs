@@ -140,12 +140,15 @@ pub(crate) fn signal_members(
     leader: i32,
     to_leader: &dyn Fn(Signal) -> io::Result<()>,
 ) -> io::Result<()> {
-    let frozen = freeze(dir, FREEZE_PATIENCE)?;
+    // A freeze that cannot even be asked for (a cgroup file not writable
+    // here) leaves the pinned fallback.
+    let frozen = freeze(dir, FREEZE_PATIENCE).ok();
+    let confirmed = frozen.as_ref().is_some_and(|f| f.confirmed);
     let mut members = pids(dir)?;
     members.retain(|&p| p != leader);
     for &sig in sigs {
         to_leader(sig)?;
-        if frozen.confirmed {
+        if confirmed {
             for &pid in &members {
                 // A frozen member cannot exit, so `pid` is still the one
                 // listed; ESRCH only if it was killed meanwhile.
