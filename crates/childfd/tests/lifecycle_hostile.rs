@@ -280,6 +280,35 @@ fn refused_signal(errno: i32) {
         .expect("after the exit: nothing to signal, and no error");
     drop(c);
 
+    // The fallback takes the reaping lock: a thread blocked in `wait`
+    // must not keep `kill` from another thread waiting for it.
+    let c = Arc::new(Command::new(PAUSE).spawn().unwrap());
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let waiter = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            c.wait()
+        })
+    };
+    let tid = tid_rx.recv().unwrap();
+    assert!(eventually(BOUND, || in_syscall(tid, libc::SYS_waitid)));
+    let (tx, rx) = mpsc::channel();
+    let c2 = c.clone();
+    let killer = std::thread::spawn(move || tx.send(c2.kill()).unwrap());
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(r) => r.expect("kill while another thread waits"),
+        Err(_) => {
+            childfd_testbin::kill(c.id() as i32, libc::SIGKILL);
+            panic!("kill blocked for 20 s while another thread waited");
+        }
+    }
+    killer.join().unwrap();
+    let s = waiter.join().unwrap().unwrap();
+    assert_eq!(s.signal(), Some(Signal::KILL));
+    drop(c);
+
     for mode in [
         Containment::ProcessGroup,
         Containment::Session,
