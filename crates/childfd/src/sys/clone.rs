@@ -324,8 +324,8 @@ fn pool() -> &'static Mutex<Vec<Arena>> {
     )
 }
 
-fn take_arena() -> io::Result<Arena> {
-    if let Some(a) = pool().lock().unwrap_or_else(|e| e.into_inner()).pop() {
+fn take_arena(pool: &Mutex<Vec<Arena>>) -> io::Result<Arena> {
+    if let Some(a) = pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
         return Ok(a);
     }
     Arena::new()
@@ -333,8 +333,8 @@ fn take_arena() -> io::Result<Arena> {
 
 /// Back to the pool: the child that used it has exec'd or exited
 /// (`CLONE_VFORK`), so nothing runs on it any more.
-fn give_back(arena: Arena) {
-    let mut pool = pool().lock().unwrap_or_else(|e| e.into_inner());
+fn give_back(pool: &Mutex<Vec<Arena>>, arena: Arena) {
+    let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
     if pool.len() < POOL_MAX {
         pool.push(arena);
     }
@@ -372,7 +372,8 @@ pub(crate) struct CloneOptions<'a> {
 pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result<Spawned, Failure> {
     let method = method();
     let share_vm = method.shares_memory() && opts.share_memory;
-    let arena = take_arena().map_err(|error| Failure { stage: None, error })?;
+    let pool = pool();
+    let arena = take_arena(pool).map_err(|error| Failure { stage: None, error })?;
     let block = arena.block();
     block.errno.store(0, Ordering::Relaxed);
     block.stage.store(0, Ordering::Relaxed);
@@ -396,7 +397,7 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
     }
     let errno = block.errno.load(Ordering::Acquire);
     let stage = Stage::from_u32(block.stage.load(Ordering::Relaxed));
-    give_back(arena);
+    give_back(pool, arena);
 
     let spawned = result.map_err(|error| Failure { stage: None, error })?;
     if errno != 0 {
