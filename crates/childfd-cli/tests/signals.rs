@@ -153,6 +153,50 @@ fn a_term_at_any_moment_of_the_start_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_flood_of_job_control_and_passed_on_signals_leaves_childfd_in_control() {
+    let tag = new_tag("cli-flood");
+    let json = report_path("cli-flood");
+    let mut c = command(
+        &tag,
+        &[
+            "run",
+            "--json-file",
+            json.to_str().unwrap(),
+            "sh",
+            "-c",
+            "trap '' USR1 USR2; sleep 300 & setsid sleep 300 & echo ready; wait",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
+    for _ in 0..100 {
+        for sig in [
+            libc::SIGUSR1,
+            libc::SIGWINCH,
+            libc::SIGTSTP,
+            libc::SIGCONT,
+            libc::SIGUSR2,
+        ] {
+            assert!(kill(c.id() as i32, sig));
+        }
+    }
+    // Whatever order they were handled in, the last word was SIGCONT:
+    // childfd runs, and a TERM still ends everything.
+    assert!(
+        childfd_testbin::eventually(BOUND, || matches!(state(c.id()), Some('S' | 'R'))),
+        "childfd left stopped: {:?}",
+        state(c.id())
+    );
+    assert!(kill(c.id() as i32, libc::SIGTERM));
+    assert_eq!(wait_bounded(&mut c, BOUND).code(), Some(143));
+    drop(out);
+    assert_eq!(take_report(&json)["outcome"], "signalled");
+    assert_no_survivors(&tag);
+    assert_no_leaf(c.id());
+}
+
+#[test]
 fn winch_to_childfd_reaches_the_program() {
     let tag = new_tag("cli-winch");
     let mut c = command(

@@ -22,6 +22,7 @@ mod signals;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use childfd::{Child, Signal};
@@ -62,6 +63,11 @@ struct Loop<'a> {
     sinks: [Option<Sink>; 2],
     counts: [StreamCount; 2],
     signals: Signals,
+    /// Set by every SIGCONT (cleared before each batch of signals is
+    /// read): a SIGCONT that comes after childfd decided to stop itself
+    /// cancels that stop, or childfd would stop with nobody left to
+    /// continue it.
+    cont_seen: Arc<AtomicBool>,
     fg: Option<Foreground>,
     /// The first terminating signal childfd got.
     signal: Option<Signal>,
@@ -115,6 +121,7 @@ pub fn supervise(
         sinks: [None, None],
         counts,
         signals,
+        cont_seen: Arc::new(AtomicBool::new(false)),
         fg,
         signal: None,
         broken: false,
@@ -155,6 +162,7 @@ impl Loop<'_> {
             Interest::READABLE,
         )?;
         reg.register(&mut self.signals, SIGNALS, Interest::READABLE)?;
+        signal_hook::flag::register(libc::SIGCONT, self.cont_seen.clone())?;
         let waker = Arc::new(Waker::new(reg, WAKER)?);
         self.waker = Some(waker.clone());
         let targets = [stdio::stdout(), stdio::stderr()];

@@ -2,6 +2,7 @@
 //! the [parent module's table](super).
 
 use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use childfd::Signal;
@@ -16,6 +17,7 @@ impl Loop<'_> {
     /// childfd again, which would leave it stopped with nobody to continue
     /// it. Terminating signals are handled first.
     pub(super) fn on_signals(&mut self) {
+        self.cont_seen.store(false, Ordering::SeqCst);
         let mut pending: Vec<i32> = self.signals.pending().collect();
         let continued = pending.contains(&libc::SIGCONT);
         if continued {
@@ -68,6 +70,10 @@ impl Loop<'_> {
         }
         if let Some(fg) = &mut self.fg {
             fg.take_back();
+        }
+        if self.cont_seen.load(Ordering::SeqCst) {
+            // Continued already (the next batch resumes the tree).
+            return Ok(());
         }
         let me = rustix::process::getpid();
         rustix::process::kill_process(me, rustix::process::Signal::STOP).map_err(|e| e.to_string())
