@@ -5,6 +5,10 @@
 //!
 //! # Caveats
 //!
+//! The program runs before childfd hands it the terminal; if it read the
+//! terminal in that instant it was stopped by SIGTTIN, so the hand-over
+//! is followed by SIGCONT to the tree. A Ctrl-Z typed between the two is
+//! undone by that SIGCONT (type it again).
 //! Only a program that leads its own process group (containment `auto`,
 //! `cgroup` or `pgroup`) can be given the terminal; with `session` it has
 //! no controlling terminal, with `none` it already shares childfd's group.
