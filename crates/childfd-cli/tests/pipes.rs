@@ -14,9 +14,10 @@ use common::*;
 fn yes_piped_into_head_ends_with_141_instead_of_draining_for_ever() {
     let tag = new_tag("cli-epipe");
     let json = report_path("cli-epipe");
-    let mut c = command(&tag, &["run", "--json-file", json.to_str().unwrap(), "yes"])
+    let c = command(&tag, &["run", "--json-file", json.to_str().unwrap(), "yes"])
         .spawn()
         .unwrap();
+    let mut c = Running::new(&tag, c);
     let err = read_all(c.stderr.take().unwrap());
     // `head -1`: read one line, then close the pipe.
     let mut out = BufReader::new(c.stdout.take().unwrap());
@@ -37,7 +38,7 @@ fn yes_piped_into_head_ends_with_141_instead_of_draining_for_ever() {
 #[test]
 fn keep_draining_runs_the_program_to_its_end_after_the_reader_left() {
     let tag = new_tag("cli-drain");
-    let mut c = command(
+    let c = command(
         &tag,
         &[
             "run",
@@ -49,6 +50,7 @@ fn keep_draining_runs_the_program_to_its_end_after_the_reader_left() {
     )
     .spawn()
     .unwrap();
+    let mut c = Running::new(&tag, c);
     let mut out = BufReader::new(c.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -63,7 +65,7 @@ fn a_deadline_holds_while_childfds_stdout_is_blocked() {
     let tag = new_tag("cli-blocked");
     let json = report_path("cli-blocked");
     // `yes | sleep 10`: nobody reads childfd's stdout.
-    let mut c = command(
+    let c = command(
         &tag,
         &[
             "run",
@@ -76,6 +78,7 @@ fn a_deadline_holds_while_childfds_stdout_is_blocked() {
     )
     .spawn()
     .unwrap();
+    let mut c = Running::new(&tag, c);
     let err = read_all(c.stderr.take().unwrap());
     let unread = c.stdout.take().unwrap();
     let status = wait_bounded(&mut c, BOUND);
@@ -100,13 +103,14 @@ fn a_stderr_nobody_reads_cannot_hold_childfd_past_its_deadline() {
     let tag = new_tag("cli-stuckerr");
     // The program fills childfd's stderr; childfd's own "timed out" line
     // and its report then have nowhere to go.
-    let mut c = command(
+    let c = command(
         &tag,
         &["run", "--timeout", "1", "--json", "sh", "-c", "yes >&2"],
     )
     .stdout(Stdio::null())
     .spawn()
     .unwrap();
+    let mut c = Running::new(&tag, c);
     let unread = c.stderr.take().unwrap();
     let status = wait_bounded(&mut c, BOUND);
     drop(unread);
@@ -120,7 +124,7 @@ fn a_closed_stderr_does_not_panic_childfd() {
     let tag = new_tag("cli-stderr");
     // `childfd run ... 2>&1 >/dev/null | true`: stderr's reader is gone
     // before childfd writes its "timed out" line.
-    let mut c = command(
+    let c = command(
         &tag,
         &[
             "run",
@@ -134,6 +138,7 @@ fn a_closed_stderr_does_not_panic_childfd() {
     .stdout(Stdio::null())
     .spawn()
     .unwrap();
+    let mut c = Running::new(&tag, c);
     drop(c.stderr.take());
     let status = wait_bounded(&mut c, BOUND);
     assert_eq!(status.code(), Some(124));

@@ -24,7 +24,7 @@ fn a_terminating_signal_to_childfd_orphans_no_part_of_the_tree() {
     ] {
         let tag = new_tag("cli-sig");
         let json = report_path("cli-sig");
-        let mut c = command(
+        let c = command(
             &tag,
             &[
                 "run",
@@ -37,6 +37,7 @@ fn a_terminating_signal_to_childfd_orphans_no_part_of_the_tree() {
         )
         .spawn()
         .unwrap();
+        let mut c = Running::new(&tag, c);
         let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
         let err = read_all(c.stderr.take().unwrap());
         wait_tagged(&tag, 4); // childfd, sh, two sleeps
@@ -68,7 +69,7 @@ fn a_terminating_signal_to_childfd_orphans_no_part_of_the_tree() {
 fn a_second_terminating_signal_kills_at_once_instead_of_waiting_the_grace() {
     let tag = new_tag("cli-sig2");
     let json = report_path("cli-sig2");
-    let mut c = command(
+    let c = command(
         &tag,
         &[
             "run",
@@ -84,6 +85,7 @@ fn a_second_terminating_signal_kills_at_once_instead_of_waiting_the_grace() {
     )
     .spawn()
     .unwrap();
+    let mut c = Running::new(&tag, c);
     let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
     assert!(kill(c.id() as i32, libc::SIGTERM));
     // The program ignores TERM: childfd waits out the grace...
@@ -103,7 +105,7 @@ fn a_second_terminating_signal_kills_at_once_instead_of_waiting_the_grace() {
 #[test]
 fn usr1_to_childfd_reaches_the_program() {
     let tag = new_tag("cli-usr1");
-    let mut c = command(
+    let c = command(
         &tag,
         &[
             "run",
@@ -114,6 +116,7 @@ fn usr1_to_childfd_reaches_the_program() {
     )
     .spawn()
     .unwrap();
+    let mut c = Running::new(&tag, c);
     let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
     assert!(kill(c.id() as i32, libc::SIGUSR1));
     let (_, out) = read_until(out, "got-usr1");
@@ -132,12 +135,13 @@ fn a_term_at_any_moment_of_the_start_leaves_nothing_behind() {
     // then ends its tree. Either way nothing may be left.
     for i in 0..20 {
         let tag = new_tag("cli-early");
-        let mut c = command(
+        let c = command(
             &tag,
             &["run", "sh", "-c", "sleep 300 & setsid sleep 300 & wait"],
         )
         .spawn()
         .unwrap();
+        let mut c = Running::new(&tag, c);
         if i % 2 == 1 {
             std::thread::sleep(Duration::from_micros(200 * i));
         }
@@ -156,7 +160,7 @@ fn a_term_at_any_moment_of_the_start_leaves_nothing_behind() {
 fn a_flood_of_job_control_and_passed_on_signals_leaves_childfd_in_control() {
     let tag = new_tag("cli-flood");
     let json = report_path("cli-flood");
-    let mut c = command(
+    let c = command(
         &tag,
         &[
             "run",
@@ -169,6 +173,7 @@ fn a_flood_of_job_control_and_passed_on_signals_leaves_childfd_in_control() {
     )
     .spawn()
     .unwrap();
+    let mut c = Running::new(&tag, c);
     let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
     for _ in 0..100 {
         for sig in [
@@ -199,7 +204,7 @@ fn a_flood_of_job_control_and_passed_on_signals_leaves_childfd_in_control() {
 #[test]
 fn winch_to_childfd_reaches_the_program() {
     let tag = new_tag("cli-winch");
-    let mut c = command(
+    let c = command(
         &tag,
         &[
             "run",
@@ -210,6 +215,7 @@ fn winch_to_childfd_reaches_the_program() {
     )
     .spawn()
     .unwrap();
+    let mut c = Running::new(&tag, c);
     let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
     assert!(kill(c.id() as i32, libc::SIGWINCH));
     let (_, out) = read_until(out, "got-winch");
@@ -226,7 +232,7 @@ fn a_signal_while_the_output_is_still_being_flushed_ends_the_run() {
     // not take. A TERM then ends childfd at once (143), not after the reader.
     let tag = new_tag("cli-sigflush");
     let json = report_path("cli-sigflush");
-    let mut c = command(
+    let c = command(
         &tag,
         &[
             "run",
@@ -239,6 +245,7 @@ fn a_signal_while_the_output_is_still_being_flushed_ends_the_run() {
     )
     .spawn()
     .unwrap();
+    let mut c = Running::new(&tag, c);
     let unread = c.stdout.take().unwrap();
     let (_, err) = read_until(c.stderr.take().unwrap(), "done");
     // The program is done once nothing tagged but childfd is left.
@@ -261,7 +268,7 @@ fn a_signal_while_the_output_is_still_being_flushed_ends_the_run() {
 #[test]
 fn tstp_to_childfd_stops_the_tree_and_cont_continues_it() {
     let tag = new_tag("cli-tstp");
-    let mut c = command(
+    let c = command(
         &tag,
         &[
             "run",
@@ -272,6 +279,7 @@ fn tstp_to_childfd_stops_the_tree_and_cont_continues_it() {
     )
     .spawn()
     .unwrap();
+    let mut c = Running::new(&tag, c);
     let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
     let sh = wait_tagged(&tag, 2)
         .into_iter()
@@ -299,9 +307,10 @@ fn tstp_to_childfd_stops_the_tree_and_cont_continues_it() {
 #[test]
 fn a_sigkilled_childfd_takes_its_program_with_it() {
     let tag = new_tag("cli-pdeath");
-    let mut c = command(&tag, &["run", "sh", "-c", "echo ready; exec sleep 300"])
+    let c = command(&tag, &["run", "sh", "-c", "echo ready; exec sleep 300"])
         .spawn()
         .unwrap();
+    let mut c = Running::new(&tag, c);
     let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
     let program = wait_tagged(&tag, 2)
         .into_iter()

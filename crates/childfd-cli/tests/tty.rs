@@ -20,6 +20,20 @@ struct Session {
     master: OwnedFd,
     childfd: Child,
     seen: String,
+    tag: String,
+}
+
+impl Drop for Session {
+    /// A failed test leaves nothing behind: childfd and its tree are killed.
+    fn drop(&mut self) {
+        // Only when the test failed (or left childfd running): the tests
+        // check an ended childfd's leftovers themselves.
+        if std::thread::panicking() || matches!(self.childfd.try_wait(), Ok(None)) {
+            let _ = self.childfd.kill();
+            let _ = self.childfd.wait();
+            childfd_testbin::kill_tagged(&self.tag);
+        }
+    }
 }
 
 impl Session {
@@ -61,6 +75,7 @@ impl Session {
             master,
             childfd,
             seen: String::new(),
+            tag: tag.to_string(),
         }
     }
 

@@ -21,6 +21,49 @@ pub fn command(tag: &str, args: &[&str]) -> Command {
     c
 }
 
+/// A started `childfd` that is killed, with every process of its test tag,
+/// if the test fails before it ended: a failed test leaves nothing behind
+/// (a leftover would keep every fd it inherited, a lock file's included).
+pub struct Running {
+    child: Child,
+    tag: String,
+}
+
+impl Running {
+    /// Guards `child`, started with `tag` in its environment.
+    pub fn new(tag: &str, child: Child) -> Running {
+        Running {
+            child,
+            tag: tag.to_string(),
+        }
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Only when the test failed (or left childfd running): the tests
+        // check an ended childfd's leftovers themselves.
+        if std::thread::panicking() || matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            childfd_testbin::kill_tagged(&self.tag);
+        }
+    }
+}
+
 /// Waits for `c` at most `limit`; kills it (and fails) past that.
 #[track_caller]
 pub fn wait_bounded(c: &mut Child, limit: Duration) -> ExitStatus {
@@ -91,7 +134,7 @@ pub struct Ran {
 #[track_caller]
 pub fn childfd(tag: &str, args: &[&str]) -> Ran {
     let start = Instant::now();
-    let mut c = command(tag, args).spawn().unwrap();
+    let mut c = Running::new(tag, command(tag, args).spawn().unwrap());
     let out = read_all(c.stdout.take().unwrap());
     let err = read_all(c.stderr.take().unwrap());
     let status = wait_bounded(&mut c, BOUND);
