@@ -70,6 +70,14 @@ pub fn reserved_fds() -> Vec<std::os::fd::RawFd> {
     Vec::new()
 }
 
+/// Holds the orphan reaper's spawn gate exclusively, as an orphan pass
+/// ([`reaper::reap_orphans`]) does, until the guard is dropped: for tests
+/// that `fork()` in the middle of a pass. Not for production use.
+#[doc(hidden)]
+pub fn hold_orphan_pass() -> impl Drop {
+    reaper::orphan_pass_gate()
+}
+
 /// Switches that force the fallbacks for older kernels, so that tests can
 /// check them on a new one. Process-wide and irreversible; not for
 /// production use.

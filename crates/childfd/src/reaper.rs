@@ -35,11 +35,12 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::ExitStatus;
+use crate::sys::fork::PerProcess;
 use crate::sys::{pidfd, sigchld};
 
 /// Pids of children owned by live `Child` handles (or by the background
@@ -52,45 +53,62 @@ use crate::sys::{pidfd, sigchld};
 /// registration then leaves the new child's in place, so the orphan pass
 /// never mistakes it for an orphan. Each `Child` releases its own exactly
 /// once.
-static OWNED: Mutex<Option<HashMap<u32, u32>>> = Mutex::new(None);
+///
+/// One per process ([`PerProcess`]): a `fork()`ed copy starts with an
+/// empty registry (its parent's children are not its own), and never
+/// waits on a lock that a thread of the parent held when it forked.
+static OWNED: PerProcess<Mutex<HashMap<u32, u32>>> = PerProcess::new();
 /// Held (shared) by spawns from the clone until the pid is registered, and
 /// (exclusive) by an orphan pass, so a new child is never mistaken for an
-/// orphan.
-static GATE: RwLock<()> = RwLock::new(());
+/// orphan. One per process, like [`OWNED`]: a `fork()` made while another
+/// thread ran an orphan pass copies the lock held by a thread that does not
+/// exist in the copy, and every spawn there would wait on it for ever.
+static GATE: PerProcess<RwLock<()>> = PerProcess::new();
+
+fn owned() -> &'static Mutex<HashMap<u32, u32>> {
+    OWNED.get(|| Mutex::new(HashMap::new()), |_| {})
+}
+
+fn gate() -> &'static RwLock<()> {
+    GATE.get(|| RwLock::new(()), |_| {})
+}
 
 pub(crate) fn spawn_gate() -> RwLockReadGuard<'static, ()> {
-    GATE.read().unwrap_or_else(|e| e.into_inner())
+    gate().read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Holds the gate as an orphan pass does, for tests that fork in the
+/// middle of one.
+pub(crate) fn orphan_pass_gate() -> RwLockWriteGuard<'static, ()> {
+    gate().write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Registers one owner of `pid` (a child just spawned).
 pub(crate) fn register(pid: u32) {
-    *OWNED
+    *owned()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new)
         .entry(pid)
         .or_insert(0) += 1;
 }
 
 /// Releases one registration of `pid` (its child was reaped).
 pub(crate) fn unregister(pid: u32) {
-    if let Some(map) = OWNED.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-        if let Some(n) = map.get_mut(&pid) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&pid);
-            }
+    let mut map = owned().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = map.get_mut(&pid) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&pid);
         }
     }
 }
 
 /// Whether `pid` has a registered owner.
 fn is_owned(pid: u32) -> bool {
-    OWNED
+    owned()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .is_some_and(|m| m.contains_key(&pid))
+        .contains_key(&pid)
 }
 
 /// Makes this process the reaper of its orphaned descendants
@@ -147,7 +165,7 @@ fn children() -> Vec<u32> {
 ///
 /// From waitid(2) (other than "not a zombie yet").
 pub fn reap_orphans() -> io::Result<Vec<(u32, ExitStatus)>> {
-    let _gate = GATE.write().unwrap_or_else(|e| e.into_inner());
+    let _gate = orphan_pass_gate();
     let mut reaped = Vec::new();
     for pid in children() {
         if is_owned(pid) {

@@ -1,0 +1,80 @@
+//! A `fork()` made while another thread runs an orphan pass
+//! ([`childfd::reaper::reap_orphans`], what a container init's
+//! [`Reaper`](childfd::reaper::Reaper) thread does all the time) must not
+//! leave the copy unable to spawn.
+//!
+//! The pass holds a process-wide lock that spawns take too. `fork()` copies
+//! the lock in its held state, and the thread that would release it does
+//! not exist in the copy: before the lock became per-process, every spawn
+//! in the copy waited on it for ever (found by `cargo xtask chaos --only
+//! fork`). The copy here arms `alarm(2)`, so a hang ends it with SIGALRM
+//! and fails the test instead of hanging it.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use childfd::Command;
+use childfd_testbin::EXIT0;
+
+fn main() {
+    fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn();
+    println!("ok: fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn");
+}
+
+fn fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn() {
+    let fds = childfd_testbin::open_fds();
+    // Every lock of the spawn path made and used once.
+    assert!(Command::new(EXIT0).status().unwrap().success());
+
+    let (held_tx, held_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let pass = childfd::hold_orphan_pass();
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        drop(pass);
+    });
+    held_rx.recv().unwrap();
+
+    // SAFETY: the copy runs ordinary Rust code, as a library forking a
+    // threaded program would; glibc's fork keeps malloc usable in it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: alarm(2) has no memory effects; SIGALRM's default
+        // action ends the copy if a spawn below hangs.
+        unsafe { libc::alarm(20) };
+        let code = match Command::new(EXIT0).status() {
+            Ok(s) if s.success() => 0,
+            Ok(s) => {
+                println!("copy: spawn ran but the child exited with {s}");
+                1
+            }
+            Err(e) => {
+                println!("copy: spawn failed: {e}");
+                2
+            }
+        };
+        // SAFETY: ends the copy without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    // The copy is bounded by its alarm, so this wait is too.
+    let status = childfd_testbin::waitpid(pid);
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(
+        !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM),
+        "the forked copy's spawn hung on the orphan pass lock held when it forked"
+    );
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked copy could not spawn (status {status:#x}), see its output"
+    );
+
+    // The parent still spawns (the pass is over), and nothing is left.
+    assert!(Command::new(EXIT0).status().unwrap().success());
+    assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
+        childfd_testbin::children().is_empty()
+    }));
+    assert_eq!(childfd_testbin::leaked_fds_since(&fds), Vec::<i32>::new());
+}
