@@ -129,3 +129,31 @@ fn fd_log(sh: &Shared, log: &Path, secrets: &Path) {
     }
     let _ = std::fs::remove_file(log);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn fd_reports_with_a_foreign_fd_or_a_secret_are_violations() {
+        let dir = std::env::temp_dir().join(format!("chaos-checks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("fds.log");
+        let secrets = dir.join("secrets");
+        let lines = [
+            "pid=10\t0=/dev/null\t1=pipe:[5]\t2=pipe:[6]".to_string(),
+            "pid=11\t0=/dev/null\t1=pipe:[5]\t2=pipe:[6]\t3=/etc/passwd".to_string(),
+            format!("pid=12\t0=/dev/null\t1={}/secret-1\t2=pipe:[6]", secrets.display()),
+        ];
+        std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+        let sh = Shared::new(Config::parse(&[]).unwrap());
+        fd_log(&sh, &log, &secrets);
+        let v = crate::shared::lock(&sh.violations);
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v[0].what.contains("tree process 11") && v[0].what.contains("/etc/passwd"));
+        assert!(v[1].what.contains("tree process 12"));
+        assert_eq!(sh.n.fd_reports.load(std::sync::atomic::Ordering::Relaxed), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
