@@ -144,7 +144,10 @@ mod tests {
         let lines = [
             "pid=10\t0=/dev/null\t1=pipe:[5]\t2=pipe:[6]".to_string(),
             "pid=11\t0=/dev/null\t1=pipe:[5]\t2=pipe:[6]\t3=/etc/passwd".to_string(),
-            format!("pid=12\t0=/dev/null\t1={}/secret-1\t2=pipe:[6]", secrets.display()),
+            format!(
+                "pid=12\t0=/dev/null\t1={}/secret-1\t2=pipe:[6]",
+                secrets.display()
+            ),
         ];
         std::fs::write(&log, lines.join("\n") + "\n").unwrap();
         let sh = Shared::new(Config::parse(&[]).unwrap());
@@ -153,7 +156,10 @@ mod tests {
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v[0].what.contains("tree process 11") && v[0].what.contains("/etc/passwd"));
         assert!(v[1].what.contains("tree process 12"));
-        assert_eq!(sh.n.fd_reports.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(
+            sh.n.fd_reports.load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
