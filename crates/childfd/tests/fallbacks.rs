@@ -192,6 +192,13 @@ fn scenario(name: &str) {
                 libc::CLONE_PIDFD as u32,
                 libc::EPERM,
             );
+            // The first spawn under the filter, of a missing program: the
+            // exec error, not the refusal.
+            let e = Command::new("/no/such/program").spawn().unwrap_err();
+            assert_eq!(
+                (e.kind(), e.stage()),
+                (ErrorKind::NotFound, SpawnStage::Exec)
+            );
             basic_checks(legacy);
             // A dropped running child is still reaped through its pidfd.
             drop(Command::new(childfd_testbin::SLEEP200).spawn().unwrap());

@@ -52,7 +52,7 @@ pub(super) fn clone_with_fallbacks(
     if einval(&result) && plan.unshare_fds_below > 0 {
         plan.unshare_fds_below = 0;
         result = run(plan, &opts);
-        if result.is_ok() {
+        if cloned(&result) {
             clone::disable_files();
         }
     }
@@ -62,7 +62,7 @@ pub(super) fn clone_with_fallbacks(
         join_by_procs(cmd, plan, &mut procs, contained)?;
         opts.cgroup = None;
         result = run(plan, &opts);
-        if result.is_ok() {
+        if cloned(&result) {
             clone::disable_into_cgroup();
         }
     }
@@ -81,7 +81,7 @@ pub(super) fn clone_with_fallbacks(
     if let Err(f) = &result {
         if f.stage.is_none() && clone::try_pidfd_open_after(&f.error) {
             result = run(plan, &opts);
-            clone::keep_pidfd_open(result.is_ok());
+            clone::keep_pidfd_open(cloned(&result));
         }
     }
     drop(procs);
@@ -90,6 +90,12 @@ pub(super) fn clone_with_fallbacks(
     }
     drop(gate);
     result.map_err(|f| failure(cmd, f))
+}
+
+/// Whether the clone itself worked (the child may still have failed
+/// before `execve`, a missing program say): what decides a fallback.
+fn cloned(r: &Result<Spawned, Failure>) -> bool {
+    !matches!(r, Err(f) if f.stage.is_none())
 }
 
 fn einval(r: &Result<Spawned, Failure>) -> bool {
