@@ -1,0 +1,266 @@
+//! The async child: a [`childfd::Child`] whose pidfd is registered with
+//! tokio's reactor.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use childfd::{EndedBy, ExitStatus, Signal, SignalError, Termination, TreeError, WaitError};
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe;
+
+/// The write end of the child's stdin pipe, as a tokio `AsyncWrite`.
+/// Dropping it gives the child EOF. A write after the child closed its end
+/// fails with `EPIPE` (and raises SIGPIPE unless it is ignored, as it is
+/// in Rust programs; [`output`](crate::output) never raises it).
+pub type ChildStdin = pipe::Sender;
+/// The read end of the child's stdout pipe, as a tokio `AsyncRead`.
+pub type ChildStdout = pipe::Receiver;
+/// The read end of the child's stderr pipe, as a tokio `AsyncRead`.
+pub type ChildStderr = pipe::Receiver;
+
+/// How long to wait for a SIGKILLed tree to disappear before giving up
+/// (as the core crate's `terminate`).
+const KILL_PATIENCE: Duration = Duration::from_secs(10);
+/// Back-off bounds while a readable pidfd cannot be reaped yet (a zombie a
+/// debugger still holds) and while re-checking a tree (a process group has
+/// no exit notification).
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
+const TREE_PAUSE: Duration = Duration::from_millis(20);
+const REAP_PAUSE: Duration = Duration::from_millis(100);
+
+/// A child process on tokio: its pidfd is registered with the runtime's
+/// reactor, so waiting costs no thread and no signal handler.
+///
+/// Everything but taking the pipes takes `&self`: one task can await
+/// [`wait`](Child::wait) while another calls [`kill`](Child::kill). Every
+/// future is cancel-safe: dropping it loses nothing, and awaiting again
+/// continues (the status is cached once reaped).
+///
+/// Dropping a `Child` never blocks and never leaves a zombie: the pidfd is
+/// deregistered and handed to the core crate's background reaper. With
+/// [`kill_on_drop`](childfd::Command::kill_on_drop) the tree is killed
+/// first.
+#[derive(Debug)]
+pub struct Child {
+    /// Owns the core child (and so its pidfd); deregisters before dropping it.
+    inner: AsyncFd<childfd::Child>,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+}
+
+impl Child {
+    /// Registers a child spawned with [`childfd::Command::spawn`] with the
+    /// current runtime, converting its piped stdio to tokio pipes.
+    ///
+    /// # Errors
+    ///
+    /// If registration fails; the child is then dropped (handed to the
+    /// background reaper, killed with `kill_on_drop`).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O enabled (as tokio's `AsyncFd`).
+    pub fn from_child(mut child: childfd::Child) -> io::Result<Child> {
+        let stdin = child.take_stdin().map(OwnedFd::from);
+        let stdout = child.take_stdout().map(OwnedFd::from);
+        let stderr = child.take_stderr().map(OwnedFd::from);
+        // The checked conversions also set O_NONBLOCK.
+        Ok(Child {
+            stdin: stdin.map(pipe::Sender::from_owned_fd).transpose()?,
+            stdout: stdout.map(pipe::Receiver::from_owned_fd).transpose()?,
+            stderr: stderr.map(pipe::Receiver::from_owned_fd).transpose()?,
+            inner: crate::sys::register_pidfd(child)?,
+        })
+    }
+
+    /// The core child, for everything this type does not wrap (its
+    /// containment's cgroup path, blocking waits).
+    pub fn inner(&self) -> &childfd::Child {
+        self.inner.get_ref()
+    }
+
+    /// The child's pid, for display and logs only (see
+    /// [`childfd::Child::id`]).
+    pub fn id(&self) -> u32 {
+        self.inner().id()
+    }
+
+    /// Takes the parent's end of the stdin pipe (with `Stdio::piped()`).
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    /// Takes the parent's end of the stdout pipe (with `Stdio::piped()`).
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.stdout.take()
+    }
+
+    /// Takes the parent's end of the stderr pipe (with `Stdio::piped()`).
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.stderr.take()
+    }
+
+    /// Waits for the child to exit and returns its status.
+    ///
+    /// Sleeps until the pidfd is readable (the kernel's exit notification,
+    /// [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)),
+    /// then reaps with `waitid(P_PIDFD, WEXITED | __WALL)`; a status another
+    /// reaper took first is recovered from `PIDFD_INFO_EXIT`. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`childfd::Child::wait`].
+    pub async fn wait(&self) -> Result<ExitStatus, WaitError> {
+        let mut pause = FIRST_PAUSE;
+        loop {
+            if let Some(status) = self.inner().try_wait()? {
+                return Ok(status);
+            }
+            // A pidfd turns readable at exit and stays so: readiness is
+            // never cleared, so a second pass does not wait for an edge.
+            let _ready = self.inner.readable().await.map_err(|e| self.os(e))?;
+            if let Some(status) = self.inner().try_wait()? {
+                return Ok(status);
+            }
+            // Exited but not reapable yet (a debugger holds the zombie, or
+            // another thread is reaping right now): back off.
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(REAP_PAUSE);
+        }
+    }
+
+    /// The status if the child has exited, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`childfd::Child::try_wait`].
+    pub fn try_wait(&self) -> Result<Option<ExitStatus>, WaitError> {
+        self.inner().try_wait()
+    }
+
+    /// Sends `sig` to the child through its pidfd (`pidfd_send_signal(2)`);
+    /// nothing once it has been reaped.
+    ///
+    /// # Errors
+    ///
+    /// As [`childfd::Child::signal`].
+    pub fn signal(&self, sig: Signal) -> Result<(), SignalError> {
+        self.inner().signal(sig)
+    }
+
+    /// Sends SIGKILL to the child (not its descendants).
+    ///
+    /// # Errors
+    ///
+    /// As [`signal`](Child::signal).
+    pub fn kill(&self) -> Result<(), SignalError> {
+        self.inner().kill()
+    }
+
+    /// Sends `sig` to the child's whole tree, as its containment allows
+    /// (see [`childfd::Child::signal_tree`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`childfd::Child::signal_tree`].
+    pub fn signal_tree(&self, sig: Signal) -> Result<(), TreeError> {
+        self.inner().signal_tree(sig)
+    }
+
+    /// SIGKILL to the whole tree (`cgroup.kill` in cgroup mode).
+    ///
+    /// # Errors
+    ///
+    /// As [`signal_tree`](Child::signal_tree).
+    pub fn kill_tree(&self) -> Result<(), TreeError> {
+        self.inner().kill_tree()
+    }
+
+    /// Waits until the child has exited and every member of its tree has
+    /// ended; returns the child's status. Reaps the child. The tree is
+    /// re-checked with a growing interval (1 to 20 ms) on the runtime's
+    /// timer: a process group has no exit notification. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`childfd::Child::wait_tree_deadline`].
+    pub async fn wait_tree(&self) -> Result<ExitStatus, TreeError> {
+        let status = self.wait().await?;
+        let mut pause = FIRST_PAUSE;
+        // With the leader reaped, a check against "now" never blocks.
+        while !self.inner().wait_tree_deadline(Instant::now())? {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(TREE_PAUSE);
+        }
+        Ok(status)
+    }
+
+    /// Ends the tree gracefully: SIGTERM and SIGCONT to the tree (stopped
+    /// members must see the TERM), up to `grace` on the runtime's timer for
+    /// the child and every member to end, then SIGKILL to the tree. Reaps
+    /// the child. As [`childfd::Child::terminate`], without blocking a
+    /// thread. Dropping the future leaves the signals sent; awaiting again
+    /// sends SIGTERM again and restarts the grace.
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::Survivors`] if members outlive SIGKILL for 10 s; others
+    /// as [`signal_tree`](Child::signal_tree).
+    pub async fn terminate(&self, grace: Duration) -> Result<Termination, TreeError> {
+        self.signal_tree(Signal::TERM)?;
+        self.signal_tree(Signal::CONT)?;
+        let ended_by = match tokio::time::timeout(grace, self.wait_tree()).await {
+            Ok(gone) => {
+                gone?;
+                EndedBy::Term
+            }
+            Err(_elapsed) => {
+                self.kill_tree()?;
+                match tokio::time::timeout(KILL_PATIENCE, self.wait_tree()).await {
+                    Ok(gone) => {
+                        gone?;
+                        EndedBy::Kill
+                    }
+                    Err(_elapsed) => {
+                        return Err(TreeError::Survivors {
+                            pid: self.id(),
+                            waited: KILL_PATIENCE,
+                        });
+                    }
+                }
+            }
+        };
+        let status = self.wait().await?;
+        Ok(Termination { status, ended_by })
+    }
+
+    /// Waits for the pidfd to be readable without reaping (for the output
+    /// loop, which reaps through the shared state machine).
+    pub(crate) async fn exited(&self) -> io::Result<()> {
+        self.inner.readable().await.map(drop)
+    }
+
+    fn os(&self, source: io::Error) -> WaitError {
+        WaitError::Os {
+            pid: self.id(),
+            source,
+        }
+    }
+}
+
+impl AsFd for Child {
+    /// The child's pidfd.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner().as_fd()
+    }
+}
+
+impl AsRawFd for Child {
+    /// The child's pidfd (readable once the child has exited). Valid while
+    /// the `Child` lives; do not close it.
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner().as_raw_fd()
+    }
+}

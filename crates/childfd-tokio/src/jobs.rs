@@ -1,0 +1,324 @@
+//! [`JobSet`]: many children as tokio tasks, with a cap on how many run,
+//! reported as the Supervisor's events.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use childfd::{Command, Stdio};
+use childfd_io::{Captured, Event, JobId, Outcome, OutputError, Report, Summary};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+
+use crate::lines::{LineSink, Msg, Room};
+use crate::options::Options;
+use crate::output::capture;
+use crate::{SpawnError, spawn};
+
+/// How a job task ended.
+enum Finished {
+    Report(Report),
+    SpawnFailed(JobId, childfd::SpawnError),
+    Failed(JobId, OutputError),
+}
+
+/// Many commands on the current runtime, at most `max_in_flight` at once,
+/// each captured by [`output`](crate::output)'s state machine; reported as
+/// the same [`Event`]s as the [`childfd_io::Supervisor`] (so a test runner
+/// can move between the two) through [`next`](JobSet::next) or the
+/// [`Stream`](futures_core::Stream) impl.
+///
+/// Each job is a tokio task: on a multi-thread runtime jobs spawn and read
+/// on every worker, and the whole set costs no thread of its own. Jobs
+/// start as events are taken: a set nobody polls starts nothing new (the
+/// running ones keep running, their deadlines firing). Dropping the set
+/// aborts its tasks; each kills its job's tree when the runtime drops it
+/// (at its next turn, on the thread that runs it).
+///
+/// Per job, the events are `Started`, then its `Line`s (with
+/// [`Options::line_events`]), then one of `Exited`, `TimedOut`,
+/// `PipesHeldOpen`, `Cancelled`, `SpawnFailed`, `Failed`.
+///
+/// ```
+/// use childfd_tokio::{Event, JobSet, Options};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let mut jobs = JobSet::new(8);
+/// for n in 0..3 {
+///     let mut cmd = childfd::Command::new("sh");
+///     cmd.args(["-c", &format!("echo {n}")]);
+///     jobs.push(cmd, Options::new().deadline(Duration::from_secs(10)));
+/// }
+/// while let Some(ev) = jobs.next().await {
+///     if let Event::Exited(report) = ev {
+///         assert_eq!(report.stdout.text(), format!("{}\n", report.id));
+///     }
+/// }
+/// assert_eq!(jobs.summary().succeeded, 3);
+/// # });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct JobSet {
+    max_in_flight: usize,
+    next_id: JobId,
+    queue: VecDeque<(JobId, Command, Options)>,
+    tasks: JoinSet<Finished>,
+    cancels: HashMap<JobId, Arc<Notify>>,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    room: Arc<Room>,
+    ready: VecDeque<Event>,
+    summary: Summary,
+}
+
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Finished")
+    }
+}
+
+impl JobSet {
+    /// A set running at most `max_in_flight` (at least 1) children at once.
+    pub fn new(max_in_flight: usize) -> JobSet {
+        let (tx, rx) = mpsc::unbounded_channel();
+        JobSet {
+            max_in_flight: max_in_flight.max(1),
+            next_id: 0,
+            queue: VecDeque::new(),
+            tasks: JoinSet::new(),
+            cancels: HashMap::new(),
+            tx,
+            rx,
+            room: Arc::new(Room::default()),
+            ready: VecDeque::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    /// Queues `cmd`; its stdout and stderr are piped (stdin too if `opts`
+    /// gives input, else `/dev/null`). Its deadline counts from its start.
+    pub fn push(&mut self, cmd: Command, opts: Options) -> JobId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.summary.queued += 1;
+        self.queue.push_back((id, cmd, opts));
+        id
+    }
+
+    /// Children running now.
+    pub fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Jobs not reported yet (queued or running).
+    pub fn len(&self) -> usize {
+        self.queue.len() + self.tasks.len()
+    }
+
+    /// Whether every job has been reported.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0 && self.ready.is_empty()
+    }
+
+    /// The counts so far (`supervisor_cpu` stays zero: there is no
+    /// supervising thread).
+    pub fn summary(&self) -> Summary {
+        self.summary.clone()
+    }
+
+    /// Cancels a job: a queued one is reported `Cancelled` without
+    /// starting; a running one has its tree killed and its pipes drained,
+    /// then is reported `Cancelled` (unless it ended first).
+    pub fn cancel(&mut self, id: JobId) {
+        if let Some(i) = self.queue.iter().position(|(q, ..)| *q == id) {
+            self.queue.remove(i);
+            self.report_unstarted(id);
+        } else if let Some(n) = self.cancels.get(&id) {
+            n.notify_one(); // kept as a permit if the task is not waiting yet
+        }
+    }
+
+    /// Cancels every job, queued or running.
+    pub fn cancel_all(&mut self) {
+        for (id, ..) in std::mem::take(&mut self.queue) {
+            self.report_unstarted(id);
+        }
+        for n in self.cancels.values() {
+            n.notify_one();
+        }
+    }
+
+    /// The next event; `None` once every job pushed has been reported.
+    /// Cancel-safe.
+    pub async fn next(&mut self) -> Option<Event> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        loop {
+            if let Some(ev) = self.ready.pop_front() {
+                return Poll::Ready(Some(ev));
+            }
+            self.start_queued();
+            if let Poll::Ready(Some(msg)) = self.rx.poll_recv(cx) {
+                self.take_msg(msg);
+                continue;
+            }
+            match self.tasks.poll_join_next(cx) {
+                Poll::Ready(Some(done)) => {
+                    // Its lines were sent before it finished: report them first.
+                    while let Ok(msg) = self.rx.try_recv() {
+                        self.take_msg(msg);
+                    }
+                    self.take_finished(done);
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn start_queued(&mut self) {
+        while self.tasks.len() < self.max_in_flight {
+            let Some((id, cmd, mut opts)) = self.queue.pop_front() else {
+                return;
+            };
+            if opts.line_events && opts.lines.is_none() {
+                opts.lines = Some(LineSink {
+                    id,
+                    tx: self.tx.clone(),
+                    room: self.room.clone(),
+                });
+            }
+            let cancel = Arc::new(Notify::new());
+            self.cancels.insert(id, cancel.clone());
+            let tx = self.tx.clone();
+            self.tasks.spawn(run_job(id, cmd, opts, cancel, tx));
+            self.summary.max_in_flight = self.summary.max_in_flight.max(self.tasks.len());
+        }
+    }
+
+    fn take_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Started(id, pid) => {
+                self.summary.started += 1;
+                self.ready.push_back(Event::Started { id, pid });
+            }
+            Msg::Line(id, stream, line) => {
+                self.room.took_one();
+                self.ready.push_back(Event::Line { id, stream, line });
+            }
+        }
+    }
+
+    fn take_finished(&mut self, done: Result<Finished, tokio::task::JoinError>) {
+        let ev = match done {
+            Ok(Finished::Report(r)) => {
+                self.cancels.remove(&r.id);
+                self.count(&r);
+                match r.outcome {
+                    Outcome::TimedOut => Event::TimedOut(r),
+                    Outcome::PipesHeldOpen => Event::PipesHeldOpen(r),
+                    Outcome::Cancelled => Event::Cancelled(r),
+                    _ => Event::Exited(r),
+                }
+            }
+            Ok(Finished::SpawnFailed(id, error)) => {
+                self.cancels.remove(&id);
+                self.summary.spawn_failed += 1;
+                Event::SpawnFailed { id, error }
+            }
+            Ok(Finished::Failed(id, error)) => {
+                self.cancels.remove(&id);
+                self.summary.errors += 1;
+                Event::Failed { id, error }
+            }
+            // A job task panicked (a bug): the id is not known here.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        self.ready.push_back(ev);
+    }
+
+    fn count(&mut self, r: &Report) {
+        let s = &mut self.summary;
+        match r.outcome {
+            Outcome::TimedOut => s.timed_out += 1,
+            Outcome::PipesHeldOpen => s.pipes_held += 1,
+            Outcome::Cancelled => s.cancelled += 1,
+            _ if r.status.is_some_and(|st| st.success()) => s.succeeded += 1,
+            _ => s.failed += 1,
+        }
+    }
+
+    fn report_unstarted(&mut self, id: JobId) {
+        self.summary.cancelled += 1;
+        self.ready.push_back(Event::Cancelled(Report {
+            id,
+            pid: None,
+            status: None,
+            outcome: Outcome::Cancelled,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            holders: Vec::new(),
+            ended_by: None,
+            elapsed: Duration::ZERO,
+        }));
+    }
+}
+
+impl futures_core::Stream for JobSet {
+    type Item = Event;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.get_mut().poll_event(cx)
+    }
+}
+
+/// One job's task: spawn on this worker, capture, report.
+async fn run_job(
+    id: JobId,
+    mut cmd: Command,
+    opts: Options,
+    cancel: Arc<Notify>,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> Finished {
+    let started = Instant::now();
+    let stdin = if opts.has_input() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    cmd.stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match spawn(&mut cmd) {
+        Ok(c) => c,
+        Err(SpawnError::Spawn(e)) => return Finished::SpawnFailed(id, e),
+        Err(SpawnError::Register { source }) => {
+            return Finished::Failed(id, OutputError::Io { source });
+        }
+    };
+    let pid = child.id();
+    let _ = tx.send(Msg::Started(id, pid));
+    match capture(&mut child, opts, Some(&cancel)).await {
+        Ok(out) => Finished::Report(Report {
+            id,
+            pid: Some(pid),
+            status: out.status,
+            outcome: out.outcome,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            holders: out.holders,
+            ended_by: out.ended_by,
+            elapsed: started.elapsed(),
+        }),
+        Err(error) => {
+            let _ = child.kill_tree(); // nothing of a failed job lives on
+            Finished::Failed(id, error)
+        }
+    }
+}

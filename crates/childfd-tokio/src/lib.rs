@@ -1,0 +1,177 @@
+//! [`childfd`] children on tokio: the same guarantees, without a thread
+//! per child.
+//!
+//! - [`spawn`] turns a [`childfd::Command`] into an async [`Child`] whose
+//!   pidfd is registered with tokio's reactor (`AsyncFd`): `wait().await`
+//!   sleeps in the runtime's `epoll_wait` until the kernel says the child
+//!   exited. No SIGCHLD handler, no waiter thread, no `waitpid(-1)`: it
+//!   coexists with `tokio::process` (and any other reaper) in one process,
+//!   and recovers a status another reaper stole (`PIDFD_INFO_EXIT`).
+//! - [`Child::terminate`] ends the whole tree gracefully on the runtime's
+//!   timer; [`Child::wait_tree`] waits until no member is left.
+//! - [`output`] captures stdout and stderr with exactly the semantics of
+//!   [`childfd_io::output`] (deadline → terminate the tree, wait-delay →
+//!   [`Outcome::PipesHeldOpen`] naming the holders, caps with head and tail,
+//!   lines as a [`Stream`](futures_core::Stream), stdin fed without SIGPIPE):
+//!   it runs childfd-io's state machine, only the I/O is tokio's.
+//! - [`JobSet`] runs many commands with a cap on how many are in flight and
+//!   reports them as the [`childfd_io::Supervisor`]'s [`Event`]s.
+//!
+//! Dropping a [`Child`] never blocks and never leaves a zombie (the core
+//! crate's background reaper takes it); with
+//! [`kill_on_drop`](childfd::Command::kill_on_drop) its tree is killed
+//! first. Dropping an [`output`] future before it finishes kills the
+//! child's tree: nothing of a cancelled job is left behind.
+//!
+//! ```
+//! use childfd_tokio::{CommandExt, Options, Outcome};
+//! use std::time::Duration;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! // The child exits at once, but its background sleep keeps stdout open.
+//! let out = childfd::Command::new("sh")
+//!     .args(["-c", "echo hi; sleep 30 &"])
+//!     .output_async(Options::new().wait_delay(Duration::from_millis(200)).kill_tree_on_held_pipes(true))
+//!     .await?;
+//! assert_eq!(out.stdout.text(), "hi\n");
+//! assert_eq!(out.outcome, Outcome::PipesHeldOpen);
+//! assert!(out.holders.iter().any(|h| h.name == "sleep"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The runtime must have I/O and time enabled (`enable_all`).
+#![deny(unsafe_code)] // but in `sys`: tokio's `AsyncFd` registration is `unsafe`
+#![deny(missing_docs)]
+
+mod child;
+mod jobs;
+mod lines;
+mod options;
+mod output;
+mod sys;
+
+pub use child::{Child, ChildStderr, ChildStdin, ChildStdout};
+pub use childfd_io::{
+    Captured, DEFAULT_GRACE, Event, Holder, JobId, Outcome, Output, OutputError, Report, Stream,
+    Summary,
+};
+pub use jobs::JobSet;
+pub use lines::{Line, Lines};
+pub use options::Options;
+pub use output::output;
+
+use std::future::Future;
+
+/// Spawning or registering an async child failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The core crate could not spawn the child; nothing is running.
+    #[error(transparent)]
+    Spawn(#[from] childfd::SpawnError),
+    /// The child was spawned but its pidfd or pipes could not be registered
+    /// with tokio's reactor (no runtime with I/O enabled on this thread?).
+    /// The child was handed to the background reaper (and killed with
+    /// `kill_on_drop`).
+    #[error("registering the child with tokio's reactor failed")]
+    Register {
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Spawns `cmd` and registers the child with the current tokio runtime.
+///
+/// Spawning itself is synchronous (`clone3` + `execve`, a few hundred
+/// microseconds, as `tokio::process` does).
+///
+/// # Errors
+///
+/// [`SpawnError::Spawn`] as [`childfd::Command::spawn`];
+/// [`SpawnError::Register`] outside a runtime with I/O enabled.
+pub fn spawn(cmd: &mut childfd::Command) -> Result<Child, SpawnError> {
+    // Checked before spawning, so that no child is created for nothing.
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(SpawnError::Register {
+            source: std::io::Error::other("not inside a tokio runtime"),
+        });
+    }
+    Child::from_child(cmd.spawn()?).map_err(|source| SpawnError::Register { source })
+}
+
+/// Async spawning and capture on [`childfd::Command`].
+pub trait CommandExt {
+    /// [`spawn`]: spawns and registers the child with the current runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`].
+    fn spawn_async(&mut self) -> Result<Child, SpawnError>;
+
+    /// Sets stdout and stderr to pipes (and stdin to a pipe if the options
+    /// give input, else `/dev/null`), spawns, and runs [`output`]. The
+    /// future owns the child: dropping it kills the child's tree and hands
+    /// the child to the background reaper.
+    fn output_async(
+        &mut self,
+        opts: Options,
+    ) -> impl Future<Output = Result<Output, OutputError>> + Send + 'static;
+}
+
+impl CommandExt for childfd::Command {
+    fn spawn_async(&mut self) -> Result<Child, SpawnError> {
+        spawn(self)
+    }
+
+    fn output_async(
+        &mut self,
+        opts: Options,
+    ) -> impl Future<Output = Result<Output, OutputError>> + Send + 'static {
+        // Spawn now (the command is borrowed), run later.
+        let spawned = opts.limits.validate().and_then(|()| {
+            let stdin = if opts.has_input() {
+                childfd::Stdio::piped()
+            } else {
+                childfd::Stdio::null()
+            };
+            let cmd = self
+                .stdin(stdin)
+                .stdout(childfd::Stdio::piped())
+                .stderr(childfd::Stdio::piped());
+            spawn(cmd).map_err(spawn_to_output_error)
+        });
+        // Armed from here: a future dropped even before its first poll
+        // kills the tree it spawned.
+        let guard = spawned.map(|c| KillTreeOnDrop(Some(c)));
+        async move {
+            let mut guard = guard?;
+            let child = guard.0.as_mut().expect("present until the end");
+            let result = output(child, opts).await;
+            // Finished: the child is dropped as it is (reaped, or handed
+            // to the background reaper), its tree not killed.
+            drop(guard.0.take());
+            result
+        }
+    }
+}
+
+/// Owns a child and kills its tree if dropped while still holding it.
+struct KillTreeOnDrop(Option<Child>);
+
+impl Drop for KillTreeOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            let _ = child.kill_tree();
+        }
+    }
+}
+
+fn spawn_to_output_error(e: SpawnError) -> OutputError {
+    match e {
+        SpawnError::Spawn(e) => OutputError::Spawn(e),
+        SpawnError::Register { source } => OutputError::Io { source },
+    }
+}

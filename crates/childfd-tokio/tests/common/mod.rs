@@ -1,0 +1,99 @@
+//! Running one test body on both runtimes, each time checking that it
+//! left nothing behind.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Once;
+use std::time::Duration;
+
+use childfd_testbin::Hygiene;
+
+/// Generous: only a hang exceeds it.
+pub const SLACK: Duration = Duration::from_secs(10);
+/// Bound of a whole test body on one runtime.
+const BODY_LIMIT: Duration = Duration::from_secs(90);
+
+/// The runtimes every behaviour is checked on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    CurrentThread,
+    MultiThread,
+}
+
+/// Worker threads of the multi-thread runtime.
+pub const WORKERS: usize = 2;
+
+pub fn runtime(flavor: Flavor) -> tokio::runtime::Runtime {
+    match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(WORKERS);
+            b
+        }
+    }
+    .enable_all()
+    .build()
+    .expect("runtime")
+}
+
+/// Process-wide state that tokio and childfd create once and keep (the
+/// signal driver's pipe of tokio::process, the background reaper's epoll),
+/// created before any test measures fds.
+pub fn warm_up() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let rt = runtime(Flavor::CurrentThread);
+        rt.block_on(async {
+            let st = tokio::process::Command::new("true").status().await;
+            assert!(st.expect("tokio::process works").success());
+        });
+        drop(childfd::Command::new("true").spawn().expect("spawn"));
+        assert!(childfd_testbin::eventually(
+            SLACK,
+            || childfd::pending_reaps() == 0
+        ));
+    });
+}
+
+/// Runs `body` on a current-thread and then on a multi-thread runtime (as
+/// a spawned task, so it moves between workers), each time with a fresh
+/// runtime, bounded in time, and checks afterwards: no child (zombie or
+/// running) left, no fd leaked, at most the background reaper's thread.
+#[track_caller]
+pub fn on_both<F, Fut>(body: F)
+where
+    F: Fn(Flavor) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    warm_up();
+    for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
+        let h = Hygiene::start();
+        let rt = runtime(flavor);
+        let fut = body(flavor);
+        // A body that blocks a runtime thread escapes the timeout below:
+        // a watchdog ends the process instead of letting it hang.
+        let (finished, watch) = std::sync::mpsc::channel::<()>();
+        let dog = std::thread::spawn(move || {
+            // Disconnected (the body panicked) is not a hang.
+            let timeout = std::sync::mpsc::RecvTimeoutError::Timeout;
+            if watch.recv_timeout(BODY_LIMIT + SLACK) == Err(timeout) {
+                eprintln!("{flavor:?}: the test body blocked its runtime; aborting");
+                std::process::abort();
+            }
+        });
+        let done = rt.block_on(async move {
+            let task = tokio::spawn(fut);
+            tokio::time::timeout(BODY_LIMIT, task).await
+        });
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(panic)) => std::panic::resume_unwind(panic.into_panic()),
+            Err(_) => panic!("{flavor:?}: the test body hung"),
+        }
+        rt.shutdown_timeout(SLACK);
+        let _ = finished.send(());
+        dog.join().expect("watchdog");
+        h.finish(1);
+    }
+}
