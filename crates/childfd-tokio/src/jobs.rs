@@ -17,13 +17,6 @@ use crate::options::Options;
 use crate::output::capture;
 use crate::{SpawnError, spawn};
 
-/// How a job task ended.
-enum Finished {
-    Report(Report),
-    SpawnFailed(JobId, childfd::SpawnError),
-    Failed(JobId, OutputError),
-}
-
 /// Many commands on the current runtime, at most `max_in_flight` at once,
 /// each captured by [`output`](crate::output)'s state machine; reported as
 /// the same [`Event`]s as the [`childfd_io::Supervisor`] (so a test runner
@@ -38,8 +31,9 @@ enum Finished {
 /// (at its next turn, on the thread that runs it).
 ///
 /// Per job, the events are `Started`, then its `Line`s (with
-/// [`Options::line_events`]), then one of `Exited`, `TimedOut`,
-/// `PipesHeldOpen`, `Cancelled`, `SpawnFailed`, `Failed`.
+/// [`Options::line_events`]), then one report: `Exited`, `TimedOut`,
+/// `PipesHeldOpen`, `Cancelled`, `SpawnFailed` or `Failed` (never
+/// `Leaked`, nor `Interrupted`). Jobs carry their [tag](Options::tag).
 ///
 /// ```
 /// use childfd_tokio::{Event, JobSet, Options};
@@ -66,19 +60,13 @@ pub struct JobSet {
     max_in_flight: usize,
     next_id: JobId,
     queue: VecDeque<(JobId, Command, Options)>,
-    tasks: JoinSet<Finished>,
+    tasks: JoinSet<Report>,
     cancels: HashMap<JobId, Arc<Notify>>,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     room: Arc<Room>,
     ready: VecDeque<Event>,
     summary: Summary,
-}
-
-impl std::fmt::Debug for Finished {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Finished")
-    }
 }
 
 impl JobSet {
@@ -135,8 +123,9 @@ impl JobSet {
     /// then is reported `Cancelled` (unless it ended first).
     pub fn cancel(&mut self, id: JobId) {
         if let Some(i) = self.queue.iter().position(|(q, ..)| *q == id) {
-            self.queue.remove(i);
-            self.report_unstarted(id);
+            if let Some((_, _, opts)) = self.queue.remove(i) {
+                self.report(empty_report(id, opts.tag, Outcome::Cancelled));
+            }
         } else if let Some(n) = self.cancels.get(&id) {
             n.notify_one(); // kept as a permit if the task is not waiting yet
         }
@@ -144,8 +133,8 @@ impl JobSet {
 
     /// Cancels every job, queued or running.
     pub fn cancel_all(&mut self) {
-        for (id, ..) in std::mem::take(&mut self.queue) {
-            self.report_unstarted(id);
+        for (id, _, opts) in std::mem::take(&mut self.queue) {
+            self.report(empty_report(id, opts.tag, Outcome::Cancelled));
         }
         for n in self.cancels.values() {
             n.notify_one();
@@ -190,6 +179,7 @@ impl JobSet {
             if opts.line_events && opts.lines.is_none() {
                 opts.lines = Some(LineSink {
                     id,
+                    tag: opts.tag.clone(),
                     tx: self.tx.clone(),
                     room: self.room.clone(),
                 });
@@ -204,69 +194,92 @@ impl JobSet {
 
     fn take_msg(&mut self, msg: Msg) {
         match msg {
-            Msg::Started(id, pid) => {
+            Msg::Started(id, pid, tag) => {
                 self.summary.started += 1;
-                self.ready.push_back(Event::Started { id, pid });
+                self.ready.push_back(Event::Started { id, pid, tag });
             }
-            Msg::Line(id, stream, line) => {
+            Msg::Line(id, stream, line, tag) => {
                 self.room.took_one();
-                self.ready.push_back(Event::Line { id, stream, line });
+                self.ready.push_back(Event::Line {
+                    id,
+                    stream,
+                    line,
+                    tag,
+                });
             }
         }
     }
 
-    fn take_finished(&mut self, done: Result<Finished, tokio::task::JoinError>) {
-        let ev = match done {
-            Ok(Finished::Report(r)) => {
-                self.cancels.remove(&r.id);
-                self.count(&r);
-                match r.outcome {
-                    Outcome::TimedOut => Event::TimedOut(r),
-                    Outcome::PipesHeldOpen => Event::PipesHeldOpen(r),
-                    Outcome::Cancelled => Event::Cancelled(r),
-                    _ => Event::Exited(r),
-                }
-            }
-            Ok(Finished::SpawnFailed(id, error)) => {
-                self.cancels.remove(&id);
-                self.summary.spawn_failed += 1;
-                Event::SpawnFailed { id, error }
-            }
-            Ok(Finished::Failed(id, error)) => {
-                self.cancels.remove(&id);
-                self.summary.errors += 1;
-                Event::Failed { id, error }
+    fn take_finished(&mut self, done: Result<Report, tokio::task::JoinError>) {
+        match done {
+            Ok(report) => {
+                self.cancels.remove(&report.id);
+                self.report(report);
             }
             // A job task panicked (a bug): the id is not known here.
             Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
-        self.ready.push_back(ev);
-    }
-
-    fn count(&mut self, r: &Report) {
-        let s = &mut self.summary;
-        match r.outcome {
-            Outcome::TimedOut => s.timed_out += 1,
-            Outcome::PipesHeldOpen => s.pipes_held += 1,
-            Outcome::Cancelled => s.cancelled += 1,
-            _ if r.status.is_some_and(|st| st.success()) => s.succeeded += 1,
-            _ => s.failed += 1,
         }
     }
 
-    fn report_unstarted(&mut self, id: JobId) {
-        self.summary.cancelled += 1;
-        self.ready.push_back(Event::Cancelled(Report {
-            id,
-            pid: None,
-            status: None,
-            outcome: Outcome::Cancelled,
-            stdout: Captured::default(),
-            stderr: Captured::default(),
-            holders: Vec::new(),
-            ended_by: None,
-            elapsed: Duration::ZERO,
-        }));
+    /// Counts a finished job's report and queues its event (as the
+    /// Supervisor does).
+    fn report(&mut self, r: Report) {
+        let s = &mut self.summary;
+        let ev = match r.outcome {
+            Outcome::TimedOut => {
+                s.timed_out += 1;
+                Event::TimedOut(r)
+            }
+            Outcome::PipesHeldOpen => {
+                s.pipes_held += 1;
+                Event::PipesHeldOpen(r)
+            }
+            Outcome::Cancelled => {
+                s.cancelled += 1;
+                Event::Cancelled(r)
+            }
+            Outcome::SpawnFailed => {
+                s.spawn_failed += 1;
+                Event::SpawnFailed(r)
+            }
+            Outcome::Failed => {
+                s.errors += 1;
+                Event::Failed(r)
+            }
+            Outcome::Leaked => {
+                s.leaked += 1;
+                Event::Leaked(r)
+            }
+            _ => {
+                if r.status.is_some_and(|st| st.success()) {
+                    s.succeeded += 1;
+                } else {
+                    s.failed += 1;
+                }
+                Event::Exited(r)
+            }
+        };
+        self.ready.push_back(ev);
+    }
+}
+
+/// The report of a job that did not run.
+fn empty_report(id: JobId, tag: Option<Arc<str>>, outcome: Outcome) -> Report {
+    Report {
+        id,
+        tag,
+        pid: None,
+        status: None,
+        outcome,
+        stdout: Captured::default(),
+        stderr: Captured::default(),
+        stdin_written: 0,
+        stdin_closed_early: false,
+        holders: Vec::new(),
+        left_behind: 0,
+        ended_by: None,
+        error: None,
+        elapsed: Duration::ZERO,
     }
 }
 
@@ -282,11 +295,17 @@ impl futures_core::Stream for JobSet {
 async fn run_job(
     id: JobId,
     mut cmd: Command,
-    opts: Options,
+    mut opts: Options,
     cancel: Arc<Notify>,
     tx: mpsc::UnboundedSender<Msg>,
-) -> Finished {
+) -> Report {
     let started = Instant::now();
+    let tag = opts.tag.take();
+    let failed = |outcome, error: OutputError| Report {
+        error: Some(Arc::new(error)),
+        elapsed: started.elapsed(),
+        ..empty_report(id, tag.clone(), outcome)
+    };
     let stdin = if opts.has_input() {
         Stdio::piped()
     } else {
@@ -297,28 +316,36 @@ async fn run_job(
         .stderr(Stdio::piped());
     let mut child = match spawn(&mut cmd) {
         Ok(c) => c,
-        Err(SpawnError::Spawn(e)) => return Finished::SpawnFailed(id, e),
+        Err(SpawnError::Spawn(e)) => return failed(Outcome::SpawnFailed, OutputError::Spawn(e)),
         Err(SpawnError::Register { source }) => {
-            return Finished::Failed(id, OutputError::Io { source });
+            return failed(Outcome::Failed, OutputError::Io { source });
         }
     };
     let pid = child.id();
-    let _ = tx.send(Msg::Started(id, pid));
+    let _ = tx.send(Msg::Started(id, pid, tag.clone()));
     match capture(&mut child, opts, Some(&cancel)).await {
-        Ok(out) => Finished::Report(Report {
+        Ok(out) => Report {
             id,
+            tag,
             pid: Some(pid),
             status: out.status,
             outcome: out.outcome,
             stdout: out.stdout,
             stderr: out.stderr,
+            stdin_written: out.stdin_written,
+            stdin_closed_early: out.stdin_closed_early,
             holders: out.holders,
+            left_behind: 0,
             ended_by: out.ended_by,
+            error: None,
             elapsed: started.elapsed(),
-        }),
+        },
         Err(error) => {
             let _ = child.kill_tree(); // nothing of a failed job lives on
-            Finished::Failed(id, error)
+            Report {
+                pid: Some(pid),
+                ..failed(Outcome::Failed, error)
+            }
         }
     }
 }

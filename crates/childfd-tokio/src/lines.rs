@@ -25,8 +25,8 @@ pub struct Line {
 /// What the capture tasks send.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    Line(JobId, Stream, Vec<u8>),
-    Started(JobId, u32),
+    Line(JobId, Stream, Vec<u8>, Option<Arc<str>>),
+    Started(JobId, u32, Option<Arc<str>>),
 }
 
 /// How many lines wait, and the producers waiting for room.
@@ -49,6 +49,7 @@ impl Room {
 #[derive(Debug, Clone)]
 pub(crate) struct LineSink {
     pub(crate) id: JobId,
+    pub(crate) tag: Option<Arc<str>>,
     pub(crate) tx: mpsc::UnboundedSender<Msg>,
     pub(crate) room: Arc<Room>,
 }
@@ -82,7 +83,7 @@ impl LineSink {
         self.room.queued.fetch_add(1, Ordering::AcqRel);
         if self
             .tx
-            .send(Msg::Line(self.id, stream, line.to_vec()))
+            .send(Msg::Line(self.id, stream, line.to_vec(), self.tag.clone()))
             .is_err()
         {
             self.room.took_one();
@@ -95,6 +96,7 @@ pub(crate) fn channel() -> (LineSink, Lines) {
     let room = Arc::new(Room::default());
     let sink = LineSink {
         id: 0,
+        tag: None,
         tx,
         room: room.clone(),
     };
@@ -119,7 +121,7 @@ impl Lines {
     fn poll_line(&mut self, cx: &mut Context<'_>) -> Poll<Option<Line>> {
         loop {
             return match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(Msg::Line(_, stream, line))) => {
+                Poll::Ready(Some(Msg::Line(_, stream, line, _))) => {
                     self.room.took_one();
                     Poll::Ready(Some(Line { stream, line }))
                 }

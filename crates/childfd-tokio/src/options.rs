@@ -1,6 +1,7 @@
 //! What [`output`](crate::output) should do: the same bounds as
 //! [`childfd_io::Options`], with input and lines that can cross threads.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use childfd_io::engine::Limits;
@@ -29,6 +30,7 @@ pub struct Options {
     pub(crate) input: Option<Vec<u8>>,
     pub(crate) lines: Option<LineSink>,
     pub(crate) line_events: bool,
+    pub(crate) tag: Option<Arc<str>>,
 }
 
 impl Options {
@@ -111,6 +113,13 @@ impl Options {
     /// [`Event::Line`](crate::Event::Line).
     pub fn line_events(mut self, yes: bool) -> Self {
         self.line_events = yes;
+        self
+    }
+
+    /// For a [`JobSet`](crate::JobSet) job: a name carried by its events
+    /// and report (a test's name, say).
+    pub fn tag(mut self, tag: impl Into<Arc<str>>) -> Self {
+        self.tag = Some(tag.into());
         self
     }
 

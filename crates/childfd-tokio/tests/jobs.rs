@@ -80,7 +80,9 @@ fn job_set_deadlines_held_pipes_lines_and_cancel() {
             match ev {
                 Event::Started { id, .. } if id == cancelled => jobs.cancel(id),
                 Event::Started { .. } => {}
-                Event::Line { id, stream, line } => {
+                Event::Line {
+                    id, stream, line, ..
+                } => {
                     assert_eq!(id, lines);
                     assert!(!outcomes.contains_key(&id), "a line after its job's report");
                     got_lines.push((stream, String::from_utf8(line).unwrap()));
