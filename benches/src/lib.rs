@@ -5,6 +5,8 @@
 use std::ffi::CString;
 use std::time::{Duration, Instant};
 
+pub mod async_jobs;
+
 mod ffi {
     use std::ffi::c_char;
     unsafe extern "C" {

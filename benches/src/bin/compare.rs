@@ -1,7 +1,8 @@
-//! `cargo xtask bench [--quick] [--serial]`: every way to spawn, every scenario, one
+//! `cargo xtask bench [--quick] [--serial] [--async]`: every way to spawn, every scenario, one
 //! process run; writes `target/bench/report.{json,md,svg}` (`--serial`: the serial
 //! scenarios, the environment snapshot's cost and piped spawns with 10,000 fds
-//! open, printed, no files).
+//! open, printed, no files; `--async`: childfd-tokio against tokio::process,
+//! printed, no files).
 //!
 //! Every figure is also given as a ratio to the raw
 //! `clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD)` + `waitid` baseline of the same
@@ -15,6 +16,13 @@ use std::time::{Duration, Instant};
 use childfd_benches::{Way, inflight, peak_rss_kib, reset_peak_rss, rss_kib, serial, throughput};
 use serde_json::{Value, json};
 
+/// One figure of the async scenario: jobs, way, run.
+type AsyncFig = (
+    usize,
+    childfd_benches::async_jobs::AsyncWay,
+    childfd_benches::async_jobs::AsyncRun,
+);
+
 struct Cfg {
     quick: bool,
     out: PathBuf,
@@ -25,6 +33,9 @@ struct Cfg {
     rss_gib: Vec<u64>,
     inflight: Vec<usize>,
     supervisor_jobs: usize,
+    /// Sizes of the async scenario, and its repetitions.
+    async_jobs: Vec<usize>,
+    async_reps: usize,
 }
 
 /// One measured figure: a cost in µs (per spawn or per child), or a
@@ -238,6 +249,8 @@ fn main() {
             rss_gib: vec![0, 1],
             inflight: vec![100, 1000],
             supervisor_jobs: 1000,
+            async_jobs: vec![1000],
+            async_reps: 1,
         }
     } else {
         Cfg {
@@ -250,9 +263,23 @@ fn main() {
             rss_gib: vec![0, 1, 4],
             inflight: vec![100, 1000, 10_000],
             supervisor_jobs: 10_000,
+            async_jobs: vec![1000, 10_000],
+            async_reps: 3,
         }
     };
     raise_fd_limit();
+    if args.iter().any(|a| a == "--async") {
+        // `--async`: only the async scenario, printed; no report files.
+        let asy = childfd_benches::async_jobs::scenario(&cfg.async_jobs, cfg.async_reps);
+        println!("{}", childfd_benches::async_jobs::markdown(&asy));
+        for (name, measured, pass) in childfd_benches::async_jobs::targets(&asy) {
+            println!(
+                "{name}: {measured} ({})",
+                if pass { "pass" } else { "short" }
+            );
+        }
+        return;
+    }
     let started = Instant::now();
     let host = host();
     eprintln!(
@@ -404,7 +431,19 @@ fn main() {
         );
     }
 
-    write_report(&cfg, &host, &figs, &sup, started.elapsed());
+    // 6. The async scenario: childfd-tokio against tokio::process.
+    let asy = childfd_benches::async_jobs::scenario(&cfg.async_jobs, cfg.async_reps);
+    for (n, way, r) in &asy {
+        eprintln!(
+            "  async {n:>6} {:<32} {:>10.0} jobs/s  {:>6.1} µs CPU/job  {:>3} threads",
+            way.label(),
+            r.run.jobs_per_s(),
+            r.run.process_us(),
+            r.peak_threads
+        );
+    }
+
+    write_report(&cfg, &host, &figs, &sup, &asy, started.elapsed());
 }
 
 /// Runs of each in-flight measurement; the median is reported.
@@ -594,10 +633,24 @@ fn targets(cfg: &Cfg, figs: &[Fig]) -> Vec<Target> {
     t
 }
 
-fn write_report(cfg: &Cfg, host: &Value, figs: &[Fig], sup: &SupervisorFigs, took: Duration) {
+fn write_report(
+    cfg: &Cfg,
+    host: &Value,
+    figs: &[Fig],
+    sup: &SupervisorFigs,
+    asy: &[AsyncFig],
+    took: Duration,
+) {
     std::fs::create_dir_all(&cfg.out).expect("create report dir");
     let mut targets = targets(cfg, figs);
     targets.extend(sup.targets());
+    targets.extend(childfd_benches::async_jobs::targets(asy).into_iter().map(
+        |(name, measured, pass)| Target {
+            name,
+            measured,
+            pass: Some(pass),
+        },
+    ));
     let json = json!({
         "host": host,
         "mode": if cfg.quick { "quick" } else { "full" },
@@ -608,6 +661,7 @@ fn write_report(cfg: &Cfg, host: &Value, figs: &[Fig], sup: &SupervisorFigs, too
             "value": f.value, "unit": f.unit, "ratio_to_limit": ratio(f, figs), "extra": f.extra,
         })).collect::<Vec<_>>(),
         "supervisor": sup.json(),
+        "async": childfd_benches::async_jobs::json(asy),
         "targets": targets.iter().map(|t| json!({ "target": t.name, "measured": t.measured, "pass": t.pass })).collect::<Vec<_>>(),
     });
     std::fs::write(
@@ -696,6 +750,7 @@ fn write_report(cfg: &Cfg, host: &Value, figs: &[Fig], sup: &SupervisorFigs, too
         sup.late_ms(0.99),
         sup.late_ms(1.0)
     );
+    md.push_str(&childfd_benches::async_jobs::markdown(asy));
     std::fs::write(cfg.out.join("report.md"), &md).unwrap();
     std::fs::write(cfg.out.join("report.svg"), svg(cfg, figs)).unwrap();
     println!("{md}");

@@ -66,11 +66,18 @@ impl Child {
         let stdin = child.take_stdin().map(OwnedFd::from);
         let stdout = child.take_stdout().map(OwnedFd::from);
         let stderr = child.take_stderr().map(OwnedFd::from);
-        // The checked conversions also set O_NONBLOCK.
+        // The core crate made these pipes (`pipe2(O_CLOEXEC)`): one
+        // `fcntl` makes each non-blocking, no type check needed.
         Ok(Child {
-            stdin: stdin.map(pipe::Sender::from_owned_fd).transpose()?,
-            stdout: stdout.map(pipe::Receiver::from_owned_fd).transpose()?,
-            stderr: stderr.map(pipe::Receiver::from_owned_fd).transpose()?,
+            stdin: stdin
+                .map(|fd| pipe::Sender::from_owned_fd_unchecked(nonblocking(fd)?))
+                .transpose()?,
+            stdout: stdout
+                .map(|fd| pipe::Receiver::from_owned_fd_unchecked(nonblocking(fd)?))
+                .transpose()?,
+            stderr: stderr
+                .map(|fd| pipe::Receiver::from_owned_fd_unchecked(nonblocking(fd)?))
+                .transpose()?,
             inner: crate::sys::register_pidfd(child)?,
         })
     }
@@ -248,6 +255,14 @@ impl Child {
             source,
         }
     }
+}
+
+/// `O_NONBLOCK` on a pipe end the core crate created with
+/// `pipe2(O_CLOEXEC)` (no other status flag, so no `F_GETFL` is needed;
+/// close-on-exec is a descriptor flag and unaffected).
+fn nonblocking(fd: OwnedFd) -> io::Result<OwnedFd> {
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
+    Ok(fd)
 }
 
 impl AsFd for Child {

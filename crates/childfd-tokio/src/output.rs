@@ -261,7 +261,8 @@ impl Run<'_> {
         let core = self.child.inner();
         let mut cancelled = cancel.is_none();
         let mut unreapable_pause = Duration::from_millis(1);
-        self.life.poll_exit(core)?;
+        // No `waitid` up front: the reactor reports a pidfd that is already
+        // readable at its first poll.
         loop {
             let pipes_open = self.readers.iter().any(|r| r.rx.is_some());
             let readers = &self.readers;
