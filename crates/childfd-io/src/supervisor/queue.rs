@@ -100,7 +100,7 @@ impl SpawnPool {
         Ok(SpawnPool {
             jobs: Some(jobs),
             outstanding: 0,
-            depth: 2 * n,
+            depth: 4 * n,
             results,
             wake_pending,
             threads,
