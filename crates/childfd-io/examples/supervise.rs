@@ -1,5 +1,6 @@
 //! Runs N short jobs (each prints one line) through a `Supervisor` and
-//! prints the summary. Used for the per-job syscall count in the README:
+//! prints the summary and the slot size. Used for the per-job syscall
+//! count in the README:
 //!
 //! ```text
 //! cargo build --release -p childfd-io --example supervise
@@ -35,5 +36,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     println!("{n} jobs in {:?}: {summary:?}", start.elapsed());
+    println!("slot: {} bytes per running job", childfd_io::slot_size());
     Ok(())
 }

@@ -13,41 +13,64 @@
 //!
 //! Measured on the reference machine (2 vCPUs, Linux 6.18):
 //!
-//! - Memory: a 480-byte slot per running job
-//!   ([`slot_size`]), plus what its captures keep
-//!   (bounded by [`JobOptions::max_bytes`]) and a pending partial line; the
-//!   64 KiB read buffer is shared by all jobs. In the kernel: a pidfd, two
-//!   pipes and three epoll registrations.
-//! - System calls on the supervising thread: 24 per job of the `supervise`
-//!   example (`strace -c`, README): `clone3`, 2 `rt_sigprocmask` around it,
-//!   2 `pipe2`, `open` (`/dev/null` for stdin), 2 `fcntl` (non-blocking),
-//!   6 `epoll_ctl`, 3 `read`, `waitid`, 6 `close`. `epoll_wait` is shared:
-//!   16 calls for 1,000 jobs.
-//! - CPU: about 54 µs per job on the supervising thread, spawn included.
+//! - Memory: a 600-byte slot per running job ([`slot_size`]), plus what
+//!   its captures keep (bounded by [`JobOptions::max_bytes`]) and a
+//!   pending partial line; the 64 KiB read buffer is shared by all jobs.
+//!   In the kernel: a pidfd, two pipes (three with stdin input) and their
+//!   epoll registrations.
+//! - System calls: 23 per job when the loop thread also spawns
+//!   (`strace -c target/release/examples/supervise 1000 0`): `clone3`, 2
+//!   `rt_sigprocmask` and 2 `getpid` around it, 2 `pipe2`, `open`
+//!   (`/dev/null` for stdin), 2 `fcntl` (non-blocking), 3 `epoll_ctl`
+//!   (registrations only: closing an fd takes it out of the epoll set), 3
+//!   `read`, `waitid`, 6 `close`; `epoll_wait` is shared (about one per
+//!   4 jobs). With spawning threads (the default), the loop thread makes
+//!   about 13 of them per job (`read`, `epoll_ctl`, `fcntl`, `waitid`,
+//!   `close` of its ends, and its share of `epoll_wait`), the spawning
+//!   threads the rest.
+//! - CPU: the loop thread about 20 µs per job, the spawning threads about
+//!   40 µs (`cargo bench -p childfd-benches --bench supervisor` prints
+//!   both, the children's own CPU, and the CPU ceiling they imply).
 //!
 //! Spawning keeps its thread suspended until the child has exec'd
-//! (`CLONE_VFORK`), so [`Supervisor::new`] adds one spawning thread per
-//! core beyond the first (at most 3) that spawns while the loop runs.
+//! (`CLONE_VFORK`), which on a loaded machine can take milliseconds: so
+//! [`Supervisor::new`] starts one spawning thread per core (at most 4),
+//! and the loop thread, which fires the deadlines, never spawns while
+//! they exist.
 //!
 //! # Driving it
 //!
 //! Iterate (`while let Some(ev) = sup.next()`), or use
 //! [`run_controlled`](Supervisor::run_controlled), whose callback can
-//! cancel and push as events arrive. From other threads, a [`Handle`]
-//! pushes, cancels and shuts down, waking the loop at once.
+//! cancel and push as events arrive. From other threads (a Ctrl-C thread,
+//! a CI agent's cancel task), a [`Handle`] pushes, cancels and shuts
+//! down, waking the loop at once through an `eventfd`;
+//! [`stop_on_interrupt`](Supervisor::stop_on_interrupt) makes `next`
+//! return when a signal interrupts the wait. Every ending comes with one
+//! [`Report`] shape ([`Event::report`]) carrying the job's
+//! [tag](JobOptions::tag).
 //!
 //! # Bounds
 //!
 //! Every piece of work the loop does between two looks at the clock is
-//! bounded: at most 4 spawns on the loop thread, one `waitid` per exited
-//! child, at most 1 MiB read per stream; a stream with more waiting is
-//! revisited without sleeping. When a deadline is due, the job's exit is
-//! looked up and its pipes read before its tree is terminated, so a child
-//! that exited first is reported [`Event::Exited`].
+//! bounded, whatever the children, their descendants or the inputs do:
+//! without spawning threads at most 4 spawns, one `waitid` per exited
+//! child, at most 1 MiB read per stream, one read of a job's input and
+//! one write to its stdin; a stream with more waiting is revisited
+//! without sleeping. When a deadline is due, the job's exit is looked up
+//! and its pipes read before its tree is terminated, so a child that
+//! exited first is reported exited, never timed out. The loop never
+//! blocks in a wait for a child (one not reaped yet when its report is
+//! due goes to the background reaper).
 //!
 //! # Caveats
 //!
-//! Jobs get no stdin (it is `/dev/null`).
+//! Naming pipe holders after a wait-delay and counting what a job
+//! [left behind](JobOptions::kill_tree_on_exit) in a process group read
+//! `/proc`, which takes milliseconds with thousands of processes; it
+//! happens only for the jobs concerned. A reader given to
+//! [`JobOptions::stdin_reader`] is called on the loop thread and should
+//! not block for long.
 //!
 //! # Parts
 //!
@@ -55,6 +78,8 @@
 //! - `queue`: the queue, the cap and the spawning threads;
 //! - `timers`: the heap of deadlines and other wakes;
 //! - `job_io`: one running job's slot, its fds in the poll, its end;
+//! - `leftovers`: counting the processes a job left behind;
+//! - `handle`: [`Handle`], driving the loop from other threads;
 //! - `events`: [`Event`], [`Report`], [`Summary`];
 //! - this file: the [`Supervisor`] itself and its loop.
 
@@ -209,7 +234,8 @@ impl Supervisor {
 
     /// Queues `cmd`; it starts when fewer than `max_in_flight` run.
     /// Its stdout and stderr are replaced by pipes (or `/dev/null` with
-    /// [`JobOptions::discard_output`]) and its stdin by `/dev/null`.
+    /// [`JobOptions::discard_output`]) and its stdin by a pipe fed with
+    /// the job's [input](JobOptions::stdin_bytes), or `/dev/null`.
     pub fn push(&mut self, cmd: Command, opts: JobOptions) -> JobId {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         self.enqueue(id, cmd, opts);
