@@ -18,9 +18,9 @@
 //!   pending partial line; the 64 KiB read buffer is shared by all jobs.
 //!   In the kernel: a pidfd, two pipes (three with stdin input) and their
 //!   epoll registrations.
-//! - System calls: 23 per job when the loop thread also spawns
+//! - System calls: 22 per job when the loop thread also spawns
 //!   (`strace -c target/release/examples/supervise 1000 0`): `clone3`, 2
-//!   `rt_sigprocmask` and 2 `getpid` around it, 2 `pipe2`, `open`
+//!   `rt_sigprocmask` and a `getpid` around it, 2 `pipe2`, `open`
 //!   (`/dev/null` for stdin), 2 `fcntl` (non-blocking), 3 `epoll_ctl`
 //!   (registrations only: closing an fd takes it out of the epoll set), 3
 //!   `read`, `waitid`, 6 `close`; `epoll_wait` is shared (about one per
