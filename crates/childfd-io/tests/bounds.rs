@@ -171,3 +171,48 @@ fn a_child_reading_stdin_for_ever_cannot_hold_output_past_its_deadline() {
     assert_no_survivors(&tag);
     h.finish(0);
 }
+
+/// Four descendants writing to stdout as fast as they can, read by a
+/// caller whose pass-through sink takes a millisecond per chunk (a slow
+/// terminal): the pipe never runs dry, so a reader that loops until
+/// `EAGAIN` never leaves the read and the deadline never fires.
+#[test]
+fn a_crowd_writing_as_fast_as_we_read_cannot_hold_output_past_its_deadline() {
+    let h = Hygiene::start();
+    let tag = new_tag("crowd");
+    let (deadline, grace) = (Duration::from_millis(300), Duration::from_millis(100));
+    let mut child = Command::new("sh")
+        .args(["-c", "yes & yes & yes & yes & wait"])
+        .env("CHILDFD_TEST_TAG", &tag)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let out = output(
+            &mut child,
+            Options::new()
+                .deadline(deadline)
+                .grace(grace)
+                .max_bytes(1024),
+        );
+        let _ = tx.send(out);
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            kill_tagged(&tag);
+            panic!("output() had not returned after 20 s");
+        }
+    };
+    assert!(
+        out.elapsed < deadline + grace + SLACK,
+        "returned after {:?}: {out:?}",
+        out.elapsed
+    );
+    assert_eq!(out.outcome, Outcome::TimedOut, "{out:?}");
+    assert!(out.stdout.total > 1024, "{out:?}");
+    assert_no_survivors(&tag);
+    h.finish(0);
+}
