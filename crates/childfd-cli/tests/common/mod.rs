@@ -190,3 +190,20 @@ pub fn wait_state(pid: u32, want: char) {
         state(pid)
     );
 }
+
+/// Waits (bounded) for a process of the tag with this command name; its pid.
+#[track_caller]
+pub fn wait_comm(tag: &str, comm: &str) -> u32 {
+    let mut pid = 0;
+    assert!(
+        childfd_testbin::eventually(BOUND, || {
+            let found = childfd_testbin::tagged(tag)
+                .into_iter()
+                .find(|p| p.comm == comm);
+            pid = found.map_or(0, |p| p.pid as u32);
+            pid != 0
+        }),
+        "no {comm} tagged {tag}"
+    );
+    pid
+}
