@@ -130,7 +130,8 @@ pub fn summary(sh: &Shared, took: Duration) -> ExitCode {
         "chaos: {} rounds in {took:.0?} (seed {:#x}, kinds {}): {spawns} spawns (Supervisor {}, output() {}, Command::spawn {}, in forked copies {}), {} processes; \
          signals sent {} (to the process {}, to its group {}, SIGSTOP/SIGCONT to tree members {}; handled SIGINT/SIGUSR1 {handled}); \
          forks {}; env changes {}; fd ops {} (sweeps {}); pid reuse: {} of {} aimed decoys got the reaped pid; decoys {}; \
-         signals to reaped children's handles {}; fd reports checked {}",
+         signals to reaped children's handles {}; fd reports checked {}; \
+         timed out and SIGKILLed but not reaped within the drain bound (no status, as documented) {}",
         g(&n.rounds),
         sh.cfg.seed,
         sh.cfg.kinds,
@@ -152,6 +153,7 @@ pub fn summary(sh: &Shared, took: Duration) -> ExitCode {
         g(&n.decoys),
         g(&n.stale_ops),
         g(&n.fd_reports),
+        g(&n.killed_unreaped),
     );
     println!(
         "chaos: deadline lateness (report after the deadline) {}; wait-delay lateness (report after exit + wait-delay) {}; \

@@ -48,6 +48,9 @@ pub struct Counters {
     pub stale_ops: AtomicU64,
     /// fd reports of tree processes checked.
     pub fd_reports: AtomicU64,
+    /// Timed-out jobs reported after SIGKILL before their child was
+    /// reaped (no status: allowed by the documented drain bound).
+    pub killed_unreaped: AtomicU64,
 }
 
 /// A broken guarantee.

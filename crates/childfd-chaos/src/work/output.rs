@@ -74,6 +74,11 @@ fn judge(
     wd: Duration,
 ) {
     let Some(status) = out.status else {
+        // Documented: after SIGKILL, output() waits for the reap only as
+        // long as the drain bound (the wait-delay).
+        if out.outcome == Outcome::TimedOut && out.ended_by == Some(EndedBy::Kill) {
+            return Shared::bump(&sh.n.killed_unreaped);
+        }
         return sh.violation(format!("output() without a status: {out:?}"));
     };
     match out.outcome {

@@ -107,13 +107,16 @@ fn own(sh: &Shared, rep: &Report, node: &Node) {
 }
 
 fn timed_out(sh: &Shared, rep: &Report, job: &Job) {
+    let kill = rep.ended_by == Some(EndedBy::Kill);
     match rep.status {
         Some(s) => check_status(sh, "Supervisor job (timed out)", &job.node, s, true),
+        // Documented: after SIGKILL the report waits for the reap only
+        // as long as the drain bound (the wait-delay).
+        None if kill => Shared::bump(&sh.n.killed_unreaped),
         None => sh.violation(format!(
             "Supervisor job timed out without a status: {rep:?}"
         )),
     }
-    let kill = rep.ended_by == Some(EndedBy::Kill);
     sh.deadline_late(rep.elapsed, job.deadline, job.grace, kill, job.wait_delay);
     if let Some(pid) = rep.pid {
         sh.reaped(pid);
