@@ -50,6 +50,8 @@ pub struct Decoy {
     /// Its pid.
     pub pid: i32,
     own_group: bool,
+    /// The harness itself sent it a SIGCONT while it started.
+    continued: bool,
 }
 
 impl Decoy {
@@ -67,8 +69,11 @@ impl Decoy {
         let mut out = std::fs::File::from(OwnedFd::from(rd));
         // A SIGTSTP sent to the harness's group just after the fork stops
         // it before its handlers are in place: continue it once.
-        if !sys::readable(out.as_fd(), 2000) {
-            sys::pidfd_signal(pidfd.as_fd(), libc::SIGCONT);
+        let mut continued = false;
+        if !sys::readable(out.as_fd(), 2000)
+            && childfd_testbin::read_stat(pid).is_some_and(|p| p.state == 'T')
+        {
+            continued = sys::pidfd_signal(pidfd.as_fd(), libc::SIGCONT);
         }
         let mut ready = [0u8; 1];
         if !sys::readable(out.as_fd(), 2000)
@@ -86,6 +91,7 @@ impl Decoy {
             pidfd,
             pid,
             own_group,
+            continued,
         })
     }
 
@@ -104,6 +110,7 @@ impl Decoy {
             .iter()
             .map(|&b| i32::from(b))
             .filter(|s| !allowed.contains(s))
+            .filter(|&s| !(self.continued && s == libc::SIGCONT))
             .collect();
         let kind = if self.own_group {
             "decoy (own group)"
