@@ -59,6 +59,9 @@ pub struct Child {
     stderr: Option<ChildStderr>,
     kill_on_drop: bool,
     pub(crate) tree: Tree,
+    /// The process that spawned the child. A `fork()`ed copy of it holds a
+    /// copy of this handle, but the child is not the copy's to kill or reap.
+    owner: i32,
 }
 
 /// How long to wait for a concurrent reaper in this process to finish
@@ -86,6 +89,7 @@ impl Child {
             stderr,
             kill_on_drop,
             tree,
+            owner: crate::sys::env::getpid(),
         }
     }
 
@@ -246,6 +250,12 @@ impl AsRawFd for Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        if self.owner != crate::sys::env::getpid() {
+            // A copy made by `fork()`: the child, its tree and its cgroup
+            // leaf belong to the process that spawned it. Only this copy's
+            // fds are closed; nothing is killed, reaped or removed.
+            return;
+        }
         if self.kill_on_drop && self.pidfd.is_some() {
             // The whole tree, as far as containment reaches (never blocks).
             let _ = self.kill_tree();

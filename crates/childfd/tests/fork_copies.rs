@@ -1,3 +1,6 @@
+//! What a `fork()`ed copy of a process that uses childfd may and may not
+//! do to the parent's children.
+//!
 //! A `fork()` made while another thread runs an orphan pass
 //! ([`childfd::reaper::reap_orphans`], what a container init's
 //! [`Reaper`](childfd::reaper::Reaper) thread does all the time) must not
@@ -14,11 +17,52 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use childfd::Command;
-use childfd_testbin::EXIT0;
+use childfd_testbin::{EXIT0, PAUSE};
 
 fn main() {
     fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn();
     println!("ok: fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn");
+    a_forked_copy_dropping_an_inherited_handle_kills_the_parents_child();
+    println!("ok: a_forked_copy_dropping_an_inherited_handle_kills_the_parents_child");
+}
+
+/// A copy made by `fork()` holds a copy of every `Child` handle. When the
+/// copy dropped one made with `kill_on_drop(true)` (a library forking and
+/// then returning normally, running destructors), it killed the parent's
+/// child, which it can signal through the inherited pidfd. The child is
+/// the parent's: the copy's drop must close its own fds and nothing more.
+fn a_forked_copy_dropping_an_inherited_handle_kills_the_parents_child() {
+    let fds = childfd_testbin::open_fds();
+    let child = Command::new(PAUSE).kill_on_drop(true).spawn().unwrap();
+    // SAFETY: as above.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe { libc::alarm(20) };
+        drop(child);
+        // SAFETY: ends the copy without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    let status = childfd_testbin::waitpid(pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked copy failed (status {status:#x})"
+    );
+    // A kill by the copy would end the child within this bound.
+    let after_copy = child.wait_timeout(Duration::from_millis(500)).unwrap();
+    child.kill().unwrap();
+    let end = child.wait_timeout(Duration::from_secs(10)).unwrap();
+    assert!(end.is_some(), "the child did not end after SIGKILL");
+    drop(child);
+    assert_eq!(
+        after_copy, None,
+        "the forked copy's drop of an inherited handle ended the parent's child"
+    );
+    assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
+        childfd_testbin::children().is_empty()
+    }));
+    assert_eq!(childfd_testbin::leaked_fds_since(&fds), Vec::<i32>::new());
 }
 
 fn fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn() {
