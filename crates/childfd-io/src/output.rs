@@ -81,6 +81,78 @@ fn io_err(e: impl Into<io::Error>) -> OutputError {
     OutputError::Io { source: e.into() }
 }
 
+/// Registers the pidfd, the output pipes and stdin (non-blocking) in a
+/// new poll.
+fn register(
+    child: &Child,
+    readers: &[Reader; 2],
+    stdin: Option<&OwnedFd>,
+) -> Result<Poll, OutputError> {
+    let poll = Poll::new().map_err(io_err)?;
+    let reg = poll.registry();
+    let pidfd_raw = child.as_fd().as_raw_fd();
+    reg.register(&mut SourceFd(&pidfd_raw), PIDFD, Interest::READABLE)
+        .map_err(io_err)?;
+    for (r, token) in readers.iter().zip([STDOUT, STDERR]) {
+        if let Some(fd) = &r.fd {
+            set_nonblocking(fd).map_err(io_err)?;
+            reg.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
+                .map_err(io_err)?;
+        }
+    }
+    if let Some(fd) = stdin {
+        set_nonblocking(fd).map_err(io_err)?;
+        reg.register(&mut SourceFd(&fd.as_raw_fd()), STDIN, Interest::WRITABLE)
+            .map_err(io_err)?;
+    }
+    Ok(poll)
+}
+
+/// The child's stdin while it is fed.
+struct StdinFeed<'a> {
+    fd: Option<OwnedFd>,
+    feeder: Feeder<'a>,
+    closed_early: bool,
+}
+
+impl StdinFeed<'_> {
+    /// One bounded feeding turn if `hot` (the pipe may take more); closes
+    /// stdin once fed or once the child `exited` (a descendant that
+    /// inherited it must not keep us writing). Returns whether to come
+    /// back without waiting for an event.
+    fn turn(
+        &mut self,
+        hot: bool,
+        exited: bool,
+        poll: &Poll,
+        buf: &mut [u8],
+    ) -> Result<bool, OutputError> {
+        let Some(fd) = &self.fd else { return Ok(false) };
+        let mut again = false;
+        if hot {
+            again = match self.feeder.feed(fd.as_fd(), buf) {
+                Ok(fed) => fed == Fed::More,
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
+                    self.closed_early = true;
+                    self.feeder.done = true;
+                    false
+                }
+                Err(e) => return Err(io_err(e)),
+            };
+        }
+        if self.feeder.done || exited {
+            if !self.feeder.done {
+                self.closed_early = true; // exited with input left
+            }
+            if let Some(fd) = self.fd.take() {
+                let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
+            }
+            return Ok(false);
+        }
+        Ok(again)
+    }
+}
+
 /// One bounded read turn of `r`; whether data is left for another.
 fn read_turn(
     r: &mut Reader,
@@ -138,29 +210,14 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
     if matches!(input, Input::None) {
         stdin = None; // closing it gives the child EOF
     }
-    let mut feeder = Feeder::new(input);
-    let mut stdin_closed_early = false;
+    let mut feed = StdinFeed {
+        fd: stdin,
+        feeder: Feeder::new(input),
+        closed_early: false,
+    };
     let mut life = Lifecycle::new(start, &opts.limits);
 
-    let mut poll = Poll::new().map_err(io_err)?;
-    let pidfd_raw = child.as_fd().as_raw_fd();
-    poll.registry()
-        .register(&mut SourceFd(&pidfd_raw), PIDFD, Interest::READABLE)
-        .map_err(io_err)?;
-    for (r, token) in readers.iter().zip([STDOUT, STDERR]) {
-        if let Some(fd) = &r.fd {
-            set_nonblocking(fd).map_err(io_err)?;
-            poll.registry()
-                .register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
-                .map_err(io_err)?;
-        }
-    }
-    if let Some(fd) = &stdin {
-        set_nonblocking(fd).map_err(io_err)?;
-        poll.registry()
-            .register(&mut SourceFd(&fd.as_raw_fd()), STDIN, Interest::WRITABLE)
-            .map_err(io_err)?;
-    }
+    let mut poll = register(child, &readers, feed.fd.as_ref())?;
     life.poll_exit(child)?;
 
     let mut events = Events::with_capacity(16);
@@ -180,7 +237,7 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
     // Streams with work left after their bounded turn ([`Drained::More`],
     // [`Fed::More`]): the next poll does not wait. Stdin starts hot: it
     // is writable until proven otherwise.
-    let mut hot = [false, false, stdin.is_some()];
+    let mut hot = [false, false, feed.fd.is_some()];
     let (outcome, holders) = loop {
         if life.deadline_due(Instant::now()) {
             // Exit first: the kernel closes the child's fds before its
@@ -221,29 +278,7 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
             }
             hot[k] = read_turn(r, &poll, &mut buf, &mut emit, &mut chunk)?;
         }
-        let Some(fd) = &stdin else { continue };
-        if hot[2] {
-            hot[2] = match feeder.feed(fd.as_fd(), &mut buf) {
-                Ok(fed) => fed == Fed::More,
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
-                    stdin_closed_early = true;
-                    feeder.done = true;
-                    false
-                }
-                Err(e) => return Err(io_err(e)),
-            };
-        }
-        // Close stdin once fed, or once the child exited (a descendant
-        // that inherited it must not keep us writing).
-        if feeder.done || life.status.is_some() {
-            if !feeder.done {
-                stdin_closed_early = true; // exited with input left
-            }
-            hot[2] = false;
-            if let Some(fd) = stdin.take() {
-                let _ = poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
-            }
-        }
+        hot[2] = feed.turn(hot[2], life.status.is_some(), &poll, &mut buf)?;
     };
 
     let mut status = life.status;
@@ -257,8 +292,8 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
         outcome,
         stdout: out.capture.finish(),
         stderr: err.capture.finish(),
-        stdin_written: feeder.written,
-        stdin_closed_early,
+        stdin_written: feed.feeder.written,
+        stdin_closed_early: feed.closed_early,
         holders,
         ended_by: life.ended_by(),
         exited_after: life.exited_at.map(|e| e - start),
