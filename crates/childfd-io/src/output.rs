@@ -181,6 +181,25 @@ fn read_turn(
 /// than deadline + grace + the drain bound (wait-delay, or 1 s); with a
 /// wait-delay, never longer than wait-delay after the child's exit.
 ///
+/// ```
+/// use childfd::{Command, Stdio};
+/// use childfd_io::{Options, Outcome, output};
+/// use std::time::Duration;
+///
+/// let mut child = Command::new("sh")
+///     .args(["-c", "read name; echo \"hello $name\"; echo done >&2; exit 2"])
+///     .stdin(Stdio::piped())
+///     .stdout(Stdio::piped())
+///     .stderr(Stdio::piped())
+///     .spawn()?;
+/// let out = output(&mut child, Options::new().stdin_bytes(&b"world\n"[..]).deadline(Duration::from_secs(30)))?;
+/// assert_eq!(out.outcome, Outcome::Exited);
+/// assert_eq!((out.stdout.text(), out.stderr.text()), ("hello world\n".into(), "done\n".into()));
+/// assert_eq!(out.status.and_then(|s| s.code()), Some(2));
+/// assert_eq!(out.stdin_written, 6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 ///
 /// [`OutputError::InvalidOptions`] before anything happens; I/O, wait or

@@ -189,6 +189,21 @@ pub fn reap_orphans() -> io::Result<Vec<(u32, ExitStatus)>> {
 /// process costs no wake-up at all. If the program has its own SIGCHLD
 /// handler (or a second `Reaper` runs), the thread instead looks for
 /// orphans with a growing interval (1 to 50 ms).
+///
+/// ```
+/// use childfd::Command;
+/// use childfd::reaper::Reaper;
+///
+/// let reaper = Reaper::start()?;
+/// // The reaper never takes the status of a child that a `Child` owns.
+/// for code in 0..20 {
+///     let child = Command::new("sh").args(["-c", &format!("exit {code}")]).spawn()?;
+///     assert_eq!(child.wait()?.code(), Some(code));
+/// }
+/// println!("orphans reaped: {}", reaper.reaped()); // 0 unless this is PID 1 or a subreaper
+/// drop(reaper); // stops and joins the thread
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Reaper {
     stop: Arc<AtomicBool>,

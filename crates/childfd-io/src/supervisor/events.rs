@@ -14,6 +14,29 @@ use crate::{Outcome, OutputError};
 
 /// How a job ended: one shape for every ending, so that a runner needs
 /// one code path ([`Event::report`]).
+///
+/// ```
+/// use childfd_io::{Event, JobOptions, Outcome, Supervisor};
+/// use std::time::Duration;
+///
+/// let mut sup = Supervisor::new(1)?;
+/// let mut cmd = childfd::Command::new("sh");
+/// cmd.args(["-c", "echo out; sleep 60 & exit 4"]); // the sleep keeps stdout open
+/// let id = sup.push(cmd, JobOptions::new().wait_delay(Duration::from_millis(100)).kill_tree_on_held_pipes(true));
+/// let mut report = None;
+/// while let Some(ev) = sup.next() {
+///     if let Event::PipesHeldOpen(r) = ev {
+///         report = Some(r);
+///     }
+/// }
+/// let r = report.expect("the sleep held the pipe");
+/// assert_eq!((r.id, r.outcome), (id, Outcome::PipesHeldOpen));
+/// assert_eq!(r.status.and_then(|s| s.code()), Some(4));
+/// assert_eq!(r.stdout.text(), "out\n");
+/// assert!(r.holders.iter().any(|h| h.name == "sleep"));
+/// assert!(r.elapsed >= Duration::from_millis(100));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Report {
     /// The job.
@@ -70,6 +93,32 @@ impl Report {
 }
 
 /// What a [`Supervisor`] reports, in the order it happened.
+///
+/// ```
+/// use childfd_io::{Event, JobOptions, Supervisor};
+///
+/// let mut sup = Supervisor::new(4)?;
+/// let mut ok = childfd::Command::new("sh");
+/// ok.args(["-c", "echo one; echo two"]);
+/// let ok = sup.push(ok, JobOptions::new().lines(true));
+/// let missing = sup.push(childfd::Command::new("/no/such/program"), JobOptions::new());
+/// let mut log = Vec::new();
+/// while let Some(ev) = sup.next() {
+///     let what = match &ev {
+///         Event::Started { .. } => "started".to_string(),
+///         Event::Line { line, .. } => String::from_utf8_lossy(line).into_owned(),
+///         Event::Exited(r) => format!("exited: {}", r.status.unwrap()),
+///         Event::SpawnFailed(r) => format!("failed: {}", r.error.as_ref().expect("why")),
+///         other => format!("{other:?}"),
+///     };
+///     log.push((ev.id(), what));
+/// }
+/// let of = |id| log.iter().filter(|(i, _)| *i == Some(id)).map(|(_, w)| w.as_str()).collect::<Vec<_>>();
+/// assert_eq!(of(ok), ["started", "one", "two", "exited: exit status: 0"]);
+/// assert_eq!(of(missing).len(), 1);
+/// assert!(of(missing)[0].starts_with("failed: cannot spawn `/no/such/program`"), "{log:?}");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {

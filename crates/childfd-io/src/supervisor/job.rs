@@ -11,6 +11,28 @@ use crate::options::{Input, Limits, limits_builder};
 pub type JobId = u64;
 
 /// Per-job options: deadline, grace, wait-delay, what to keep of output.
+///
+/// ```
+/// use childfd_io::{Event, JobOptions, Supervisor};
+/// use std::time::Duration;
+///
+/// let mut sup = Supervisor::new(2)?;
+/// let opts = JobOptions::new()
+///     .deadline(Duration::from_millis(300)) // then SIGTERM the tree...
+///     .grace(Duration::from_secs(1)) // ...and SIGKILL after this
+///     .max_bytes(4); // keep the first 4 bytes of each stream
+/// let mut cmd = childfd::Command::new("sh");
+/// cmd.args(["-c", "echo 123456; sleep 60"]);
+/// sup.push(cmd, opts);
+/// let mut seen = Vec::new();
+/// while let Some(ev) = sup.next() {
+///     if let Event::TimedOut(r) = ev {
+///         seen.push((r.stdout.head, r.stdout.total, r.stdout.dropped));
+///     }
+/// }
+/// assert_eq!(seen, [(b"1234".to_vec(), 7, 3)]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct JobOptions {
     pub(crate) limits: Limits,

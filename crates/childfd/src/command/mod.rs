@@ -241,6 +241,18 @@ impl Command {
     ///
     /// The kernel fires it when the *thread* that spawned the child exits,
     /// not only the process; spawn from a long-lived thread.
+    ///
+    /// ```
+    /// use childfd::{Command, Signal};
+    /// use std::time::Duration;
+    ///
+    /// // A helper that must not outlive this program, even if it is killed.
+    /// let helper = Command::new("sleep").arg("300").pdeathsig(Signal::KILL).spawn()?;
+    /// assert!(helper.try_wait()?.is_none()); // we are alive, so is it
+    /// helper.kill()?;
+    /// # helper.wait_timeout(Duration::from_secs(10))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pdeathsig(&mut self, sig: Signal) -> &mut Command {
         self.pdeathsig = Some(sig);
         self

@@ -78,6 +78,31 @@ pub enum Containment {
 
 impl Containment {
     /// Cgroup mode with leaves under the process's own cgroup.
+    ///
+    /// Catches what a process group cannot: here a `setsid` daemon.
+    ///
+    /// ```
+    /// use childfd::{Command, Containment, SpawnStage};
+    /// use std::time::Duration;
+    ///
+    /// let child = match Command::new("sh")
+    ///     .args(["-c", "setsid sleep 300 & exit 0"])
+    ///     .containment(Containment::cgroup())
+    ///     .spawn()
+    /// {
+    ///     Ok(child) => child,
+    ///     // No writable cgroup v2 directory here: nothing was started.
+    ///     Err(e) if e.stage() == SpawnStage::Cgroup => return Ok(()),
+    ///     Err(e) => return Err(e.into()),
+    /// };
+    /// let leaf = child.cgroup_path().expect("cgroup mode").to_owned();
+    /// child.wait()?; // `sh` is gone; its daemon lives on in the leaf
+    /// child.kill_tree()?; // cgroup.kill: the daemon too
+    /// assert!(child.wait_tree_deadline(std::time::Instant::now() + Duration::from_secs(10))?);
+    /// drop(child); // the empty leaf is removed
+    /// assert!(!leaf.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cgroup() -> Containment {
         Containment::Cgroup(CgroupParent::Auto)
     }
@@ -181,6 +206,19 @@ impl Child {
     /// `cgroup.kill`, others by pid while the subtree is frozen). Inherit:
     /// the child only. An empty tree is not an error. Another thread may be
     /// blocked in [`wait`](Child::wait) meanwhile.
+    ///
+    /// ```
+    /// use childfd::{Command, Signal};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// // `sh` waits for its background `sleep`: both are in the child's group.
+    /// let child = Command::new("sh").args(["-c", "sleep 300 & wait"]).spawn()?;
+    /// child.signal_tree(Signal::TERM)?; // both get it, not only `sh`
+    /// let status = child.wait_timeout(Duration::from_secs(10))?.expect("the tree ended");
+    /// assert_eq!(status.signal(), Some(Signal::TERM));
+    /// assert!(child.wait_tree_deadline(Instant::now() + Duration::from_secs(10))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -323,6 +361,28 @@ impl Child {
     /// (stopped members must see the TERM, and get their grace), wait up to `grace` for the
     /// child and every member to end, then SIGKILL the tree. Reaps the child
     /// and removes its cgroup leaf.
+    ///
+    /// ```
+    /// use childfd::{Command, EndedBy, Signal, Stdio};
+    /// use std::io::{BufRead, BufReader};
+    /// use std::time::Duration;
+    ///
+    /// // A polite tree ends on TERM...
+    /// let job = Command::new("sh").args(["-c", "sleep 300 & sleep 300"]).spawn()?;
+    /// let t = job.terminate(Duration::from_secs(5))?;
+    /// assert_eq!((t.ended_by, t.status.signal()), (EndedBy::Term, Some(Signal::TERM)));
+    ///
+    /// // ...one that ignores TERM gets KILL once the grace period is over.
+    /// let mut stubborn = Command::new("sh")
+    ///     .args(["-c", "trap '' TERM; echo ready; while :; do sleep 1; done"])
+    ///     .stdout(Stdio::piped())
+    ///     .spawn()?;
+    /// let mut ready = String::new(); // wait until the trap is set
+    /// BufReader::new(stubborn.take_stdout().expect("piped")).read_line(&mut ready)?;
+    /// let t = stubborn.terminate(Duration::from_millis(200))?;
+    /// assert_eq!(t.ended_by, EndedBy::Kill);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
