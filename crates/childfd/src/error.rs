@@ -86,6 +86,12 @@ pub enum InvalidCommand {
     /// `Stdio::same_as_stdout` was given for something other than stderr.
     #[error("same_as_stdout is only valid for stderr")]
     SameAsStdout,
+    /// `process_group` was given a negative group id.
+    #[error("process group {pgid} is invalid: 0 leads a new group, a positive id joins one")]
+    ProcessGroup {
+        /// The rejected id.
+        pgid: i32,
+    },
 }
 
 /// Spawning a child failed. No process is left behind: a child that failed

@@ -50,11 +50,14 @@ mod signal;
 mod status;
 mod sys;
 
-pub use child::{Child, ChildStderr, ChildStdin, ChildStdout, pending_reaps, recovered_statuses};
+pub use child::{
+    Child, ChildStderr, ChildStdin, ChildStdout, Output, StdinSlot, pending_reaps,
+    recovered_statuses,
+};
 pub use command::{Command, Stdio, StdioKind};
 pub use containment::{CgroupParent, Containment, EndedBy, Termination, TreeError};
 pub use error::{InvalidCommand, SignalError, SpawnError, SpawnStage, WaitError};
-pub use signal::Signal;
+pub use signal::{ParseSignalError, Signal};
 pub use status::ExitStatus;
 pub use sys::clone::Method as SpawnMethod;
 

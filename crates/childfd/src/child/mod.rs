@@ -1,10 +1,12 @@
 //! A running or ended child, identified by its pidfd.
 
 mod drop_reaper;
+mod output;
 mod pipes;
 mod wait;
 
-pub use pipes::{ChildStderr, ChildStdin, ChildStdout};
+pub use output::Output;
+pub use pipes::{ChildStderr, ChildStdin, ChildStdout, StdinSlot};
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -53,10 +55,18 @@ pub struct Child {
     /// Whether the pid is still registered as owned with the orphan
     /// reaper; released exactly once (see [`crate::reaper`]).
     registered: AtomicBool,
-    /// In a mutex so that `wait(&self)` can close it.
-    stdin: Mutex<Option<ChildStdin>>,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
+    /// The parent's end of the child's stdin pipe (with
+    /// [`Stdio::piped`](crate::Stdio::piped)) until taken, as std's field:
+    /// `child.stdin.take()`, `child.stdin.as_mut()`. [`wait`](Child::wait)
+    /// (and the timed waits) close it first, as std's `wait` does, so a
+    /// child reading its stdin to the end cannot deadlock the wait.
+    pub stdin: StdinSlot,
+    /// The parent's end of the child's stdout pipe (with
+    /// [`Stdio::piped`](crate::Stdio::piped)) until taken, as std's field.
+    pub stdout: Option<ChildStdout>,
+    /// The parent's end of the child's stderr pipe (with
+    /// [`Stdio::piped`](crate::Stdio::piped)) until taken, as std's field.
+    pub stderr: Option<ChildStderr>,
     kill_on_drop: bool,
     pub(crate) tree: Tree,
     /// The process that spawned the child. A `fork()`ed copy of it holds a
@@ -84,7 +94,7 @@ impl Child {
             status: OnceLock::new(),
             reap: Mutex::new(()),
             registered: AtomicBool::new(true),
-            stdin: Mutex::new(stdin),
+            stdin: StdinSlot::from(stdin),
             stdout,
             stderr,
             kill_on_drop,
@@ -126,15 +136,12 @@ impl Child {
     /// [`wait_deadline`](Child::wait_deadline) before they wait, so the
     /// child sees end-of-file.
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
-        self.stdin
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+        self.stdin.take()
     }
 
     /// Closes the parent's end of an untaken stdin pipe.
     fn close_stdin(&self) {
-        drop(self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.stdin.close();
     }
 
     /// Unregisters the pid from the orphan reaper's owned set, once.

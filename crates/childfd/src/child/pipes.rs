@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 macro_rules! pipe_end {
     ($name:ident, $doc:literal) => {
@@ -69,5 +70,75 @@ impl Read for ChildStdout {
 impl Read for ChildStderr {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf)
+    }
+}
+
+/// The [`stdin`](crate::Child::stdin) field of a [`Child`](crate::Child):
+/// the parent's end of the child's stdin pipe, if there is one and it has
+/// not been taken.
+///
+/// It reads like std's `Option<ChildStdin>` field (`take`, `as_mut`,
+/// `is_some`, ...). It is not a plain `Option` because
+/// [`Child::wait`](crate::Child::wait) takes `&self` (one thread may wait
+/// while another signals) and must still close it before waiting, as std's
+/// `wait` does.
+///
+/// ```
+/// use childfd::{Command, Stdio};
+/// use std::io::Write;
+///
+/// let mut child = Command::new("cat").stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
+/// assert!(child.stdin.is_some());
+/// child.stdin.as_mut().expect("piped").write_all(b"some input")?;
+/// assert!(child.wait()?.success()); // stdin was closed: `cat` saw EOF
+/// assert!(child.stdin.is_none());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct StdinSlot(Mutex<Option<ChildStdin>>);
+
+impl StdinSlot {
+    fn inner(&mut self) -> &mut Option<ChildStdin> {
+        self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<ChildStdin>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the pipe out, leaving the slot empty (`Option::take`).
+    pub fn take(&mut self) -> Option<ChildStdin> {
+        self.inner().take()
+    }
+
+    /// The pipe, to write to it in place (`Option::as_mut`).
+    pub fn as_mut(&mut self) -> Option<&mut ChildStdin> {
+        self.inner().as_mut()
+    }
+
+    /// Puts a pipe in, returning the one it held (`Option::replace`).
+    pub fn replace(&mut self, stdin: ChildStdin) -> Option<ChildStdin> {
+        self.inner().replace(stdin)
+    }
+
+    /// Whether it holds the pipe.
+    pub fn is_some(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    /// Whether it is empty (no pipe, taken, or closed by `wait`).
+    pub fn is_none(&self) -> bool {
+        !self.is_some()
+    }
+
+    /// Closes the pipe if still held (the child sees end-of-file).
+    pub(crate) fn close(&self) {
+        drop(self.lock().take());
+    }
+}
+
+impl From<Option<ChildStdin>> for StdinSlot {
+    fn from(stdin: Option<ChildStdin>) -> StdinSlot {
+        StdinSlot(Mutex::new(stdin))
     }
 }

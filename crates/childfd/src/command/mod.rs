@@ -5,13 +5,13 @@
 //! any process exists, never as a panic.
 
 mod plan;
+mod std_compat;
 mod stdio;
 
 pub use stdio::{Stdio, StdioKind};
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
-use std::fmt;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -43,6 +43,9 @@ pub struct Command {
     pub(crate) stdin: Stdio,
     pub(crate) stdout: Stdio,
     pub(crate) stderr: Stdio,
+    /// Which of stdin, stdout, stderr were set explicitly ([`Command::output`]
+    /// keeps those).
+    pub(crate) stdio_set: [bool; 3],
     pub(crate) fds: Vec<(i32, OwnedFd)>,
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
@@ -85,6 +88,7 @@ impl Command {
             stdin: Stdio::inherit(),
             stdout: Stdio::inherit(),
             stderr: Stdio::inherit(),
+            stdio_set: [false; 3],
             fds: Vec::new(),
             uid: None,
             gid: None,
@@ -185,18 +189,21 @@ impl Command {
     /// The child's standard input.
     pub fn stdin(&mut self, s: impl Into<Stdio>) -> &mut Command {
         self.stdin = s.into();
+        self.stdio_set[0] = true;
         self
     }
 
     /// The child's standard output.
     pub fn stdout(&mut self, s: impl Into<Stdio>) -> &mut Command {
         self.stdout = s.into();
+        self.stdio_set[1] = true;
         self
     }
 
     /// The child's standard error; [`Stdio::same_as_stdout`] for `2>&1`.
     pub fn stderr(&mut self, s: impl Into<Stdio>) -> &mut Command {
         self.stderr = s.into();
+        self.stdio_set[2] = true;
         self
     }
 
@@ -432,20 +439,5 @@ impl From<&std::process::Command> for Command {
             cmd.current_dir(d);
         }
         cmd
-    }
-}
-
-impl fmt::Debug for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Command")
-            .field("program", &self.program)
-            .field("args", &&self.args[1..])
-            .field("env", &self.env)
-            .field("cwd", &self.cwd)
-            .field("stdin", &self.stdin)
-            .field("stdout", &self.stdout)
-            .field("stderr", &self.stderr)
-            .field("containment", &self.containment)
-            .finish_non_exhaustive()
     }
 }

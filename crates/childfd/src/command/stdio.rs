@@ -92,10 +92,37 @@ impl From<OwnedFd> for Stdio {
 }
 
 impl From<File> for Stdio {
+    /// The child's stream is this file (for stdout, opened for writing).
     fn from(f: File) -> Stdio {
         Stdio(Kind::Fd(f.into()))
     }
 }
+
+/// Pipelines, as with std: another child's pipe end becomes this child's
+/// stream.
+///
+/// ```
+/// use childfd::{Command, Stdio};
+///
+/// let mut producer = Command::new("echo").arg("hello pipeline").stdout(Stdio::piped()).spawn()?;
+/// let upper = Command::new("tr")
+///     .args(["a-z", "A-Z"])
+///     .stdin(producer.stdout.take().expect("piped"))
+///     .output()?;
+/// assert_eq!(upper.stdout, b"HELLO PIPELINE\n");
+/// assert!(producer.wait()?.success());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+macro_rules! from_pipe_end {
+    ($($t:ident),*) => {$(
+        impl From<crate::$t> for Stdio {
+            fn from(p: crate::$t) -> Stdio {
+                Stdio(Kind::Fd(p.into()))
+            }
+        }
+    )*};
+}
+from_pipe_end!(ChildStdin, ChildStdout, ChildStderr);
 
 impl fmt::Debug for Stdio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

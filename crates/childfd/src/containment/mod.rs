@@ -6,6 +6,7 @@
 //! | [`Containment::Session`] | `setsid()` | the same: the group the child leads as session leader | the same |
 //! | [`Containment::Cgroup`] | a fresh leaf cgroup, `CLONE_INTO_CGROUP` | every process in the leaf **and in every cgroup below it** (a nested `childfd run --contain cgroup`, a delegating service manager), whatever its group or session | a process that moved itself out of the leaf's subtree (needs write access to another cgroup's `cgroup.procs`) |
 //! | [`Containment::Inherit`] | nothing | the child only | every descendant |
+//! | [`Containment::JoinGroup`] | `setpgid(0, pgid)` | the child only (the group is its leader's: signal it through the leader) | every descendant, and the rest of the group |
 //!
 //! A process group is signalled with `pidfd_send_signal(pidfd, sig, NULL,
 //! PIDFD_SIGNAL_PROCESS_GROUP)` (Linux 6.9): the group is named by its
@@ -74,6 +75,11 @@ pub enum Containment {
     /// The child stays in the caller's process group; only the child itself
     /// can be signalled.
     Inherit,
+    /// The child joins the existing process group `pgid` (`setpgid(0,
+    /// pgid)`), as with std's `process_group(pgid)`. The group belongs to
+    /// its leader: this child's tree is the child only, and the group is
+    /// signalled through the leader's [`Child::signal_tree`].
+    JoinGroup(u32),
 }
 
 impl Containment {

@@ -97,6 +97,8 @@ pub(crate) enum GroupAction {
     NewGroup,
     /// `setsid()`: lead a new session (and group).
     NewSession,
+    /// `setpgid(0, pgid)`: join an existing process group.
+    Join(i32),
 }
 
 /// One `dup2(src, dst)` of the fd plan.
@@ -250,6 +252,8 @@ unsafe fn set_group(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
         GroupAction::NewGroup => unsafe { sc!(libc::SYS_setpgid, 0, 0) },
         // SAFETY: no arguments; acts on the child itself.
         GroupAction::NewSession => unsafe { sc!(libc::SYS_setsid) },
+        // SAFETY: integer arguments; acts on the child itself.
+        GroupAction::Join(pgid) => unsafe { sc!(libc::SYS_setpgid, 0, pgid) },
     };
     check(r, Stage::ProcessGroup).map(drop)
 }

@@ -82,6 +82,7 @@ fn contain(cmd: &Command) -> Result<Contained, SpawnError> {
         Containment::ProcessGroup | Containment::Cgroup(_) => GroupAction::NewGroup,
         Containment::Session => GroupAction::NewSession,
         Containment::Inherit => GroupAction::Inherit,
+        Containment::JoinGroup(pgid) => GroupAction::Join(*pgid as i32),
     };
     let leaf = match &cmd.containment {
         Containment::Cgroup(parent) => {
@@ -149,7 +150,7 @@ fn into_child(
     let [p_in, p_out, p_err] = fds.finish();
     let tree = match (contained.leaf.take(), &cmd.containment) {
         (Some(leaf), _) => Tree::Cgroup(leaf),
-        (None, Containment::Inherit) => Tree::Single,
+        (None, Containment::Inherit | Containment::JoinGroup(_)) => Tree::Single,
         (None, _) => Tree::Group,
     };
     Child::new(
