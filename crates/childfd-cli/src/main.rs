@@ -61,6 +61,23 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     }
 }
 
+/// `e` and its chain of sources, `: `-separated, each cause once: an
+/// error whose message already ends with its source's (childfd's spawn
+/// errors name the OS reason themselves) does not repeat it.
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let text = c.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        src = c.source();
+    }
+    s
+}
+
 /// A `childfd: ...` line on stderr. Never panics and never blocks for
 /// long: a closed or broken stderr only loses the line, a stderr nobody
 /// reads holds childfd up for at most [`own_output::OWN_WRITE_BOUND`].

@@ -105,6 +105,12 @@ fn a_missing_program_gives_127_and_one_line() {
         "{}",
         r.stderr
     );
+    assert_eq!(
+        r.stderr.matches("No such file").count(),
+        1,
+        "the OS reason is named once: {}",
+        r.stderr
+    );
 }
 
 #[test]

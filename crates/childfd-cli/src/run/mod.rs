@@ -151,10 +151,8 @@ fn spawn_failed(
         (SpawnStage::Exec | SpawnStage::Chdir, _) => CANNOT_EXECUTE,
         _ => OWN_ERROR,
     };
-    let cause = std::error::Error::source(e)
-        .map(|s| format!(": {s}"))
-        .unwrap_or_default();
-    say(format_args!("{e}{cause}"));
+    let message = crate::describe(e);
+    say(format_args!("{message}"));
     let containment = match args.contain {
         Contain::Auto | Contain::Cgroup => "cgroup",
         Contain::Pgroup => "pgroup",
@@ -165,7 +163,7 @@ fn spawn_failed(
     r.outcome = Outcome::SpawnFailed;
     r.exit_code = code;
     r.error = Some(ErrorInfo {
-        message: format!("{e}{cause}"),
+        message,
         stage: Some(e.stage().to_string()),
     });
     dest.write(&r, false);

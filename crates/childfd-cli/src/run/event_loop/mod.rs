@@ -304,12 +304,5 @@ impl Loop<'_> {
 }
 
 fn err(e: childfd_io::OutputError) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
+    crate::describe(&e)
 }
