@@ -409,6 +409,36 @@ fn default_sigpipe() {
     // SAFETY: `set` was filled in.
     let blocked = unsafe { libc::sigismember(&set, libc::SIGPIPE) };
     assert_eq!(blocked, 0, "SIGPIPE blocked");
+    sigpipe_blocked_by_the_host_is_left_pending_and_kills_it_on_unblock();
+}
+
+/// A host that keeps SIGPIPE blocked itself (at its default action) got
+/// `BrokenPipe`, but the SIGPIPE the write raised stayed pending, and the
+/// host died the moment it unblocked SIGPIPE.
+fn sigpipe_blocked_by_the_host_is_left_pending_and_kills_it_on_unblock() {
+    // SAFETY: plain data, initialised by sigemptyset/sigaddset.
+    let mut pipe_set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid, writable set; SIGPIPE is a valid signal.
+    unsafe { libc::sigemptyset(&mut pipe_set) };
+    // SAFETY: as above.
+    unsafe { libc::sigaddset(&mut pipe_set, libc::SIGPIPE) };
+    // SAFETY: valid set; changes only this thread's mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &pipe_set, std::ptr::null_mut()) };
+    let mut c = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let mut w = c.take_stdin().unwrap();
+    assert!(c.wait().unwrap().success());
+    let e = w.write_all(b"to nobody").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokenPipe);
+    // SAFETY: plain data, filled in by the kernel.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::sigpending(&mut set) };
+    // SAFETY: `set` was filled in.
+    let pending = unsafe { libc::sigismember(&set, libc::SIGPIPE) };
+    assert_eq!(pending, 0, "SIGPIPE left pending while the host blocks it");
+    // With nothing pending, unblocking is harmless (it killed the host).
+    // SAFETY: valid set; changes only this thread's mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &pipe_set, std::ptr::null_mut()) };
 }
 
 /// `voluntary_ctxt_switches + nonvoluntary_ctxt_switches` of thread `tid`.

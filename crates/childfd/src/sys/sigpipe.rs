@@ -10,9 +10,11 @@
 //! (`pthread_sigmask`); the signal the kernel then raises stays pending in
 //! that thread, and `sigtimedwait(2)` with a zero timeout takes it before
 //! the mask is restored. A SIGPIPE that was already pending before the
-//! write is left alone (it would have been delivered anyway). Cost: two
-//! `rt_sigprocmask` calls and one `rt_sigpending` per write, plus one
-//! `rt_sigtimedwait` on `EPIPE`; nothing when SIGPIPE was blocked already.
+//! write is left alone (it would have been delivered anyway). When the
+//! caller had SIGPIPE blocked already, the signal this write raised is
+//! taken all the same: left pending, it would kill the caller the moment it
+//! unblocks SIGPIPE. Cost: two `rt_sigprocmask` calls and one
+//! `rt_sigpending` per write, plus one `rt_sigtimedwait` on `EPIPE`.
 //!
 //! See [pthread_sigmask(3)](https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html)
 //! and [sigtimedwait(2)](https://man7.org/linux/man-pages/man2/sigtimedwait.2.html).
@@ -46,7 +48,7 @@ pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
     // SAFETY: `old` was filled in by the kernel above.
     let was_blocked = unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1;
-    let pending_before = !was_blocked && sigpipe_pending();
+    let pending_before = sigpipe_pending();
     let result = loop {
         // SAFETY: `buf` is valid for reads of `buf.len()` bytes; `fd` is
         // open for the duration of the call (borrowed).
@@ -59,17 +61,17 @@ pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
             break Err(e);
         }
     };
+    let broken = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE));
+    if broken && !pending_before {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid set and timespec; a null siginfo is allowed.
+        // Takes the SIGPIPE this write raised (EAGAIN if none).
+        unsafe { libc::sigtimedwait(&set, core::ptr::null_mut(), &zero) };
+    }
     if !was_blocked {
-        let broken = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE));
-        if broken && !pending_before {
-            let zero = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: valid set and timespec; a null siginfo is allowed.
-            // Takes the SIGPIPE this write raised (EAGAIN if none).
-            unsafe { libc::sigtimedwait(&set, core::ptr::null_mut(), &zero) };
-        }
         // SAFETY: restores the mask returned by the kernel above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
     }
