@@ -401,3 +401,57 @@ fn tree_operations_after_the_cgroup_leaf_was_removed_are_no_ops() {
     assert_no_leftover_cgroups(parent);
     h.finish(3);
 }
+
+#[test]
+fn tree_operations_racing_a_terminate_that_removes_the_leaf_fail_with_enoent() {
+    // Found by an adversarial test: while one thread's terminate() ended
+    // the tree and removed the leaf, another thread's signal_tree or
+    // kill_tree failed with ENOENT or ENODEV (in most of 40 rounds) though
+    // an empty tree is not an error.
+    let h = start();
+    let mut failures = Vec::new();
+    for round in 0..20 {
+        let tag = new_tag("cg-race");
+        let c = tree(&tag, "sleep 30 & exec sleep 30", Containment::cgroup());
+        let parent = cgroup_parent(&c);
+        wait_tagged(&tag, 2);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let looper = s.spawn(|| {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = if round % 2 == 0 {
+                        c.signal_tree(Signal::CONT)
+                    } else {
+                        c.kill_tree()
+                    };
+                    if let Err(e) = r {
+                        return Some(format!("{e}: {:?}", std::error::Error::source(&e)));
+                    }
+                    n += 1;
+                }
+                assert!(n > 0);
+                None
+            });
+            let t = c.terminate(Duration::from_secs(5));
+            // Keep racing a little after the leaf is gone.
+            let until = Instant::now() + Duration::from_millis(5);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = t {
+                failures.push(format!("round {round}: terminate: {e}"));
+            }
+            if let Some(e) = looper.join().unwrap() {
+                failures.push(format!("round {round}: {e}"));
+            }
+        });
+        gone_within(&c, BOUND);
+        assert_no_survivors(&tag);
+        drop(c);
+        assert_no_leftover_cgroups(parent);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    h.finish(3);
+}

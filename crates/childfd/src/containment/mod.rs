@@ -246,15 +246,28 @@ impl Child {
                 Ok(())
             }
             Tree::Group => sigs.iter().try_for_each(|&sig| self.signal_group(sig)),
-            Tree::Cgroup(leaf) if sigs == [Signal::KILL] => {
-                leaf.kill_tree().map_err(|e| self.tree_err(e))
-            }
+            Tree::Cgroup(leaf) if sigs == [Signal::KILL] => leaf
+                .kill_tree()
+                .or_else(|e| self.unless_leaf_removed(leaf, e)),
             Tree::Cgroup(leaf) => {
                 let to_leader = |sig: Signal| self.signal(sig).map_err(|e| e.source);
                 leaf.signal_members(sigs, self.id() as i32, &to_leader)
-                    .map_err(|e| self.tree_err(e))
+                    .or_else(|e| self.unless_leaf_removed(leaf, e))
             }
         }
+    }
+
+    /// A cgroup operation failed with `e`. If that is because the leaf was
+    /// removed meanwhile (another thread's `terminate` or `wait_tree` found
+    /// the tree empty and cleaned up: `ENOENT` opening a file of the leaf,
+    /// `ENODEV` writing one already open), the tree is empty for good (a
+    /// removed cgroup takes no new member): not an error.
+    fn unless_leaf_removed(&self, leaf: &Leaf, e: io::Error) -> Result<(), TreeError> {
+        let vanished = matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV));
+        if vanished && !leaf.path().exists() {
+            return Ok(());
+        }
+        Err(self.tree_err(e))
     }
 
     /// `signal_tree(SIGKILL)`: in cgroup mode, `cgroup.kill`.
