@@ -36,6 +36,10 @@ const SCENARIOS: &[(&str, Wrap)] = &[
         Wrap::Plain,
     ),
     (
+        "terminate_before_6_9_cannot_kill_a_member_once_a_blocked_wait_reaped_the_leader",
+        Wrap::Plain,
+    ),
+    (
         "orphan_reaper_takes_the_status_of_a_child_with_a_recycled_pid",
         Wrap::PidNs,
     ),
@@ -152,6 +156,9 @@ fn run_wrapped(
 fn scenario(name: &str) {
     match name {
         "tree_ops_deadlock_against_a_blocked_wait_before_6_9" => tree_ops_against_blocked_wait(),
+        "terminate_before_6_9_cannot_kill_a_member_once_a_blocked_wait_reaped_the_leader" => {
+            terminate_against_blocked_wait()
+        }
         "orphan_reaper_takes_the_status_of_a_child_with_a_recycled_pid" => recycled_pid(),
         "refused_pidfd_send_signal_eperm_leaves_children_running" => refused_signal(libc::EPERM),
         "refused_pidfd_send_signal_enosys_leaves_children_running" => refused_signal(libc::ENOSYS),
@@ -235,6 +242,84 @@ fn tree_ops_against_blocked_wait() {
         let status = waiter.join().unwrap().unwrap();
         assert!(status.signal().is_some(), "{op}: {status}");
         assert_no_survivors(&tag);
+    }
+}
+
+/// Before Linux 6.9 (forced) the tree is signalled by number, only while
+/// the leader is unreaped. A thread blocked in `wait` (or `wait_timeout`)
+/// must not reap the leader when `terminate`'s SIGTERM kills it: the
+/// SIGKILL after the grace must still reach a member that ignores SIGTERM.
+fn terminate_against_blocked_wait() {
+    childfd::force_fallback::no_pidfd_group_signal();
+    for mode in [Containment::ProcessGroup, Containment::Session] {
+        for how in ["wait", "wait_timeout"] {
+            let tag = new_tag("term-vs-wait");
+            let c = Arc::new(
+                Command::new("sh")
+                    .args(["-c", "(trap '' TERM; exec sleep 60) & exec sleep 60"])
+                    .env("CHILDFD_TEST_TAG", &tag)
+                    .containment(mode.clone())
+                    .spawn()
+                    .unwrap(),
+            );
+            // Both exec'd sleep: the member's TERM is ignored by then.
+            assert!(eventually(BOUND, || {
+                let t = childfd_testbin::tagged(&tag);
+                t.len() == 2 && t.iter().all(|p| p.comm == "sleep")
+            }));
+            let member = childfd_testbin::tagged(&tag)
+                .into_iter()
+                .find(|p| p.pid != c.id() as i32)
+                .unwrap()
+                .pid;
+            let (tid_tx, tid_rx) = mpsc::channel();
+            let (wait_tx, wait_rx) = mpsc::channel();
+            let c2 = c.clone();
+            std::thread::spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                tid_tx.send(unsafe { libc::gettid() }).unwrap();
+                let r = match how {
+                    "wait" => c2.wait().map(Some),
+                    _ => c2.wait_timeout(BOUND),
+                };
+                let _ = wait_tx.send(r);
+            });
+            let tid = tid_rx.recv().unwrap();
+            let blocked = |tid: i32| match how {
+                "wait" => in_syscall(tid, libc::SYS_waitid),
+                _ => std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+                    .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('S'))),
+            };
+            assert!(eventually(BOUND, || blocked(tid)), "{how}: never blocked");
+            let (tx, rx) = mpsc::channel();
+            let c3 = c.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(c3.terminate(Duration::from_millis(300)));
+            });
+            let t = rx.recv_timeout(Duration::from_secs(20));
+            let member_alive = alive(member);
+            let waited = wait_rx.recv_timeout(Duration::from_secs(20));
+            if member_alive || !matches!(t, Ok(Ok(_))) || waited.is_err() {
+                // Our unreaped child's number, or nothing: safe either way.
+                childfd_testbin::kill(c.id() as i32, libc::SIGKILL);
+                kill_tagged(&tag);
+            }
+            let t = t
+                .unwrap_or_else(|_| panic!("{mode:?} {how}: terminate hung 20 s"))
+                .unwrap_or_else(|e| panic!("{mode:?} {how}: terminate failed: {e}"));
+            assert!(
+                !member_alive,
+                "{mode:?} {how}: the member ignoring TERM survived"
+            );
+            assert_eq!(t.ended_by, EndedBy::Kill, "{mode:?} {how}");
+            assert_eq!(t.status.signal(), Some(Signal::TERM), "{mode:?} {how}");
+            let w = waited
+                .unwrap_or_else(|_| panic!("{mode:?} {how}: the wait did not return"))
+                .unwrap_or_else(|e| panic!("{mode:?} {how}: wait failed: {e}"));
+            assert_eq!(w, Some(t.status), "{mode:?} {how}");
+            drop(c);
+            assert_no_survivors(&tag);
+        }
     }
 }
 

@@ -11,7 +11,7 @@ pub use pipes::{ChildStderr, ChildStdin, ChildStdout, StdinSlot};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crate::containment::Tree;
@@ -50,8 +50,11 @@ pub struct Child {
     status: OnceLock<ExitStatus>,
     /// Serialises reaping so that exactly one `waitid` takes the status.
     /// Held only for non-blocking work: reaping with `WNOHANG`, and
-    /// signalling by number while the child is known unreaped.
-    reap: Mutex<()>,
+    /// signalling by number while the child is known unreaped. Counts the
+    /// tree operations in progress (see [`Child::hold_leader`]).
+    reap: Mutex<usize>,
+    /// Notified when the last tree operation in progress ends.
+    reap_allowed: Condvar,
     /// Whether the pid is still registered as owned with the orphan
     /// reaper; released exactly once (see [`crate::reaper`]).
     registered: AtomicBool,
@@ -92,7 +95,8 @@ impl Child {
             pidfd: Some(pidfd),
             pid,
             status: OnceLock::new(),
-            reap: Mutex::new(()),
+            reap: Mutex::new(0),
+            reap_allowed: Condvar::new(),
             registered: AtomicBool::new(true),
             stdin: StdinSlot::from(stdin),
             stdout,
@@ -107,8 +111,27 @@ impl Child {
         self.fd()
     }
 
-    pub(crate) fn reap_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn reap_guard(&self) -> MutexGuard<'_, usize> {
         self.reap.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps concurrent waits from reaping the child until the returned
+    /// guard is dropped, where the child's process group can only be
+    /// signalled by number (before Linux 6.9, or `pidfd_send_signal`
+    /// refused): the unreaped leader (a zombie once it exits) pins the
+    /// group number, so a tree operation that must still signal the group
+    /// (terminate's SIGKILL after the grace) can, even after the leader
+    /// died of its SIGTERM. Waits sleep meanwhile and reap once the last
+    /// guard is gone. Must not be held while this thread waits.
+    pub(crate) fn hold_leader(&self) -> LeaderHold<'_> {
+        *self.reap_guard() += 1;
+        LeaderHold(self)
+    }
+
+    /// Whether a tree operation in progress forbids reaping now (`holds`
+    /// is the count under the reaping lock).
+    pub(super) fn reaping_held(&self, holds: usize) -> bool {
+        holds > 0 && matches!(self.tree, Tree::Group) && !pidfd::group_signal_supported()
     }
 
     pub(crate) fn cached_status(&self) -> Option<ExitStatus> {
@@ -295,6 +318,19 @@ impl fmt::Debug for Child {
             .field("pidfd", &self.pidfd)
             .field("status", &self.status.get())
             .finish_non_exhaustive()
+    }
+}
+
+/// A tree operation in progress; see [`Child::hold_leader`].
+pub(crate) struct LeaderHold<'a>(&'a Child);
+
+impl Drop for LeaderHold<'_> {
+    fn drop(&mut self) {
+        let mut holds = self.0.reap_guard();
+        *holds -= 1;
+        if *holds == 0 {
+            self.0.reap_allowed.notify_all();
+        }
     }
 }
 

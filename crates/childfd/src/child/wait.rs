@@ -7,7 +7,14 @@
 //! refused) take the same lock and must never wait for the child's exit.
 //! A blocking wait therefore sleeps in `waitid(WNOWAIT)` (or `poll(2)` on
 //! the pidfd, with a deadline) without the lock, and reaps afterwards.
+//!
+//! Where a process group can only be signalled by number (before 6.9, or
+//! `pidfd_send_signal` refused), a tree operation in progress holds the
+//! leader unreaped ([`Child::hold_leader`]): a wait that finds the leader
+//! exited meanwhile sleeps on `Child::reap_allowed` and reaps when the
+//! operation ends, so the operation's later signals still reach the group.
 
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use super::{Child, EXIT_INFO_PATIENCE, RECOVERED};
@@ -49,7 +56,7 @@ impl Child {
             // `false` (reaped by someone else) is handled by the reap below.
             pidfd::wait_exited(self.fd()).map_err(|e| self.os(e))?;
             {
-                let _guard = self.reap_guard();
+                let _guard = self.reap_lock_allowed(None);
                 if let Some(s) = self.status.get() {
                     return Ok(*s);
                 }
@@ -61,6 +68,30 @@ impl Child {
             std::thread::sleep(unreapable_pause);
             unreapable_pause = (unreapable_pause * 2).min(Duration::from_millis(100));
         }
+    }
+
+    /// Takes the reaping lock once no tree operation holds the leader
+    /// unreaped (or the status is known), sleeping until then or until
+    /// `deadline`; `None` if the deadline passed first.
+    fn reap_lock_allowed(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, usize>> {
+        let mut guard = self.reap_guard();
+        while self.reaping_held(*guard) && self.status.get().is_none() {
+            guard = match deadline {
+                None => self
+                    .reap_allowed
+                    .wait(guard)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    let woken = self.reap_allowed.wait_timeout(guard, left);
+                    woken.unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+        Some(guard)
     }
 
     /// `waitid` under the reaping lock (held by the caller): caches and
@@ -117,9 +148,17 @@ impl Child {
             let ready =
                 pidfd::poll_readable(self.fd(), Some(deadline - now)).map_err(|e| self.os(e))?;
             if ready {
-                if let Some(s) = self.try_wait()? {
+                // Once no tree operation holds the leader unreaped.
+                let Some(guard) = self.reap_lock_allowed(Some(deadline)) else {
+                    return Ok(self.status.get().copied());
+                };
+                if let Some(s) = self.status.get() {
+                    return Ok(Some(*s));
+                }
+                if let Some(s) = self.reap_locked(Block::No)? {
                     return Ok(Some(s));
                 }
+                drop(guard);
                 // Exited but not reapable yet: a zombie that a debugger
                 // (ptrace) still holds, or another thread of ours is
                 // reaping it right now. The pidfd stays readable, so back
@@ -140,7 +179,7 @@ impl Child {
         if let Some(s) = self.status.get() {
             return Ok(Some(*s));
         }
-        let _guard = match self.reap.try_lock() {
+        let guard = match self.reap.try_lock() {
             Ok(g) => g,
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
             // Another thread is reaping or signalling by number (both
@@ -149,6 +188,10 @@ impl Child {
         };
         if let Some(s) = self.status.get() {
             return Ok(Some(*s));
+        }
+        if self.reaping_held(*guard) {
+            // A tree operation keeps the leader unreaped until it ends.
+            return Ok(None);
         }
         self.reap_locked(Block::No)
     }

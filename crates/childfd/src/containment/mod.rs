@@ -34,7 +34,13 @@
 //!   safe only while the leader is not reaped (its zombie pins the number).
 //!   childfd then signals the group only after checking, under its reaping
 //!   lock, that the leader is unreaped, and returns
-//!   [`TreeError::GroupUnreachable`] once it has been reaped. A reaper
+//!   [`TreeError::GroupUnreachable`] once it has been reaped. While
+//!   [`terminate`](Child::terminate), [`signal_tree`](Child::signal_tree) or
+//!   [`wait_tree_deadline`](Child::wait_tree_deadline) runs, a concurrent
+//!   [`wait`](Child::wait) does not reap the leader: it returns once the
+//!   operation ends (so terminate's SIGKILL still reaches a member that
+//!   outlived the leader's SIGTERM), and [`try_wait`](Child::try_wait) says
+//!   `None` meanwhile. A reaper
 //!   elsewhere in the process (a `waitpid(-1)` loop) could still reap the
 //!   leader between that check and the `kill`. The same holds for the child
 //!   itself ([`Child::signal`]) when `pidfd_send_signal` is refused.
@@ -231,6 +237,7 @@ impl Child {
     /// [`TreeError::GroupUnreachable`] on kernels before 6.9 once the leader
     /// is reaped; [`TreeError::Os`].
     pub fn signal_tree(&self, sig: Signal) -> Result<(), TreeError> {
+        let _hold = self.hold_leader();
         self.signal_tree_in_order(&[sig])
     }
 
@@ -333,6 +340,8 @@ impl Child {
     ///
     /// [`TreeError::Os`] or [`TreeError::Wait`].
     pub fn wait_tree_deadline(&self, deadline: Instant) -> Result<bool, TreeError> {
+        // Before 6.9 the unreaped leader pins the group number we scan for.
+        let _hold = self.hold_leader();
         if let Tree::Cgroup(leaf) = &self.tree {
             if !leaf
                 .wait_empty(Some(deadline))
@@ -379,7 +388,9 @@ impl Child {
     /// Ends the child's tree gracefully: SIGCONT, then SIGTERM to the tree
     /// (stopped members must see the TERM, and get their grace), wait up to `grace` for the
     /// child and every member to end, then SIGKILL the tree. Reaps the child
-    /// and removes its cgroup leaf.
+    /// and removes its cgroup leaf. Another thread may be blocked in
+    /// [`wait`](Child::wait) meanwhile; before 6.9 it returns once this ends
+    /// (see the [caveats](crate::containment#caveats)).
     ///
     /// ```
     /// use childfd::{Command, EndedBy, Signal, Stdio};
@@ -408,6 +419,10 @@ impl Child {
     /// [`TreeError::Survivors`] if members outlive SIGKILL for 10 s; others
     /// as [`signal_tree`](Child::signal_tree).
     pub fn terminate(&self, grace: Duration) -> Result<Termination, TreeError> {
+        // Before 6.9 the SIGKILL below goes to the group by number, which
+        // needs the leader unreaped: a concurrent wait must not reap it
+        // when it dies of the SIGTERM. Released before our own wait.
+        let hold = self.hold_leader();
         // CONT first: once it is sent no member is stopped, so when TERM
         // ends the leader and orphans the group, the kernel finds no
         // stopped member to send SIGHUP to (which would kill a member that
@@ -425,6 +440,7 @@ impl Child {
             }
             EndedBy::Kill
         };
+        drop(hold);
         let status = self.wait()?;
         if let Tree::Cgroup(leaf) = &self.tree {
             leaf.try_remove();
