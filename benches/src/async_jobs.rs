@@ -90,13 +90,21 @@ pub fn run(way: AsyncWay, n: usize) -> AsyncRun {
     };
     let rss0 = rss_kib();
     let reset = reset_peak_rss();
+    let cap = Arc::new(tokio::sync::Semaphore::new(max_in_flight(n)));
     let run = measure_jobs(n, || {
         rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
             for _ in 0..n {
+                let permit = cap.clone().acquire_owned();
                 match way {
-                    AsyncWay::ChildfdTokio { .. } => set.spawn(childfd_job()),
-                    AsyncWay::TokioProcess { .. } => set.spawn(tokio_job()),
+                    AsyncWay::ChildfdTokio { .. } => set.spawn(async move {
+                        let _p = permit.await;
+                        childfd_job().await
+                    }),
+                    AsyncWay::TokioProcess { .. } => set.spawn(async move {
+                        let _p = permit.await;
+                        tokio_job().await
+                    }),
                 };
             }
             while let Some(r) = set.join_next().await {
@@ -114,6 +122,17 @@ pub fn run(way: AsyncWay, n: usize) -> AsyncRun {
         peak_threads,
         peak_rss_kib: peak_rss,
     }
+}
+
+/// Jobs in flight at once: all of them, unless the fd limit (three fds
+/// per child: pidfd or pid reaper, stdout, stderr) cannot hold them; the
+/// same cap for every way.
+pub fn max_in_flight(n: usize) -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let by_fds = (limit.saturating_sub(512) / 4).max(64);
+    n.min(usize::try_from(by_fds).unwrap_or(usize::MAX))
 }
 
 async fn childfd_job() {
@@ -178,6 +197,7 @@ pub fn json(figs: &[(usize, AsyncWay, AsyncRun)]) -> Value {
                 let base = vs_tokio(figs, *n, way.multi_thread()).map(|p| p.1);
                 json!({
                     "jobs": n,
+                    "max_in_flight": max_in_flight(*n),
                     "way": way.label(),
                     "jobs_per_s": r.run.jobs_per_s(),
                     "process_cpu_us_per_job": r.run.process_us(),
@@ -227,7 +247,7 @@ pub fn targets(figs: &[(usize, AsyncWay, AsyncRun)]) -> Vec<(String, String, boo
 /// The report's section (markdown).
 pub fn markdown(figs: &[(usize, AsyncWay, AsyncRun)]) -> String {
     let mut md = String::from(
-        "\n## Async: short jobs with output capture, all in flight at once\n\nEach job runs `echo1` (static, prints one line) and captures stdout and stderr; every job is a task of one `JoinSet`. CPU is this process's per job (the children's is alike for every way). Peak threads counts every thread of the process (runtime workers, blocking pool, background reaper); peak RSS is above the size before the run. Ratios are to `tokio::process` on the same runtime and size.\n\n| jobs | way | jobs/s | × tokio | CPU per job | × tokio | peak threads | peak RSS |\n|---|---|---|---|---|---|---|---|\n",
+        "\n## Async: short jobs with output capture, all in flight at once\n\nEach job runs `echo1` (static, prints one line) and captures stdout and stderr; every job is a task of one `JoinSet`, started at once (up to `max in flight`: the fd limit allows three fds per child). CPU is this process's per job (the children's is alike for every way). Peak threads counts every thread of the process (runtime workers, blocking pool, background reaper); peak RSS is above the size before the run. Ratios are to `tokio::process` on the same runtime and size.\n\n| jobs | max in flight | way | jobs/s | × tokio | CPU per job | × tokio | peak threads | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for (n, way, r) in figs {
         let base = vs_tokio(figs, *n, way.multi_thread()).map(|p| p.1);
@@ -240,7 +260,8 @@ pub fn markdown(figs: &[(usize, AsyncWay, AsyncRun)]) -> String {
         });
         let _ = writeln!(
             md,
-            "| {n} | {} | {:.0} | {} | {:.1} µs | {} | {} | {} |",
+            "| {n} | {} | {} | {:.0} | {} | {:.1} µs | {} | {} | {} |",
+            max_in_flight(*n),
             way.label(),
             r.run.jobs_per_s(),
             ratio(speed),

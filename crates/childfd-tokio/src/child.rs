@@ -41,6 +41,20 @@ const REAP_PAUSE: Duration = Duration::from_millis(100);
 /// deregistered and handed to the core crate's background reaper. With
 /// [`kill_on_drop`](childfd::Command::kill_on_drop) the tree is killed
 /// first.
+///
+/// ```
+/// use childfd_tokio::CommandExt;
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let child = childfd::Command::new("sh").args(["-c", "sleep 60 & sleep 60"]).spawn_async()?;
+/// // SIGTERM + SIGCONT to the whole tree, SIGKILL after 2 s if needed.
+/// let t = child.terminate(Duration::from_secs(2)).await?;
+/// assert_eq!(t.status.signal(), Some(childfd::Signal::TERM));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Child {
     /// Owns the core child (and so its pidfd); deregisters before dropping it.
