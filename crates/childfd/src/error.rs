@@ -31,6 +31,11 @@ pub enum SpawnStage {
     Chdir,
     /// `execve`.
     Exec,
+    /// Setting resource limits, umask, nice value, `no_new_privs` or the
+    /// controlling terminal.
+    Attributes,
+    /// A [`pre_exec`](crate::Command::pre_exec) closure.
+    PreExec,
 }
 
 impl fmt::Display for SpawnStage {
@@ -48,6 +53,8 @@ impl fmt::Display for SpawnStage {
             SpawnStage::Credentials => "credentials",
             SpawnStage::Chdir => "chdir",
             SpawnStage::Exec => "exec",
+            SpawnStage::Attributes => "process attributes",
+            SpawnStage::PreExec => "pre_exec",
         })
     }
 }
@@ -86,6 +93,9 @@ pub enum InvalidCommand {
     /// `Stdio::same_as_stdout` was given for something other than stderr.
     #[error("same_as_stdout is only valid for stderr")]
     SameAsStdout,
+    /// A controlling terminal was asked for without a new session.
+    #[error("a controlling terminal needs a new session: use setsid(true)")]
+    ControllingTerminal,
     /// `process_group` was given a negative group id.
     #[error("process group {pgid} is invalid: 0 leads a new group, a positive id joins one")]
     ProcessGroup {

@@ -4,10 +4,12 @@
 //! NUL byte or an empty program is reported by [`Command::spawn`] before
 //! any process exists, never as a panic.
 
+mod child_setup;
 mod plan;
 mod std_compat;
 mod stdio;
 
+pub use child_setup::Resource;
 pub use stdio::{Stdio, StdioKind};
 
 use std::collections::BTreeMap;
@@ -54,6 +56,11 @@ pub struct Command {
     pub(crate) default_signals: u64,
     pub(crate) inherit_signal_mask: bool,
     pub(crate) containment: Containment,
+    /// Process attributes the child sets (`child_setup`).
+    pub(crate) setup: child_setup::Setup,
+    /// `pre_exec` closures; in a mutex so that `spawn(&self)` can hand the
+    /// child a mutable copy (the child runs them in its own memory).
+    pub(crate) pre_exec: std::sync::Mutex<crate::sys::child_exec::PreExecHooks>,
     pub(crate) kill_on_drop: bool,
     /// The first invalid input seen by the builder; reported by `spawn`.
     pub(crate) invalid: Option<InvalidCommand>,
@@ -97,6 +104,8 @@ impl Command {
             default_signals: 1 << (libc::SIGPIPE - 1),
             inherit_signal_mask: false,
             containment: Containment::default(),
+            setup: child_setup::Setup::default(),
+            pre_exec: std::sync::Mutex::new(Vec::new()),
             kill_on_drop: false,
             invalid,
         }

@@ -39,7 +39,16 @@
 //!   sets the mask.
 //!
 //! Everything it needs (argv, envp, PATH candidates, the fd plan) was built
-//! by the parent before the clone and is only read here. The steps run in
+//! by the parent before the clone and is only read here.
+//!
+//! # The one exception: `pre_exec` closures
+//!
+//! A caller's `Command::pre_exec` closures are arbitrary code. They run
+//! last, just before `execve`, and only on the fork-style path (no
+//! `CLONE_VM`, and no `CLONE_FILES`): the child then has its own copy of
+//! the memory and fd table, so what the closures do cannot reach the
+//! parent. Their own rules (async-signal-safe code only) are the caller's
+//! contract, stated on `pre_exec`; a panic is caught here and reported. The steps run in
 //! the order of [`run`], each a function below.
 
 use core::ffi::c_char;
@@ -70,6 +79,8 @@ pub(crate) enum Stage {
     Chdir = 6,
     Exec = 7,
     Cgroup = 8,
+    Attributes = 9,
+    PreExec = 10,
 }
 
 impl Stage {
@@ -83,6 +94,8 @@ impl Stage {
             6 => Stage::Chdir,
             7 => Stage::Exec,
             8 => Stage::Cgroup,
+            9 => Stage::Attributes,
+            10 => Stage::PreExec,
             _ => return None,
         })
     }
@@ -100,6 +113,25 @@ pub(crate) enum GroupAction {
     /// `setpgid(0, pgid)`: join an existing process group.
     Join(i32),
 }
+
+/// Process attributes the child sets for itself (see [`set_attributes`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attributes<'a> {
+    /// `prlimit64(0, resource, {soft, hard}, NULL)` for each.
+    pub rlimits: &'a [(u32, [u64; 2])],
+    /// `umask(mask)`, unless negative.
+    pub umask: i32,
+    /// `setpriority(PRIO_PROCESS, 0, nice)`.
+    pub nice: Option<i32>,
+    /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
+    pub no_new_privs: bool,
+    /// `ioctl(0, TIOCSCTTY, 0)`: stdin becomes the controlling terminal of
+    /// the session the child leads.
+    pub controlling_tty: bool,
+}
+
+/// The caller's `pre_exec` closures (see the module docs).
+pub(crate) type PreExecHooks = Vec<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>;
 
 /// One `dup2(src, dst)` of the fd plan.
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +195,11 @@ pub(crate) struct ChildPlan<'a> {
     pub uid: Option<u32>,
     /// NUL-terminated directory to `chdir` into, or null.
     pub cwd: *const c_char,
+    /// Process attributes to set.
+    pub attributes: Attributes<'a>,
+    /// The caller's `pre_exec` closures, or null; non-null only on the
+    /// fork-style path (the child's memory is its own copy).
+    pub pre_exec: *mut PreExecHooks,
     pub block: *const SpawnBlock,
 }
 
@@ -216,9 +253,11 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
         set_group(p)?;
         setup_fds(p)?;
         set_signals(p)?;
+        set_attributes(p)?;
         set_credentials(p)?;
         arm_parent_death(p)?;
         change_dir(p)?;
+        run_pre_exec(p)?;
         exec(p)
     }
 }
@@ -425,6 +464,110 @@ unsafe fn set_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
         )
     };
     check(r, Stage::Signals).map(drop)
+}
+
+/// Process attributes, after the fds (the controlling terminal is the new
+/// stdin) and before the credentials (raising a limit or the priority may
+/// need privileges the uid change drops).
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn set_attributes(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    let a = &p.attributes;
+    if a.controlling_tty {
+        // SAFETY: integer arguments on the child's own fd 0.
+        let r = unsafe { sc!(libc::SYS_ioctl, 0, libc::TIOCSCTTY, 0) };
+        check(r, Stage::Attributes)?;
+    }
+    for (resource, limit) in a.rlimits {
+        // SAFETY: `limit` is the plan's {soft, hard} pair, the layout of
+        // `struct rlimit64`; no old value is asked for.
+        let r = unsafe { sc!(libc::SYS_prlimit64, 0, *resource, limit.as_ptr(), 0) };
+        check(r, Stage::Attributes)?;
+    }
+    if a.umask >= 0 {
+        // SAFETY: integer argument; umask cannot fail.
+        unsafe { sc!(libc::SYS_umask, a.umask) };
+    }
+    if let Some(nice) = a.nice {
+        // SAFETY: integer arguments on the child itself.
+        let r = unsafe { sc!(libc::SYS_setpriority, libc::PRIO_PROCESS, 0, nice) };
+        check(r, Stage::Attributes)?;
+    }
+    if a.no_new_privs {
+        // SAFETY: integer arguments.
+        let r = unsafe { sc!(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0) };
+        check(r, Stage::Attributes)?;
+    }
+    Ok(())
+}
+
+/// The caller's `pre_exec` closures, in order (see the module docs): an
+/// error stops with its OS error (`EINVAL` if it has none), a panic with
+/// `ENOTRECOVERABLE`.
+///
+/// # Safety
+///
+/// As for [`child_main`], and `pre_exec` is null or points to the hooks in
+/// this child's own copy of the parent's memory.
+unsafe fn run_pre_exec(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    if p.pre_exec.is_null() {
+        return Ok(());
+    }
+    // SAFETY: fork-style child: the hooks are our private copy (see above).
+    let hooks = unsafe { &mut *p.pre_exec };
+    for hook in hooks.iter_mut() {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *hook)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err((Stage::PreExec, e.raw_os_error().unwrap_or(libc::EINVAL))),
+            Err(_) => return Err((Stage::PreExec, libc::ENOTRECOVERABLE)),
+        }
+    }
+    Ok(())
+}
+
+/// `Command::exec`: the child's steps run in the calling process, which
+/// `execve` then replaces. Blocks every signal first (as a spawn does
+/// around the clone), so the steps run as they do in a child; restores
+/// the mask if they fail. Returns only on failure, with the stage and the
+/// errno.
+///
+/// The plan must come from the spawn preparation (`command::plan`), which
+/// keeps every pointer valid for as long as the plan lives.
+pub(crate) fn exec_here(plan: &mut ChildPlan<'_>) -> (Stage, i32) {
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: reads `all` and writes `old`, both 8-byte kernel sigsets.
+    let r = unsafe {
+        sc!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            &mut old as *mut u64,
+            KERNEL_SIGSET_SIZE
+        )
+    };
+    if r < 0 {
+        return (Stage::Signals, (r as i32).wrapping_neg());
+    }
+    if plan.inherit_signal_mask {
+        plan.signal_mask = old;
+    }
+    // SAFETY: the plan's pointers are valid (see above); the steps act on
+    // this process, which is what `exec` asks for.
+    let Err(failed) = unsafe { run(plan) };
+    // SAFETY: reads the saved 8-byte mask.
+    unsafe {
+        sc!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old as *const u64,
+            0,
+            KERNEL_SIGSET_SIZE
+        )
+    };
+    failed
 }
 
 /// Credentials: groups first, uid last (after it we may lack the right to

@@ -25,7 +25,12 @@ pub(super) fn clone_with_fallbacks(
     let mut procs: Option<OwnedFd> = None;
     let mut opts = CloneOptions {
         cgroup: None,
-        share_memory: cmd.uid.is_none() && cmd.gid.is_none() && cmd.groups.is_none(),
+        // A credential change would mark the parent non-dumpable; pre_exec
+        // closures must not run in the parent's memory.
+        share_memory: cmd.uid.is_none()
+            && cmd.gid.is_none()
+            && cmd.groups.is_none()
+            && plan.pre_exec.is_null(),
     };
     if let Some(l) = leaf {
         if clone::into_cgroup_allowed() {
@@ -124,7 +129,7 @@ fn join_by_procs(
 }
 
 /// The error for a failed clone or a child that failed before `execve`.
-fn failure(cmd: &Command, f: Failure) -> SpawnError {
+pub(super) fn failure(cmd: &Command, f: Failure) -> SpawnError {
     let stage = match f.stage {
         None => SpawnStage::Clone,
         Some(Stage::ProcessGroup) => SpawnStage::ProcessGroup,
@@ -143,6 +148,8 @@ fn failure(cmd: &Command, f: Failure) -> SpawnError {
         }
         Some(Stage::Exec) => SpawnStage::Exec,
         Some(Stage::Cgroup) => SpawnStage::Cgroup,
+        Some(Stage::Attributes) => SpawnStage::Attributes,
+        Some(Stage::PreExec) => SpawnStage::PreExec,
     };
     os_err(cmd, stage, f.error)
 }

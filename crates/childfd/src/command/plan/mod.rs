@@ -15,36 +15,101 @@ mod prepare;
 
 use std::io;
 use std::ptr;
+use std::sync::PoisonError;
 
 use super::Command;
 use crate::child::{Child, ChildStderr, ChildStdin, ChildStdout};
 use crate::containment::cgroup::{self, Leaf};
 use crate::containment::{Containment, Tree};
 use crate::error::{SpawnError, SpawnStage};
-use crate::sys::child_exec::{ChildPlan, GroupAction};
+use crate::sys::child_exec::{self, ChildPlan, GroupAction, PreExecHooks};
 use crate::sys::clone::{self, Spawned};
 use crate::sys::env;
 
-pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
-    if let Some(reason) = &cmd.invalid {
-        return Err(SpawnError::Invalid {
+/// Bad input, found before anything is created.
+fn check_valid(cmd: &Command) -> Result<(), SpawnError> {
+    let reason = cmd
+        .invalid
+        .clone()
+        .or_else(|| cmd.setup.invalid(&cmd.containment));
+    match reason {
+        Some(reason) => Err(SpawnError::Invalid {
             program: cmd.program_lossy(),
-            reason: reason.clone(),
-        });
+            reason,
+        }),
+        None => Ok(()),
     }
+}
+
+/// The closures for the child, or null if there are none (then the child
+/// may share our memory).
+fn hooks_ptr(hooks: &mut PreExecHooks) -> *mut PreExecHooks {
+    if hooks.is_empty() {
+        ptr::null_mut()
+    } else {
+        hooks
+    }
+}
+
+pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
+    check_valid(cmd)?;
+    // Held until the child has exec'd: the child runs its own copy.
+    let mut hooks = cmd.pre_exec.lock().unwrap_or_else(PoisonError::into_inner);
     let exec = prepare::Exec::new(cmd);
     let use_close_range = env::close_range_cloexec();
     // With close_range (5.11+) the child shares our fd table (CLONE_FILES)
     // and unshares only the bottom of it, unless this spawn names an fd by
     // path (`/proc/self/fd/N` as the program or directory: the child needs
     // all of them until execve) or clone refused CLONE_FILES before.
-    let share_files = use_close_range && clone::files_allowed() && !names_fd_by_path(cmd);
+    // A pre_exec closure may use any of our fds: the child copies them all.
+    let share_files =
+        use_close_range && clone::files_allowed() && !names_fd_by_path(cmd) && hooks.is_empty();
     let mut fds = fds::FdPlan::new(cmd, share_files)?;
     let contained = contain(cmd)?;
     let mut plan = child_plan(cmd, &exec, &mut fds, use_close_range, share_files);
     plan.group = contained.group;
+    plan.pre_exec = hooks_ptr(&mut hooks);
     let spawned = launch::clone_with_fallbacks(cmd, &mut plan, &contained)?;
     Ok(into_child(cmd, spawned, fds, contained))
+}
+
+/// [`Command::exec`]: the spawn's preparation and `execve`, run in this
+/// process (no clone, no fd sharing). Returns only on failure.
+pub(super) fn exec_in_place(cmd: &Command) -> SpawnError {
+    if let Err(e) = check_valid(cmd) {
+        return e;
+    }
+    if matches!(cmd.containment, Containment::Cgroup(_)) {
+        let why = "exec cannot move this process into a cgroup leaf that nobody would remove";
+        return os_err(
+            cmd,
+            SpawnStage::Cgroup,
+            io::Error::new(io::ErrorKind::Unsupported, why),
+        );
+    }
+    let mut hooks = cmd.pre_exec.lock().unwrap_or_else(PoisonError::into_inner);
+    let exec = prepare::Exec::new(cmd);
+    let mut fds = match fds::FdPlan::new(cmd, false) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let contained = match contain(cmd) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let mut plan = child_plan(cmd, &exec, &mut fds, env::close_range_cloexec(), false);
+    plan.group = contained.group;
+    plan.pre_exec = hooks_ptr(&mut hooks);
+    // The parent-death signal is relative to this process's own parent.
+    plan.expected_ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    let (stage, errno) = child_exec::exec_here(&mut plan);
+    launch::failure(
+        cmd,
+        clone::Failure {
+            stage: Some(stage),
+            error: io::Error::from_raw_os_error(errno),
+        },
+    )
 }
 
 /// A spawn failure of `cmd` at `stage`.
@@ -135,6 +200,8 @@ fn child_plan<'a>(
         gid: cmd.gid,
         uid: cmd.uid,
         cwd: cmd.cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+        attributes: cmd.setup.attributes(),
+        pre_exec: ptr::null_mut(),
         block: ptr::null(),
     }
 }
