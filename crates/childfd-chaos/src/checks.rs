@@ -109,8 +109,14 @@ fn leaves(sh: &Shared, base: &Baseline) {
 fn fd_log(sh: &Shared, log: &Path, secrets: &Path) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let secret = secrets.to_string_lossy();
-    for line in text.lines() {
-        let Some(rep) = parse_fd_report(line) else {
+    // A process killed while it wrote its line leaves it cut short (and
+    // the next line glued to it): judge every complete `pid=` record.
+    let records = text
+        .lines()
+        .flat_map(|l| l.split("pid=").filter(|r| !r.is_empty()))
+        .map(|r| format!("pid={}", r.trim_end_matches('\t')));
+    for line in records {
+        let Some(rep) = parse_fd_report(&line).or_else(|| parse_cut_short(&line)) else {
             sh.violation(format!("unreadable fd report `{line}`"));
             continue;
         };
@@ -128,6 +134,12 @@ fn fd_log(sh: &Shared, log: &Path, secrets: &Path) {
         }
     }
     let _ = std::fs::remove_file(log);
+}
+
+/// A record whose last entry was cut short: the complete entries.
+fn parse_cut_short(line: &str) -> Option<childfd_testbin::tree::FdReport> {
+    let (head, _) = line.rsplit_once('\t')?;
+    parse_fd_report(head)
 }
 
 #[cfg(test)]
@@ -148,6 +160,8 @@ mod tests {
                 "pid=12\t0=/dev/null\t1={}/secret-1\t2=pipe:[6]",
                 secrets.display()
             ),
+            // killed mid-write, the next record glued on
+            "pid=13\t0=/dev/null\t1=pipe:[5]\t2pid=14\t0=/dev/null\t1=pipe:[5]\t2=pipe:[6]".into(),
         ];
         std::fs::write(&log, lines.join("\n") + "\n").unwrap();
         let sh = Shared::new(Config::parse(&[]).unwrap());
@@ -158,7 +172,7 @@ mod tests {
         assert!(v[1].what.contains("tree process 12"));
         assert_eq!(
             sh.n.fd_reports.load(std::sync::atomic::Ordering::Relaxed),
-            3
+            5
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -32,7 +32,7 @@ pub fn main(cfg: Config) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let sh = Box::leak(Box::new(Shared::new(cfg)));
+    let sh: &'static Shared = Box::leak(Box::new(Shared::new(cfg)));
     println!(
         "chaos: seed {:#x}, {:?}, rounds of {:?}, kinds {}, hogs {}, tolerance {:?}; pid reuse {}, cgroups {}",
         sh.cfg.seed,
@@ -94,6 +94,13 @@ fn setup() -> Result<Setup, String> {
         .containment(Containment::cgroup())
         .status()
         .is_ok();
+    // tokio's signal driver opens a socket pair once per process, the
+    // first time a runtime is built: let that happen before the baseline.
+    drop(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    );
     let base = Baseline {
         fds: childfd_testbin::open_fds(),
         owned_lo,
@@ -120,14 +127,18 @@ fn setup() -> Result<Setup, String> {
 pub fn summary(sh: &Shared, took: Duration) -> ExitCode {
     let n = &sh.n;
     let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let spawns = g(&n.sup_spawns) + g(&n.output_spawns) + g(&n.plain_spawns) + g(&n.forked_spawns);
+    let spawns = g(&n.sup_spawns)
+        + g(&n.output_spawns)
+        + g(&n.plain_spawns)
+        + g(&n.tokio_spawns)
+        + g(&n.forked_spawns);
     let handled: u64 = [libc::SIGINT, libc::SIGUSR1]
         .iter()
         .map(|&s| sys::HANDLED[s as usize].load(Ordering::Relaxed))
         .sum();
     let violations = lock(&sh.violations).len();
     println!(
-        "chaos: {} rounds in {took:.0?} (seed {:#x}, kinds {}): {spawns} spawns (Supervisor {}, output() {}, Command::spawn {}, in forked copies {}), {} processes; \
+        "chaos: {} rounds in {took:.0?} (seed {:#x}, kinds {}): {spawns} spawns (Supervisor {}, output() {}, Command::spawn {}, childfd-tokio {}, in forked copies {}), {} processes; \
          signals sent {} (to the process {}, to its group {}, SIGSTOP/SIGCONT to tree members {}; handled SIGINT/SIGUSR1 {handled}); \
          forks {}; env changes {}; fd ops {} (sweeps {}); pid reuse: {} of {} aimed decoys got the reaped pid; decoys {}; \
          signals to reaped children's handles {}; fd reports checked {}; \
@@ -138,6 +149,7 @@ pub fn summary(sh: &Shared, took: Duration) -> ExitCode {
         g(&n.sup_spawns),
         g(&n.output_spawns),
         g(&n.plain_spawns),
+        g(&n.tokio_spawns),
         g(&n.forked_spawns),
         g(&n.processes),
         g(&n.sig_self) + g(&n.sig_group) + g(&n.sig_members),

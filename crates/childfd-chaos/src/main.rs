@@ -9,7 +9,7 @@
 //!   never gives to childfd, which must survive everything;
 //! - the init (no first argument `driver`), which starts
 //! - the driver (`driver ...`): the work (Supervisor, `output()`, plain
-//!   `Command::spawn`, from several threads) and the chaos threads, round
+//!   `Command::spawn`, `childfd-tokio`, from several threads) and the chaos threads, round
 //!   after round, with the checks after each.
 //!
 //! Options: `--minutes N` or `--seconds N`, `--seed S` (a round's seed

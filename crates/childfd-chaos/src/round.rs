@@ -27,7 +27,7 @@ pub struct Setup {
 }
 
 /// Runs round `n` with `seed`.
-pub fn run(sh: &Shared, setup: &Setup, n: u64, seed: u64) {
+pub fn run(sh: &'static Shared, setup: &Setup, n: u64, seed: u64) {
     let mut round = setup.round.clone();
     round.n = n;
     round.seed = seed;
@@ -85,7 +85,7 @@ type Handles<'s> = Vec<(&'static str, ScopedJoinHandle<'s, ()>)>;
 
 fn start_work<'s>(
     s: &'s std::thread::Scope<'s, '_>,
-    sh: &'s Shared,
+    sh: &'static Shared,
     round: &'s Round,
 ) -> Handles<'s> {
     let seed = |i: u64| next_seed(round.seed ^ (i << 32));
@@ -93,6 +93,10 @@ fn start_work<'s>(
         "supervisor",
         s.spawn(move || work::supervisor::run(sh, round, seed(1))),
     )];
+    v.push((
+        "tokio",
+        s.spawn(move || work::asynch::run(sh, round, seed(6))),
+    ));
     for i in 0..2 {
         v.push((
             "output",

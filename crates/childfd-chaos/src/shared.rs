@@ -20,6 +20,8 @@ pub struct Counters {
     pub output_spawns: AtomicU64,
     /// Children of plain `Command::spawn`.
     pub plain_spawns: AtomicU64,
+    /// Children of `childfd-tokio` tasks.
+    pub tokio_spawns: AtomicU64,
     /// Children spawned by forked copies.
     pub forked_spawns: AtomicU64,
     /// Processes in all trees.

@@ -1,7 +1,8 @@
 //! The work run under chaos: random trees through the Supervisor,
-//! `output()` and plain `Command::spawn`, each result checked against the
-//! tree's spec.
+//! `output()`, plain `Command::spawn` and `childfd-tokio`, each result
+//! checked against the tree's spec.
 
+pub mod asynch;
 pub mod output;
 pub mod plain;
 pub mod supervisor;
