@@ -66,10 +66,24 @@ async fn output(sh: &Shared, round: &Round, r: &mut Rng) {
     Shared::bump(&sh.n.tokio_spawns);
     sh.n.processes
         .fetch_add(node.count() as u64, Ordering::Relaxed);
-    match round.command(&node, containment).output_async(opts).await {
+    let mut cmd = round.command(&node, containment);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    let mut child = match cmd.spawn_async() {
+        Ok(c) => c,
+        Err(e) => return sh.violation(format!("childfd-tokio spawn ({mode}): {e}")),
+    };
+    match childfd_tokio::output(&mut child, opts).await {
         Ok(out) => judge(sh, &out, &node, deadline, grace, wd),
         Err(e) => sh.violation(format!("childfd-tokio output of `{node}` ({mode}): {e}")),
     }
+    // As a caller does to leave nothing behind: members that closed their
+    // output and stopped themselves outlive an Exited report.
+    if let Err(e) = child.kill_tree() {
+        sh.violation(format!("childfd-tokio kill_tree after output: {e}"));
+    }
+    sh.reaped(child.id());
 }
 
 fn judge(
