@@ -73,6 +73,7 @@ pub mod engine {
     pub use crate::capture::Capture;
     pub use crate::holders::{find as find_holders, pipe_inode};
     pub use crate::lifecycle::{DRAIN_AFTER_KILL, DRAIN_AFTER_TREE_GONE, Lifecycle, Step};
+    pub use crate::limits_builder;
     pub use crate::options::Limits;
     pub use crate::sys::write_no_sigpipe;
 }

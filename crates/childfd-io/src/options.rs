@@ -89,7 +89,11 @@ impl Limits {
 }
 
 /// The builder methods for [`Limits`], written once for every options type
-/// that has a `limits` field.
+/// that has a `limits` field: [`Options`], [`JobOptions`](crate::JobOptions)
+/// and `childfd_tokio::Options` (through [`engine`](crate::engine); not a
+/// stable API).
+#[doc(hidden)]
+#[macro_export]
 macro_rules! limits_builder {
     () => {
         /// When this much time has passed since the child started (for
@@ -145,7 +149,6 @@ macro_rules! limits_builder {
         }
     };
 }
-pub(crate) use limits_builder;
 
 /// Options of [`output`](crate::output). Built by chaining:
 ///

@@ -2,7 +2,6 @@
 //! [`childfd_io::Options`], with input and lines that can cross threads.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use childfd_io::engine::Limits;
 
@@ -40,54 +39,7 @@ impl Options {
         Options::default()
     }
 
-    /// When this much time has passed since [`output`](crate::output) was
-    /// called (for a job: since it started), the tree is terminated:
-    /// SIGTERM and SIGCONT, then SIGKILL after the [grace](Self::grace);
-    /// the outcome is [`Outcome::TimedOut`](crate::Outcome::TimedOut).
-    pub fn deadline(mut self, after: Duration) -> Self {
-        self.limits.deadline = Some(after);
-        self
-    }
-
-    /// Time between SIGTERM and SIGKILL when the deadline fires (default
-    /// [`DEFAULT_GRACE`](crate::DEFAULT_GRACE)).
-    pub fn grace(mut self, grace: Duration) -> Self {
-        self.limits.grace = grace;
-        self
-    }
-
-    /// After the child exits, keep reading at most this long. If a pipe is
-    /// still held open then by a descendant that inherited it, stop and
-    /// report [`Outcome::PipesHeldOpen`](crate::Outcome::PipesHeldOpen)
-    /// with the holders. Without it, reading waits for EOF (bounded only
-    /// by the deadline).
-    pub fn wait_delay(mut self, delay: Duration) -> Self {
-        self.limits.wait_delay = Some(delay);
-        self
-    }
-
-    /// When the wait-delay expires with pipes held, kill the child's tree
-    /// (after naming the holders).
-    pub fn kill_tree_on_held_pipes(mut self, yes: bool) -> Self {
-        self.limits.kill_tree_on_held_pipes = yes;
-        self
-    }
-
-    /// Keep at most the first `n` bytes of each stream; the rest is still
-    /// read (the child never blocks on a full pipe) and counted.
-    pub fn max_bytes(mut self, n: usize) -> Self {
-        self.limits.head = n;
-        self.limits.head_set = true;
-        self
-    }
-
-    /// With [`max_bytes`](Self::max_bytes): also keep the last `n` bytes of
-    /// each stream.
-    pub fn keep_tail(mut self, n: usize) -> Self {
-        self.limits.tail = n;
-        self.limits.tail_set = true;
-        self
-    }
+    childfd_io::engine::limits_builder!();
 
     /// Bytes to write to the child's stdin (non-blocking, interleaved with
     /// reading, never raising SIGPIPE), then close it.

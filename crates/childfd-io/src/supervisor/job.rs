@@ -4,7 +4,8 @@ use std::fmt;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use crate::options::{Input, Limits, limits_builder};
+use crate::limits_builder;
+use crate::options::{Input, Limits};
 
 /// Identifies a job of a [`Supervisor`](super::Supervisor), in the order
 /// they were pushed.
