@@ -5,10 +5,10 @@ use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use childfd::{Command, Stdio};
-use childfd_io::{Captured, Event, JobId, Outcome, OutputError, Report, Summary};
+use childfd_io::{Event, JobId, Outcome, OutputError, Report, Summary};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
@@ -124,7 +124,7 @@ impl JobSet {
     pub fn cancel(&mut self, id: JobId) {
         if let Some(i) = self.queue.iter().position(|(q, ..)| *q == id) {
             if let Some((_, _, opts)) = self.queue.remove(i) {
-                self.report(empty_report(id, opts.tag, Outcome::Cancelled));
+                self.report(Report::empty(id, opts.tag, Outcome::Cancelled));
             }
         } else if let Some(n) = self.cancels.get(&id) {
             n.notify_one(); // kept as a permit if the task is not waiting yet
@@ -134,7 +134,7 @@ impl JobSet {
     /// Cancels every job, queued or running.
     pub fn cancel_all(&mut self) {
         for (id, _, opts) in std::mem::take(&mut self.queue) {
-            self.report(empty_report(id, opts.tag, Outcome::Cancelled));
+            self.report(Report::empty(id, opts.tag, Outcome::Cancelled));
         }
         for n in self.cancels.values() {
             n.notify_one();
@@ -263,26 +263,6 @@ impl JobSet {
     }
 }
 
-/// The report of a job that did not run.
-fn empty_report(id: JobId, tag: Option<Arc<str>>, outcome: Outcome) -> Report {
-    Report {
-        id,
-        tag,
-        pid: None,
-        status: None,
-        outcome,
-        stdout: Captured::default(),
-        stderr: Captured::default(),
-        stdin_written: 0,
-        stdin_closed_early: false,
-        holders: Vec::new(),
-        left_behind: 0,
-        ended_by: None,
-        error: None,
-        elapsed: Duration::ZERO,
-    }
-}
-
 impl futures_core::Stream for JobSet {
     type Item = Event;
 
@@ -304,7 +284,7 @@ async fn run_job(
     let failed = |outcome, error: OutputError| Report {
         error: Some(Arc::new(error)),
         elapsed: started.elapsed(),
-        ..empty_report(id, tag.clone(), outcome)
+        ..Report::empty(id, tag.clone(), outcome)
     };
     let stdin = if opts.has_input() {
         Stdio::piped()

@@ -72,7 +72,9 @@ pub struct Report {
 
 impl Report {
     /// The report of a job that did not run (or whose run is unknown).
-    pub(super) fn empty(id: JobId, tag: Option<Arc<str>>, outcome: Outcome) -> Report {
+    /// Public for `childfd-tokio`'s job set; not a stable API.
+    #[doc(hidden)]
+    pub fn empty(id: JobId, tag: Option<Arc<str>>, outcome: Outcome) -> Report {
         Report {
             id,
             tag,
