@@ -203,21 +203,21 @@ impl Event {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn report(&self) -> Option<&Report> {
-        match self {
-            Event::Exited(r)
-            | Event::TimedOut(r)
-            | Event::PipesHeldOpen(r)
-            | Event::Cancelled(r)
-            | Event::Leaked(r)
-            | Event::SpawnFailed(r)
-            | Event::Failed(r) => Some(r),
-            Event::Started { .. } | Event::Line { .. } | Event::Interrupted => None,
-        }
+        report_of!(self)
     }
 
     /// [`report`](Self::report), by value.
     pub fn into_report(self) -> Option<Report> {
-        match self {
+        report_of!(self)
+    }
+}
+
+/// The report an event carries, `Some` for the events that end a job:
+/// one list of them for [`Event::report`] (by reference) and
+/// [`Event::into_report`] (by value).
+macro_rules! report_of {
+    ($event:expr) => {
+        match $event {
             Event::Exited(r)
             | Event::TimedOut(r)
             | Event::PipesHeldOpen(r)
@@ -227,8 +227,9 @@ impl Event {
             | Event::Failed(r) => Some(r),
             Event::Started { .. } | Event::Line { .. } | Event::Interrupted => None,
         }
-    }
+    };
 }
+use report_of;
 
 /// Counts over a supervisor's life.
 #[derive(Debug, Clone, Default)]
