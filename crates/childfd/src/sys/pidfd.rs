@@ -50,27 +50,38 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, block: Block) -> io::Result<Option<i32>> 
 /// From waitid(2), other than `EINTR` (retried) and `ECHILD`.
 pub(crate) fn wait_exited(fd: BorrowedFd<'_>) -> io::Result<bool> {
     loop {
-        // SAFETY: all-zero siginfo_t is valid.
-        let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
-        let flags = libc::WEXITED | libc::WNOWAIT | libc::__WALL;
-        // SAFETY: valid out-pointer; P_PIDFD takes the fd as id.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PIDFD,
-                fd.as_raw_fd() as libc::id_t,
-                &mut info,
-                flags,
-            )
-        };
-        if r == 0 {
-            return Ok(true);
+        match waitid_nowait(fd, 0) {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            r => return r,
         }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ECHILD) => return Ok(false),
-            _ => return Err(e),
-        }
+    }
+}
+
+/// `waitid(P_PIDFD, fd, WEXITED | WNOWAIT | __WALL | extra)`, once:
+/// `Ok(true)` if the process is unreaped (with `WNOHANG`: running or a
+/// zombie; without: a zombie), `Ok(false)` if someone reaped it
+/// (`ECHILD`). Errors, `EINTR` included, from waitid(2).
+fn waitid_nowait(fd: BorrowedFd<'_>, extra: i32) -> io::Result<bool> {
+    // SAFETY: all-zero siginfo_t is valid.
+    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOWAIT | libc::__WALL | extra;
+    // SAFETY: valid out-pointer; P_PIDFD takes the fd as id.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            fd.as_raw_fd() as libc::id_t,
+            &mut info,
+            flags,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ECHILD) {
+        Ok(false)
+    } else {
+        Err(e)
     }
 }
 
@@ -322,27 +333,7 @@ pub(crate) fn kill_by_number(pid: i32, sig: i32) -> bool {
 /// process is still unreaped (running or zombie), without reaping it.
 /// `Ok(false)` means someone reaped it (`ECHILD`).
 pub(crate) fn is_unreaped(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    // SAFETY: all-zero siginfo_t is valid.
-    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
-    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL;
-    // SAFETY: valid out-pointer; P_PIDFD takes the fd as id.
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PIDFD,
-            fd.as_raw_fd() as libc::id_t,
-            &mut info,
-            flags,
-        )
-    };
-    if r == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ECHILD) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
+    waitid_nowait(fd, libc::WNOHANG)
 }
 
 /// `waitid(P_PID, pid, WEXITED | WNOHANG | __WALL)`: reaps `pid` if it is a
