@@ -21,30 +21,5 @@ pub(super) fn count(child: &Child) -> usize {
             .map(|s| s.lines().count())
             .unwrap_or(0);
     }
-    group_members(child.id() as i32)
-}
-
-/// Live members of process group `pgid` (the state and group fields of
-/// `/proc/<pid>/stat`).
-fn group_members(pgid: i32) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    dir.flatten()
-        .filter(|e| {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                return false;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let mut f = rest.split_whitespace();
-            let state = f.next().unwrap_or("Z");
-            let pgrp = f.nth(1).and_then(|s| s.parse::<i32>().ok());
-            pgrp == Some(pgid) && state != "Z" && state != "X"
-        })
-        .count()
+    childfd::containment::live_group_members(child.id() as i32).count()
 }

@@ -458,25 +458,24 @@ fn deadline_after(d: Duration) -> Instant {
 /// Whether any process other than `leader` (and not a zombie) has process
 /// group `leader`: the pre-6.9 emptiness test, from `/proc`.
 fn group_members_besides_leader(leader: i32) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    dir.flatten().any(|e| {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            return false;
-        };
-        if pid == leader {
-            return false;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return false;
-        };
+    live_group_members(leader).any(|pid| pid != leader)
+}
+
+/// The pids of the live (not zombie) members of process group `pgid`, from
+/// the state and group fields of `/proc/<pid>/stat`. By number: callers
+/// make sure the number still names their group (a member or an unreaped
+/// leader pins it). Public for `childfd-io`'s count of what a job left
+/// behind; not a stable API.
+#[doc(hidden)]
+pub fn live_group_members(pgid: i32) -> impl Iterator<Item = i32> {
+    let dir = std::fs::read_dir("/proc").ok();
+    dir.into_iter().flatten().flatten().filter_map(move |e| {
+        let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(')')?;
         let mut f = rest.split_whitespace();
-        let state = f.next().unwrap_or("");
-        let pgrp = f.nth(1).and_then(|s| s.parse::<i32>().ok());
-        pgrp == Some(leader) && state != "Z" && state != "X"
+        let state = f.next()?;
+        let pgrp = f.nth(1)?.parse::<i32>().ok()?;
+        (pgrp == pgid && state != "Z" && state != "X").then_some(pid)
     })
 }
