@@ -6,7 +6,7 @@
 //! a summary; exits 1 if any test did not pass.
 //!
 //! ```sh
-//! cargo run -p childfd-tokio --example runner -- -j 4 --timeout 2s tests.txt
+//! cargo run -p childfd-tokio --example runner -- -j 4 --timeout 2.5 tests.txt
 //! ```
 //!
 //! `tests.txt` holds one command per line (`#` starts a comment). Without
@@ -35,33 +35,25 @@ struct Args {
     file: Option<String>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, scale) = if let Some(ms) = s.strip_suffix("ms") {
-        (ms, 1e-3)
-    } else if let Some(sec) = s.strip_suffix('s') {
-        (sec, 1.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    Duration::try_from_secs_f64(v * scale).map_err(|e| e.to_string())
-}
-
+/// `[-j N] [--timeout SECONDS] [FILE]`.
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        timeout: Duration::from_secs(1),
-        file: None,
-    };
-    let mut it = std::env::args().skip(1);
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (mut args, mut it) = (
+        Args {
+            jobs,
+            timeout: Duration::from_secs(1),
+            file: None,
+        },
+        std::env::args().skip(1),
+    );
     while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
-            "-j" => {
-                let v = it.next().ok_or("-j needs a number")?;
-                args.jobs = v.parse().map_err(|_| format!("bad -j {v:?}"))?;
-            }
+            "-j" => args.jobs = value()?.parse().map_err(|e| format!("-j: {e}"))?,
             "--timeout" => {
-                args.timeout = parse_duration(&it.next().ok_or("--timeout needs a value")?)?
+                let secs: f64 = value()?.parse().map_err(|e| format!("--timeout: {e}"))?;
+                args.timeout =
+                    Duration::try_from_secs_f64(secs).map_err(|e| format!("--timeout: {e}"))?;
             }
             _ if a.starts_with('-') => return Err(format!("unknown option {a}")),
             _ => args.file = Some(a),
@@ -70,66 +62,62 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// One line per finished test; true if it passed.
-fn print_result(r: &Report) -> bool {
-    let name = r.tag.as_deref().unwrap_or("?");
-    let took = r.elapsed.as_secs_f64();
-    let (verdict, pass) = match r.outcome {
-        Outcome::Exited if r.status.is_some_and(|s| s.success()) => ("PASS".to_string(), true),
-        Outcome::Exited => (
-            format!("FAIL ({})", r.status.map_or("?".into(), |s| s.to_string())),
-            false,
-        ),
-        Outcome::TimedOut => (
-            format!(
-                "TIMEOUT (ended by {:?})",
-                r.ended_by.unwrap_or(childfd::EndedBy::Kill)
-            ),
-            false,
+/// Why a finished test did not pass; `None` if it passed.
+fn failure(r: &Report) -> Option<String> {
+    let status = r.status.map_or("?".into(), |s| s.to_string());
+    Some(match r.outcome {
+        Outcome::Exited if r.status.is_some_and(|s| s.success()) => return None,
+        Outcome::Exited => format!("FAIL ({status})"),
+        Outcome::TimedOut => format!(
+            "TIMEOUT (ended by {:?})",
+            r.ended_by.unwrap_or(childfd::EndedBy::Kill)
         ),
         Outcome::PipesHeldOpen => {
-            let holders: Vec<String> = r
+            let by: Vec<String> = r
                 .holders
                 .iter()
                 .map(|h| format!("{} [{}]", h.name, h.pid))
                 .collect();
-            (
-                format!("HELD (output kept open by {})", holders.join(", ")),
-                false,
-            )
+            format!("HELD (output kept open by {})", by.join(", "))
         }
-        Outcome::SpawnFailed => (
-            format!(
-                "NOT RUN ({})",
-                r.error.as_ref().map_or(String::new(), |e| e.to_string())
-            ),
-            false,
+        Outcome::SpawnFailed => format!(
+            "NOT RUN ({})",
+            r.error.as_ref().map_or(String::new(), |e| e.to_string())
         ),
-        other => (format!("{other:?}"), false),
-    };
-    println!("{verdict:<8} {took:>6.2}s  {name}");
-    if !pass {
-        for line in r.stderr.text().lines().take(5) {
-            println!("         | {line}");
-        }
+        other => format!("{other:?}"),
+    })
+}
+
+/// One line per finished test (and the tail of its stderr if it did not
+/// pass); true if it passed.
+fn print_result(r: &Report) -> bool {
+    let (name, took) = (r.tag.as_deref().unwrap_or("?"), r.elapsed.as_secs_f64());
+    let failed = failure(r);
+    println!(
+        "{:<8} {took:>6.2}s  {name}",
+        failed.as_deref().unwrap_or("PASS")
+    );
+    for line in r
+        .stderr
+        .text()
+        .lines()
+        .take(if failed.is_some() { 5 } else { 0 })
+    {
+        println!("         | {line}");
     }
-    pass
+    failed.is_none()
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("runner: {msg}\nusage: runner [-j N] [--timeout SECONDS] [FILE]");
+    std::process::exit(2)
 }
 
 #[tokio::main]
 async fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("runner: {e}\nusage: runner [-j N] [--timeout 2s] [FILE]");
-            std::process::exit(2);
-        }
-    };
+    let args = parse_args().unwrap_or_else(|e| die(&e));
     let text = match &args.file {
-        Some(f) => std::fs::read_to_string(f).unwrap_or_else(|e| {
-            eprintln!("runner: {f}: {e}");
-            std::process::exit(2);
-        }),
+        Some(f) => std::fs::read_to_string(f).unwrap_or_else(|e| die(&format!("{f}: {e}"))),
         None => DEMO.to_string(),
     };
     let tests: Vec<&str> = text
