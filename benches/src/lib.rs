@@ -339,6 +339,59 @@ pub struct JobsRun {
     pub process_cpu: Duration,
     /// CPU of the children (exec, run, exit), reaped during the run.
     pub children_cpu: Duration,
+    /// What every core of the machine did during the run
+    /// (`/proc/stat`): ours, other processes', idle.
+    pub machine: MachineCpu,
+}
+
+/// Time of all the machine's cores together, from `/proc/stat`
+/// (`USER_HZ` ticks, so 10 ms resolution per core).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    /// Busy (user, nice, system, irq, softirq).
+    pub busy: Duration,
+    /// Idle or waiting for I/O.
+    pub idle: Duration,
+    /// Taken by the hypervisor for other guests.
+    pub steal: Duration,
+}
+
+impl MachineCpu {
+    /// The counters since boot.
+    pub fn now() -> MachineCpu {
+        let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let f: Vec<u64> = s
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let at = |i: usize| f.get(i).copied().unwrap_or(0);
+        // SAFETY: sysconf has no memory effects.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let d = |t: u64| Duration::from_nanos(t * 1_000_000_000 / hz);
+        MachineCpu {
+            busy: d(at(0) + at(1) + at(2) + at(5) + at(6)),
+            idle: d(at(3) + at(4)),
+            steal: d(at(7)),
+        }
+    }
+
+    /// The counters between `earlier` and `self`.
+    pub fn since(&self, earlier: &MachineCpu) -> MachineCpu {
+        MachineCpu {
+            busy: self.busy.saturating_sub(earlier.busy),
+            idle: self.idle.saturating_sub(earlier.idle),
+            steal: self.steal.saturating_sub(earlier.steal),
+        }
+    }
+
+    /// All the cores' time.
+    pub fn total(&self) -> Duration {
+        self.busy + self.idle + self.steal
+    }
 }
 
 impl JobsRun {
@@ -357,18 +410,57 @@ impl JobsRun {
         self.children_cpu.as_secs_f64() * 1e6 / self.n as f64
     }
 
+    /// µs per job of the supervising thread's CPU (the whole process
+    /// where there is no such thread).
+    pub fn supervisor_us(&self) -> f64 {
+        self.supervisor_cpu.as_secs_f64() * 1e6 / self.n as f64
+    }
+
     /// The CPU ceiling: jobs/s if every core did nothing but this run's
     /// work per job (ours and the child's): cores × 1e6 / CPU µs per job.
     pub fn ceiling(&self) -> f64 {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        cores * 1e6 / (self.process_us() + self.children_us())
+        cores() * 1e6 / (self.process_us() + self.children_us())
     }
+
+    /// Shares of the machine's core time during the run (each 0–1):
+    /// `(this run: us and our children, other processes, idle, steal)`.
+    /// The first is this run's share of its ceiling; the others are what
+    /// kept it from 100%.
+    pub fn shares(&self) -> (f64, f64, f64, f64) {
+        let total = self.machine.total().as_secs_f64().max(1e-9);
+        let ours = (self.process_cpu + self.children_cpu).as_secs_f64();
+        let others = self.machine.busy.as_secs_f64() - ours;
+        (
+            ours / total,
+            others.max(0.0) / total,
+            self.machine.idle.as_secs_f64() / total,
+            self.machine.steal.as_secs_f64() / total,
+        )
+    }
+}
+
+/// Cores this process may run on.
+pub fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// The floor of a spawn's cost to the spawning process: `n` serial
+/// spawns and reaps of the static `_exit(0)` child by the limit way (C
+/// `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` + `waitid`: no pipes, no
+/// loop, no allocation), measured like a jobs run.
+pub fn limit_floor(n: usize) -> JobsRun {
+    measure_jobs(n, || {
+        let (done, _) = serial(Way::CloneVmPidfd, childfd_testbin::EXIT0, n, Duration::MAX);
+        assert_eq!(done, n);
+        None
+    })
 }
 
 /// Measures `f` (which runs `n` jobs and returns the supervising CPU).
 pub fn measure_jobs(n: usize, f: impl FnOnce() -> Option<Duration>) -> JobsRun {
     use rustix::time::ClockId;
-    let (p0, c0, t0) = (
+    let (m0, p0, c0, t0) = (
+        MachineCpu::now(),
         clock_cpu(ClockId::ProcessCPUTime),
         children_cpu(),
         Instant::now(),
@@ -376,12 +468,14 @@ pub fn measure_jobs(n: usize, f: impl FnOnce() -> Option<Duration>) -> JobsRun {
     let sup = f();
     let wall = t0.elapsed();
     let process_cpu = clock_cpu(ClockId::ProcessCPUTime) - p0;
+    let children_cpu = children_cpu() - c0;
     JobsRun {
         n,
         wall,
         supervisor_cpu: sup.unwrap_or(process_cpu),
         process_cpu,
-        children_cpu: children_cpu() - c0,
+        children_cpu,
+        machine: MachineCpu::now().since(&m0),
     }
 }
 

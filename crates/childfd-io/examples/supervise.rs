@@ -35,7 +35,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             assert_eq!(r.stdout.head, b"line\n");
         }
     });
-    println!("{n} jobs in {:?}: {summary:?}", start.elapsed());
+    let wall = start.elapsed();
+    let cpu = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    let cpu = std::time::Duration::new(cpu.tv_sec as u64, cpu.tv_nsec as u32);
+    let per_job = |d: std::time::Duration| d.as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "{n} jobs: {:.0} jobs/s, process CPU {:.1} µs/job (loop thread {:.1})",
+        n as f64 / wall.as_secs_f64(),
+        per_job(cpu),
+        per_job(summary.supervisor_cpu),
+    );
+    println!("{n} jobs in {wall:?}: {summary:?}");
     println!("slot: {} bytes per running job", childfd_io::slot_size());
     Ok(())
 }

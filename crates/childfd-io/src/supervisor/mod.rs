@@ -169,6 +169,10 @@ pub struct Supervisor {
     shut: bool,
     /// `epoll_wait` interrupted by a signal: return [`Event::Interrupted`].
     stop_on_interrupt: bool,
+    /// Scratch for [`turn`](Self::turn): the tokens of its events.
+    tokens: Vec<usize>,
+    /// Scratch for [`turn`](Self::turn): the slots it touched.
+    touched: Vec<usize>,
 }
 
 fn thread_cpu() -> Duration {
@@ -229,6 +233,8 @@ impl Supervisor {
             shared: Arc::new(Shared::new(waker)),
             shut: false,
             stop_on_interrupt: false,
+            tokens: Vec::new(),
+            touched: Vec::new(),
         })
     }
 
@@ -373,10 +379,12 @@ impl Supervisor {
             next.map(|t| t.saturating_duration_since(Instant::now()))
         };
         self.poll.poll(&mut self.events, timeout)?;
-        let mut touched: Vec<usize> = Vec::new();
+        // Scratch lists kept across turns: no allocation per turn.
+        let mut touched = std::mem::take(&mut self.touched);
+        let mut tokens = std::mem::take(&mut self.tokens);
+        tokens.extend(self.events.iter().map(|e| e.token().0));
         let mut woken = false;
-        let tokens: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
-        for token in tokens {
+        for token in tokens.drain(..) {
             if token == WAKE.0 {
                 woken = true;
                 continue;
@@ -398,15 +406,20 @@ impl Supervisor {
         self.fire_timers(&mut touched);
         touched.sort_unstable();
         touched.dedup();
-        for s in touched {
+        for s in touched.drain(..) {
             self.step(s);
         }
+        self.touched = touched;
+        self.tokens = tokens;
         Ok(())
     }
 
     /// One bounded read turn for each stream with data waiting; those
     /// with more left stay in `ready`.
     fn drain_ready(&mut self, touched: &mut Vec<usize>) {
+        if self.ready.is_empty() {
+            return;
+        }
         let mut batch = std::mem::take(&mut self.ready);
         batch.sort_unstable();
         batch.dedup();

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use childfd::{Child, Command, SpawnError, Stdio};
@@ -53,41 +53,47 @@ fn spawn_job((id, mut cmd, opts): Job) -> Spawned {
 /// Threads that spawn jobs for the loop: a spawn keeps its thread
 /// suspended until the child has exec'd (`CLONE_VFORK`), which under load
 /// can take milliseconds; the loop thread, which must fire deadlines on
-/// time, does not spawn while there is a pool. Each thread has a job
-/// queued behind the one it spawns, so it never waits for the loop.
+/// time, does not spawn while there is a pool.
+///
+/// Each thread has its own queue, and the loop keeps up to [`DEPTH`] jobs
+/// queued on each, so a thread finds its next job waiting when a spawn
+/// returns. (One queue shared behind a mutex cost a futex wake per job:
+/// the thread holding the lock sleeps in `recv` while the other sleeps on
+/// the lock.)
 pub(super) struct SpawnPool {
-    jobs: Option<mpsc::Sender<Job>>,
-    /// Jobs handed over and not back yet.
-    outstanding: usize,
-    /// At most this many outstanding.
-    depth: usize,
-    results: mpsc::Receiver<Spawned>,
+    workers: Vec<Worker>,
+    results: mpsc::Receiver<(usize, Spawned)>,
     /// A wake is on its way to the loop: spawning threads do not send
     /// another (one `eventfd` write per batch of results, not per spawn).
     wake_pending: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Jobs queued on one spawning thread at most (the one it spawns
+/// included).
+const DEPTH: usize = 4;
+
+/// One spawning thread and its queue.
+struct Worker {
+    jobs: Option<mpsc::Sender<Job>>,
+    /// Jobs handed over and not back yet.
+    outstanding: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SpawnPool {
     pub(super) fn start(n: usize, waker: &Arc<mio::Waker>) -> io::Result<SpawnPool> {
         let (res_tx, results) = mpsc::channel();
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
         let wake_pending = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
+        let mut workers = Vec::new();
         for h in 0..n {
-            let (res_tx, waker, rx) = (res_tx.clone(), waker.clone(), rx.clone());
+            let (jobs, rx) = mpsc::channel::<Job>();
+            let (res_tx, waker) = (res_tx.clone(), waker.clone());
             let pending = wake_pending.clone();
-            let t = std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("childfd-spawn-{h}"))
                 .spawn(move || {
-                    loop {
-                        let job = match rx.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok(job) = job else { return };
-                        if res_tx.send(spawn_job(job)).is_err() {
+                    for job in rx {
+                        if res_tx.send((h, spawn_job(job))).is_err() {
                             return;
                         }
                         if !pending.swap(true, Ordering::AcqRel) {
@@ -95,28 +101,34 @@ impl SpawnPool {
                         }
                     }
                 })?;
-            threads.push(t);
+            workers.push(Worker {
+                jobs: Some(jobs),
+                outstanding: 0,
+                thread: Some(thread),
+            });
         }
         Ok(SpawnPool {
-            jobs: Some(jobs),
-            outstanding: 0,
-            depth: 4 * n,
+            workers,
             results,
             wake_pending,
-            threads,
         })
     }
 
-    /// Hands `job` to the spawning threads; gives it back if they have
-    /// enough queued.
+    /// Hands `job` to the spawning thread with the fewest queued; gives
+    /// it back if each has [`DEPTH`].
     fn offer(&mut self, job: Job) -> Option<Job> {
-        if self.outstanding >= self.depth {
+        let Some(w) = self.workers.iter_mut().min_by_key(|w| w.outstanding) else {
+            return Some(job);
+        };
+        if w.outstanding >= DEPTH {
             return Some(job);
         }
-        let jobs = self.jobs.as_ref()?;
+        let Some(jobs) = w.jobs.as_ref() else {
+            return Some(job);
+        };
         match jobs.send(job) {
             Ok(()) => {
-                self.outstanding += 1;
+                w.outstanding += 1;
                 None
             }
             Err(mpsc::SendError(job)) => Some(job),
@@ -128,17 +140,25 @@ impl SpawnPool {
         // Cleared first: a result sent after this is either taken below or
         // comes with a new wake.
         self.wake_pending.store(false, Ordering::Release);
-        let done: Vec<Spawned> = self.results.try_iter().collect();
-        self.outstanding -= done.len();
-        done
+        self.results
+            .try_iter()
+            .map(|(h, spawned)| {
+                self.workers[h].outstanding -= 1;
+                spawned
+            })
+            .collect()
     }
 }
 
 impl Drop for SpawnPool {
     fn drop(&mut self) {
-        self.jobs = None;
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        for w in &mut self.workers {
+            w.jobs = None;
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
         }
     }
 }
