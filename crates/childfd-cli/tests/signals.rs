@@ -7,12 +7,28 @@ mod common;
 
 use std::time::Duration;
 
-use childfd_testbin::{assert_no_survivors, kill, new_tag, wait_tagged};
+use childfd_testbin::{assert_no_survivors, new_tag, wait_tagged};
 use common::*;
 
 /// A program with a descendant in its group and a `setsid` escapee; it
 /// prints `ready` once both run.
 const TREE: &str = "ulimit -c 0; sleep 300 & setsid sleep 300 & sleep 0.05; echo ready; wait";
+
+/// `childfd run --json-file JSON sh -c SCRIPT`, started with the tag.
+#[track_caller]
+fn start_sh_reporting(tag: &str, json: &std::path::Path, script: &str) -> Running {
+    start(
+        tag,
+        &[
+            "run",
+            "--json-file",
+            json.to_str().unwrap(),
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+}
 
 #[test]
 fn a_terminating_signal_to_childfd_orphans_no_part_of_the_tree() {
@@ -24,25 +40,12 @@ fn a_terminating_signal_to_childfd_orphans_no_part_of_the_tree() {
     ] {
         let tag = new_tag("cli-sig");
         let json = report_path("cli-sig");
-        let c = command(
-            &tag,
-            &[
-                "run",
-                "--json-file",
-                json.to_str().unwrap(),
-                "sh",
-                "-c",
-                TREE,
-            ],
-        )
-        .spawn()
-        .unwrap();
-        let mut c = Running::new(&tag, c);
-        let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
+        let mut c = start_sh_reporting(&tag, &json, TREE);
+        let out = c.stdout_until("ready");
         let err = read_all(c.stderr.take().unwrap());
         wait_tagged(&tag, 4); // childfd, sh, two sleeps
-        assert!(kill(c.id() as i32, sig));
-        let status = wait_bounded(&mut c, BOUND);
+        c.signal(sig);
+        let status = c.finish();
         drop(out);
         let stderr = err.recv_timeout(BOUND).unwrap();
         assert_eq!(status.code(), Some(128 + sig), "{name}: {stderr}");
@@ -69,7 +72,7 @@ fn a_terminating_signal_to_childfd_orphans_no_part_of_the_tree() {
 fn a_second_terminating_signal_kills_at_once_instead_of_waiting_the_grace() {
     let tag = new_tag("cli-sig2");
     let json = report_path("cli-sig2");
-    let c = command(
+    let mut c = start(
         &tag,
         &[
             "run",
@@ -82,49 +85,43 @@ fn a_second_terminating_signal_kills_at_once_instead_of_waiting_the_grace() {
             "-c",
             "trap '' TERM; echo ready; while :; do sleep 0.1; done",
         ],
-    )
-    .spawn()
-    .unwrap();
-    let mut c = Running::new(&tag, c);
-    let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
-    assert!(kill(c.id() as i32, libc::SIGTERM));
+    );
+    let out = c.stdout_until("ready");
+    c.signal(libc::SIGTERM);
     // The program ignores TERM: childfd waits out the grace...
     std::thread::sleep(Duration::from_millis(200));
     assert!(c.try_wait().unwrap().is_none(), "returned before the grace");
     // ...until a second signal says not to.
-    assert!(kill(c.id() as i32, libc::SIGTERM));
-    let status = wait_bounded(&mut c, BOUND);
+    c.signal(libc::SIGTERM);
+    let status = c.finish();
     drop(out);
     assert_eq!(status.code(), Some(143));
     let r = take_report(&json);
     assert_eq!(r["status"]["name"], "SIGKILL", "{r}");
-    assert_no_survivors(&tag);
-    assert_no_leaf(c.id());
+    c.assert_nothing_left();
+}
+
+/// Signal `sig` (named `trap` in the shell) sent to childfd reaches the
+/// program, whose trap prints `got-<trap in lower case>`; then `end` ends
+/// the run with exit code `code`, leaving nothing behind.
+#[track_caller]
+fn passed_on_to_the_program(trap: &str, sig: i32, end: i32, code: i32) {
+    let got = format!("got-{}", trap.to_lowercase());
+    let tag = new_tag(&format!("cli-{}", trap.to_lowercase()));
+    let script = format!("trap 'echo {got}' {trap}; echo ready; while :; do sleep 0.05; done");
+    let mut c = start(&tag, &["run", "sh", "-c", &script]);
+    let out = c.stdout_until("ready");
+    c.signal(sig);
+    let (_, out) = read_until(out, &got);
+    c.signal(end);
+    assert_eq!(c.finish().code(), Some(code));
+    drop(out);
+    c.assert_nothing_left();
 }
 
 #[test]
 fn usr1_to_childfd_reaches_the_program() {
-    let tag = new_tag("cli-usr1");
-    let c = command(
-        &tag,
-        &[
-            "run",
-            "sh",
-            "-c",
-            "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.05; done",
-        ],
-    )
-    .spawn()
-    .unwrap();
-    let mut c = Running::new(&tag, c);
-    let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
-    assert!(kill(c.id() as i32, libc::SIGUSR1));
-    let (_, out) = read_until(out, "got-usr1");
-    assert!(kill(c.id() as i32, libc::SIGTERM));
-    assert_eq!(wait_bounded(&mut c, BOUND).code(), Some(143));
-    drop(out);
-    assert_no_survivors(&tag);
-    assert_no_leaf(c.id());
+    passed_on_to_the_program("USR1", libc::SIGUSR1, libc::SIGTERM, 143);
 }
 
 #[test]
@@ -135,24 +132,20 @@ fn a_term_at_any_moment_of_the_start_leaves_nothing_behind() {
     // then ends its tree. Either way nothing may be left.
     for i in 0..20 {
         let tag = new_tag("cli-early");
-        let c = command(
+        let mut c = start(
             &tag,
             &["run", "sh", "-c", "sleep 300 & setsid sleep 300 & wait"],
-        )
-        .spawn()
-        .unwrap();
-        let mut c = Running::new(&tag, c);
+        );
         if i % 2 == 1 {
             std::thread::sleep(Duration::from_micros(200 * i));
         }
-        assert!(kill(c.id() as i32, libc::SIGTERM));
-        let status = wait_bounded(&mut c, BOUND);
+        c.signal(libc::SIGTERM);
+        let status = c.finish();
         assert!(
             status.code() == Some(143) || status.signal() == Some(libc::SIGTERM),
             "{status:?}"
         );
-        assert_no_survivors(&tag);
-        assert_no_leaf(c.id());
+        c.assert_nothing_left();
     }
 }
 
@@ -160,21 +153,12 @@ fn a_term_at_any_moment_of_the_start_leaves_nothing_behind() {
 fn a_flood_of_job_control_and_passed_on_signals_leaves_childfd_in_control() {
     let tag = new_tag("cli-flood");
     let json = report_path("cli-flood");
-    let c = command(
+    let mut c = start_sh_reporting(
         &tag,
-        &[
-            "run",
-            "--json-file",
-            json.to_str().unwrap(),
-            "sh",
-            "-c",
-            "trap '' USR1 USR2; sleep 300 & setsid sleep 300 & echo ready; wait",
-        ],
-    )
-    .spawn()
-    .unwrap();
-    let mut c = Running::new(&tag, c);
-    let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
+        &json,
+        "trap '' USR1 USR2; sleep 300 & setsid sleep 300 & echo ready; wait",
+    );
+    let out = c.stdout_until("ready");
     for _ in 0..100 {
         for sig in [
             libc::SIGUSR1,
@@ -183,7 +167,7 @@ fn a_flood_of_job_control_and_passed_on_signals_leaves_childfd_in_control() {
             libc::SIGCONT,
             libc::SIGUSR2,
         ] {
-            assert!(kill(c.id() as i32, sig));
+            c.signal(sig);
         }
     }
     // Whatever order they were handled in, the last word was SIGCONT:
@@ -193,37 +177,16 @@ fn a_flood_of_job_control_and_passed_on_signals_leaves_childfd_in_control() {
         "childfd left stopped: {:?}",
         state(c.id())
     );
-    assert!(kill(c.id() as i32, libc::SIGTERM));
-    assert_eq!(wait_bounded(&mut c, BOUND).code(), Some(143));
+    c.signal(libc::SIGTERM);
+    assert_eq!(c.finish().code(), Some(143));
     drop(out);
     assert_eq!(take_report(&json)["outcome"], "signalled");
-    assert_no_survivors(&tag);
-    assert_no_leaf(c.id());
+    c.assert_nothing_left();
 }
 
 #[test]
 fn winch_to_childfd_reaches_the_program() {
-    let tag = new_tag("cli-winch");
-    let c = command(
-        &tag,
-        &[
-            "run",
-            "sh",
-            "-c",
-            "trap 'echo got-winch' WINCH; echo ready; while :; do sleep 0.05; done",
-        ],
-    )
-    .spawn()
-    .unwrap();
-    let mut c = Running::new(&tag, c);
-    let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
-    assert!(kill(c.id() as i32, libc::SIGWINCH));
-    let (_, out) = read_until(out, "got-winch");
-    assert!(kill(c.id() as i32, libc::SIGINT));
-    assert_eq!(wait_bounded(&mut c, BOUND).code(), Some(130));
-    drop(out);
-    assert_no_survivors(&tag);
-    assert_no_leaf(c.id());
+    passed_on_to_the_program("WINCH", libc::SIGWINCH, libc::SIGINT, 130);
 }
 
 #[test]
@@ -232,20 +195,7 @@ fn a_signal_while_the_output_is_still_being_flushed_ends_the_run() {
     // not take. A TERM then ends childfd at once (143), not after the reader.
     let tag = new_tag("cli-sigflush");
     let json = report_path("cli-sigflush");
-    let c = command(
-        &tag,
-        &[
-            "run",
-            "--json-file",
-            json.to_str().unwrap(),
-            "sh",
-            "-c",
-            "head -c 300000 /dev/zero; echo done >&2",
-        ],
-    )
-    .spawn()
-    .unwrap();
-    let mut c = Running::new(&tag, c);
+    let mut c = start_sh_reporting(&tag, &json, "head -c 300000 /dev/zero; echo done >&2");
     let unread = c.stdout.take().unwrap();
     let (_, err) = read_until(c.stderr.take().unwrap(), "done");
     // The program is done once nothing tagged but childfd is left.
@@ -253,22 +203,21 @@ fn a_signal_while_the_output_is_still_being_flushed_ends_the_run() {
         childfd_testbin::eventually(BOUND, || childfd_testbin::tagged(&tag).len() == 1),
         "the program did not finish"
     );
-    assert!(kill(c.id() as i32, libc::SIGTERM));
-    let status = wait_bounded(&mut c, BOUND);
+    c.signal(libc::SIGTERM);
+    let status = c.finish();
     drop((unread, err));
     assert_eq!(status.code(), Some(143));
     let r = take_report(&json);
     assert_eq!(r["outcome"], "signalled", "{r}");
     assert_eq!(r["status"]["code"], 0, "{r}");
     assert!(r["stdout"]["dropped"].as_u64() > Some(0), "{r}");
-    assert_no_survivors(&tag);
-    assert_no_leaf(c.id());
+    c.assert_nothing_left();
 }
 
 #[test]
 fn tstp_to_childfd_stops_the_tree_and_cont_continues_it() {
     let tag = new_tag("cli-tstp");
-    let c = command(
+    let mut c = start(
         &tag,
         &[
             "run",
@@ -278,16 +227,13 @@ fn tstp_to_childfd_stops_the_tree_and_cont_continues_it() {
             // exec would hold the shell in state D, not T.
             "echo ready; exec sleep 300",
         ],
-    )
-    .spawn()
-    .unwrap();
-    let mut c = Running::new(&tag, c);
-    let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
+    );
+    let out = c.stdout_until("ready");
     let sh = wait_comm(&tag, "sleep");
-    assert!(kill(c.id() as i32, libc::SIGTSTP));
+    c.signal(libc::SIGTSTP);
     wait_state(c.id(), 'T');
     wait_state(sh, 'T');
-    assert!(kill(c.id() as i32, libc::SIGCONT));
+    c.signal(libc::SIGCONT);
     assert!(
         childfd_testbin::eventually(BOUND, || matches!(state(sh), Some('S' | 'R'))
             && matches!(state(c.id()), Some('S' | 'R'))),
@@ -295,24 +241,20 @@ fn tstp_to_childfd_stops_the_tree_and_cont_continues_it() {
         state(c.id()),
         state(sh)
     );
-    assert!(kill(c.id() as i32, libc::SIGTERM));
-    assert_eq!(wait_bounded(&mut c, BOUND).code(), Some(143));
+    c.signal(libc::SIGTERM);
+    assert_eq!(c.finish().code(), Some(143));
     drop(out);
-    assert_no_survivors(&tag);
-    assert_no_leaf(c.id());
+    c.assert_nothing_left();
 }
 
 #[test]
 fn a_sigkilled_childfd_takes_its_program_with_it() {
     let tag = new_tag("cli-pdeath");
-    let c = command(&tag, &["run", "sh", "-c", "echo ready; exec sleep 300"])
-        .spawn()
-        .unwrap();
-    let mut c = Running::new(&tag, c);
-    let (_, out) = read_until(c.stdout.take().unwrap(), "ready");
+    let mut c = start(&tag, &["run", "sh", "-c", "echo ready; exec sleep 300"]);
+    let out = c.stdout_until("ready");
     let program = wait_comm(&tag, "sleep") as i32;
-    assert!(kill(c.id() as i32, libc::SIGKILL));
-    let _ = wait_bounded(&mut c, BOUND);
+    c.signal(libc::SIGKILL);
+    let _ = c.finish();
     drop(out);
     // The parent-death signal: the kernel kills the program.
     assert!(

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,39 @@ impl Running {
             tag: tag.to_string(),
         }
     }
+
+    /// Sends `sig` to childfd itself (it must still exist).
+    #[track_caller]
+    pub fn signal(&self, sig: i32) {
+        assert!(childfd_testbin::kill(self.child.id() as i32, sig));
+    }
+
+    /// Waits for childfd, at most [`BOUND`].
+    #[track_caller]
+    pub fn finish(&mut self) -> ExitStatus {
+        wait_bounded(&mut self.child, BOUND)
+    }
+
+    /// Reads childfd's stdout until `needle` has appeared (bounded); the
+    /// reader, still open.
+    #[track_caller]
+    pub fn stdout_until(&mut self, needle: &str) -> ChildStdout {
+        read_until(self.child.stdout.take().unwrap(), needle).1
+    }
+
+    /// Asserts that no process of the tag and no cgroup leaf of childfd's
+    /// is left.
+    #[track_caller]
+    pub fn assert_nothing_left(&self) {
+        childfd_testbin::assert_no_survivors(&self.tag);
+        assert_no_leaf(self.child.id());
+    }
+}
+
+/// `childfd ARGS` started with the tag, guarded by [`Running`].
+#[track_caller]
+pub fn start(tag: &str, args: &[&str]) -> Running {
+    Running::new(tag, command(tag, args).spawn().unwrap())
 }
 
 impl std::ops::Deref for Running {
