@@ -14,10 +14,7 @@ use common::*;
 fn yes_piped_into_head_ends_with_141_instead_of_draining_for_ever() {
     let tag = new_tag("cli-epipe");
     let json = report_path("cli-epipe");
-    let c = command(&tag, &["run", "--json-file", json.to_str().unwrap(), "yes"])
-        .spawn()
-        .unwrap();
-    let mut c = Running::new(&tag, c);
+    let mut c = start(&tag, &["run", "--json-file", json.to_str().unwrap(), "yes"]);
     let err = read_all(c.stderr.take().unwrap());
     // `head -1`: read one line, then close the pipe.
     let mut out = BufReader::new(c.stdout.take().unwrap());
@@ -25,20 +22,19 @@ fn yes_piped_into_head_ends_with_141_instead_of_draining_for_ever() {
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "y\n");
     drop(out);
-    let status = wait_bounded(&mut c, BOUND);
+    let status = c.finish();
     assert_eq!(status.code(), Some(141), "{:?}", err.recv_timeout(BOUND));
     let r = take_report(&json);
     assert_eq!(r["outcome"], "broken_pipe", "{r}");
     // Quiet, as a pipeline's SIGPIPE is.
     assert_eq!(err.recv_timeout(BOUND).unwrap(), "");
-    assert_no_survivors(&tag);
-    assert_no_leaf(c.id());
+    c.assert_nothing_left();
 }
 
 #[test]
 fn keep_draining_runs_the_program_to_its_end_after_the_reader_left() {
     let tag = new_tag("cli-drain");
-    let c = command(
+    let mut c = start(
         &tag,
         &[
             "run",
@@ -47,15 +43,12 @@ fn keep_draining_runs_the_program_to_its_end_after_the_reader_left() {
             "-c",
             "echo first; sleep 0.3; head -c 1000000 /dev/zero; exit 7",
         ],
-    )
-    .spawn()
-    .unwrap();
-    let mut c = Running::new(&tag, c);
+    );
     let mut out = BufReader::new(c.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     drop(out);
-    let status = wait_bounded(&mut c, BOUND);
+    let status = c.finish();
     assert_eq!(status.code(), Some(7));
     assert_no_survivors(&tag);
 }
@@ -65,7 +58,7 @@ fn a_deadline_holds_while_childfds_stdout_is_blocked() {
     let tag = new_tag("cli-blocked");
     let json = report_path("cli-blocked");
     // `yes | sleep 10`: nobody reads childfd's stdout.
-    let c = command(
+    let mut c = start(
         &tag,
         &[
             "run",
@@ -75,13 +68,10 @@ fn a_deadline_holds_while_childfds_stdout_is_blocked() {
             json.to_str().unwrap(),
             "yes",
         ],
-    )
-    .spawn()
-    .unwrap();
-    let mut c = Running::new(&tag, c);
+    );
     let err = read_all(c.stderr.take().unwrap());
     let unread = c.stdout.take().unwrap();
-    let status = wait_bounded(&mut c, BOUND);
+    let status = c.finish();
     drop(unread);
     assert_eq!(status.code(), Some(124), "{:?}", err.recv_timeout(BOUND));
     let r = take_report(&json);
@@ -94,8 +84,7 @@ fn a_deadline_holds_while_childfds_stdout_is_blocked() {
         bytes >= passed && r["stdout"]["dropped"].as_u64().is_some(),
         "{r}"
     );
-    assert_no_survivors(&tag);
-    assert_no_leaf(c.id());
+    c.assert_nothing_left();
 }
 
 #[test]
@@ -112,11 +101,10 @@ fn a_stderr_nobody_reads_cannot_hold_childfd_past_its_deadline() {
     .unwrap();
     let mut c = Running::new(&tag, c);
     let unread = c.stderr.take().unwrap();
-    let status = wait_bounded(&mut c, BOUND);
+    let status = c.finish();
     drop(unread);
     assert_eq!(status.code(), Some(124));
-    assert_no_survivors(&tag);
-    assert_no_leaf(c.id());
+    c.assert_nothing_left();
 }
 
 #[test]
@@ -140,22 +128,11 @@ fn a_closed_stderr_does_not_panic_childfd() {
     .unwrap();
     let mut c = Running::new(&tag, c);
     drop(c.stderr.take());
-    let status = wait_bounded(&mut c, BOUND);
+    let status = c.finish();
     assert_eq!(status.code(), Some(124));
     assert_no_survivors(&tag);
     // And with fd 2 closed outright.
-    let r = childfd(
-        &tag,
-        &[
-            "run",
-            "sh",
-            "-c",
-            &format!(
-                "exec {} run --timeout 300ms sleep 300 2>&-",
-                env!("CARGO_BIN_EXE_childfd")
-            ),
-        ],
-    );
+    let r = childfd_in_sh(&tag, "exec CHILDFD run --timeout 300ms sleep 300 2>&-");
     assert_eq!(r.code, 124, "{}", r.stderr);
     assert_no_survivors(&tag);
 }

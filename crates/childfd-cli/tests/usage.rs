@@ -129,17 +129,9 @@ fn the_separator_is_optional_and_signal_chooses_the_first_signal() {
 #[test]
 fn json_fd_gets_the_report_and_stderr_stays_for_people() {
     let tag = new_tag("cli-jsonfd");
-    let r = childfd(
+    let r = childfd_in_sh(
         &tag,
-        &[
-            "run",
-            "sh",
-            "-c",
-            &format!(
-                "{} run --json-fd 3 sh -c 'printf partial >&2' 3>&1",
-                env!("CARGO_BIN_EXE_childfd")
-            ),
-        ],
+        "CHILDFD run --json-fd 3 sh -c 'printf partial >&2' 3>&1",
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stderr, "partial");

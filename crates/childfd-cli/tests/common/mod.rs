@@ -181,6 +181,15 @@ pub fn childfd(tag: &str, args: &[&str]) -> Ran {
     }
 }
 
+/// Runs `childfd run sh -c SCRIPT` to the end, bounded, where `CHILDFD`
+/// in the script stands for the built `childfd` (a shell that runs it
+/// again, with redirections of its own).
+#[track_caller]
+pub fn childfd_in_sh(tag: &str, script: &str) -> Ran {
+    let script = script.replace("CHILDFD", env!("CARGO_BIN_EXE_childfd"));
+    childfd(tag, &["run", "sh", "-c", &script])
+}
+
 /// A JSON report file path unique to this call.
 pub fn report_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("{}.json", childfd_testbin::new_tag(name)))
