@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use childfd_testbin::{assert_no_survivors, new_tag, wait_tagged};
@@ -15,25 +15,12 @@ use rustix::event::{PollFd, PollFlags, poll};
 use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
 
 /// The master side of a pty, and childfd running on its slave side as
-/// the session's foreground job.
+/// the session's foreground job. A failed test leaves nothing behind:
+/// childfd and its tree are killed ([`Running`]) before the master closes.
 struct Session {
+    childfd: Running,
     master: OwnedFd,
-    childfd: Child,
     seen: String,
-    tag: String,
-}
-
-impl Drop for Session {
-    /// A failed test leaves nothing behind: childfd and its tree are killed.
-    fn drop(&mut self) {
-        // Only when the test failed (or left childfd running): the tests
-        // check an ended childfd's leftovers themselves.
-        if std::thread::panicking() || matches!(self.childfd.try_wait(), Ok(None)) {
-            let _ = self.childfd.kill();
-            let _ = self.childfd.wait();
-            childfd_testbin::kill_tagged(&self.tag);
-        }
-    }
 }
 
 impl Session {
@@ -72,11 +59,28 @@ impl Session {
             .unwrap();
         rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK).unwrap();
         Session {
+            childfd: Running::new(tag, childfd),
             master,
-            childfd,
             seen: String::new(),
-            tag: tag.to_string(),
         }
+    }
+
+    /// The program's shell, once childfd has started it (bounded).
+    #[track_caller]
+    fn program(&self) -> u32 {
+        wait_tagged(self.childfd.tag(), 2)
+            .into_iter()
+            .find(|p| p.comm == "sh")
+            .expect("the program")
+            .pid as u32
+    }
+
+    /// Waits for childfd's exit code `code` (bounded), then checks that
+    /// nothing of its tree and no cgroup leaf is left.
+    #[track_caller]
+    fn assert_ends_with(&mut self, code: i32) {
+        assert_eq!(self.wait(), code, "{:?}", self.seen);
+        self.childfd.assert_nothing_left();
     }
 
     /// Reads the terminal until `needle` appears (bounded).
@@ -142,9 +146,7 @@ fn a_program_that_reads_the_terminal_gets_it_and_sees_a_tty() {
     s.expect("tty-yes");
     s.type_("hello\n");
     s.expect("got:hello");
-    assert_eq!(s.wait(), 0, "{:?}", s.seen);
-    assert_no_survivors(&tag);
-    assert_no_leaf(s.childfd.id());
+    s.assert_ends_with(0);
 }
 
 #[test]
@@ -153,11 +155,7 @@ fn ctrl_z_stops_program_and_childfd_and_cont_resumes_both() {
     let mut s = Session::start(&tag, &["run", "sh", "-c", READS_A_LINE]);
     s.expect("tty-yes");
     let pid = s.childfd.id();
-    let sh = wait_tagged(&tag, 2)
-        .into_iter()
-        .find(|p| p.comm == "sh")
-        .expect("the program")
-        .pid as u32;
+    let sh = s.program();
     // Ctrl-Z: the terminal stops the foreground group (the program's);
     // childfd notices, takes the terminal back and stops too, as a job.
     // A Ctrl-Z typed in the instant between the hand-over and the SIGCONT
@@ -177,9 +175,7 @@ fn ctrl_z_stops_program_and_childfd_and_cont_resumes_both() {
     );
     s.type_("again\n");
     s.expect("got:again");
-    assert_eq!(s.wait(), 0, "{:?}", s.seen);
-    assert_no_survivors(&tag);
-    assert_no_leaf(pid);
+    s.assert_ends_with(0);
 }
 
 #[test]
@@ -188,11 +184,7 @@ fn tstp_to_childfd_holding_a_terminal_stops_both_and_one_cont_resumes_both() {
     let mut s = Session::start(&tag, &["run", "sh", "-c", READS_A_LINE]);
     s.expect("tty-yes");
     let pid = s.childfd.id();
-    let sh = wait_tagged(&tag, 2)
-        .into_iter()
-        .find(|p| p.comm == "sh")
-        .expect("the program")
-        .pid as u32;
+    let sh = s.program();
     // `kill -TSTP childfd`: childfd stops the tree, then itself; the
     // program's stop is reported (SIGCHLD) while childfd is stopped, in
     // the same batch as the SIGCONT that continues it, and must not stop
@@ -209,9 +201,7 @@ fn tstp_to_childfd_holding_a_terminal_stops_both_and_one_cont_resumes_both() {
     );
     s.type_("again\n");
     s.expect("got:again");
-    assert_eq!(s.wait(), 0, "{:?}", s.seen);
-    assert_no_survivors(&tag);
-    assert_no_leaf(pid);
+    s.assert_ends_with(0);
 }
 
 #[test]
@@ -220,9 +210,7 @@ fn ctrl_c_in_the_terminal_ends_the_program_and_childfd_reports_130() {
     let mut s = Session::start(&tag, &["run", "sh", "-c", "echo ready; sleep 300 & wait"]);
     s.expect("ready");
     s.type_("\x03");
-    assert_eq!(s.wait(), 130, "{:?}", s.seen);
-    assert_no_survivors(&tag);
-    assert_no_leaf(s.childfd.id());
+    s.assert_ends_with(130);
 }
 
 #[test]
@@ -265,7 +253,5 @@ fn piped_output_reaches_a_tostop_terminal_the_program_holds() {
         true,
     );
     s.expect("tty-end");
-    assert_eq!(s.wait(), 0, "{:?}", s.seen);
-    assert_no_survivors(&tag);
-    assert_no_leaf(s.childfd.id());
+    s.assert_ends_with(0);
 }

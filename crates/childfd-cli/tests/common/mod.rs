@@ -38,6 +38,11 @@ impl Running {
         }
     }
 
+    /// The test tag in childfd's environment.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
     /// Sends `sig` to childfd itself (it must still exist).
     #[track_caller]
     pub fn signal(&self, sig: i32) {
