@@ -71,6 +71,26 @@ fn assert_no_leftover_cgroups(parent: Option<PathBuf>) {
     }
 }
 
+/// The end of a tree test: the tree is gone (bounded), no tagged process
+/// survives, and once the child is dropped no cgroup leaf of its is left.
+#[track_caller]
+fn assert_tree_gone(c: Child, tag: &str) {
+    let parent = cgroup_parent(&c);
+    gone_within(&c, BOUND);
+    assert_no_survivors(tag);
+    drop(c);
+    assert_no_leftover_cgroups(parent);
+}
+
+/// `start.sh` in `mode`, once it, `sub.sh` and a sleep run (tagged `tag`);
+/// the scripts are in `dir` ([`scripts_dir`]).
+#[track_caller]
+fn start_sh(tag: &str, dir: &Path, mode: Containment) -> Child {
+    let c = tree(tag, &format!("exec sh {}/start.sh", dir.display()), mode);
+    wait_tagged(tag, 3);
+    c
+}
+
 fn scripts_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("childfd-{tag}"));
     std::fs::create_dir_all(&d).unwrap();
@@ -89,19 +109,13 @@ fn killing_the_tree_of_start_sh_leaves_no_orphaned_sub_sh() {
     for (name, mode) in modes() {
         let tag = new_tag(&format!("startsh-{name}"));
         let dir = scripts_dir(&tag);
-        let c = tree(&tag, &format!("exec sh {}/start.sh", dir.display()), mode);
-        let parent = cgroup_parent(&c);
-        // start.sh, sub.sh and a sleep.
-        wait_tagged(&tag, 3);
+        let c = start_sh(&tag, &dir, mode);
         c.kill_tree().unwrap();
         assert_eq!(
             c.wait_timeout(BOUND).unwrap().and_then(|s| s.signal()),
             Some(Signal::KILL)
         );
-        gone_within(&c, BOUND);
-        assert_no_survivors(&tag);
-        drop(c);
-        assert_no_leftover_cgroups(parent);
+        assert_tree_gone(c, &tag);
         std::fs::remove_dir_all(dir).unwrap();
     }
     h.finish(3);
@@ -113,9 +127,7 @@ fn killing_only_start_sh_orphans_sub_sh_until_kill_tree_after_the_leader_died() 
     for (name, mode) in modes() {
         let tag = new_tag(&format!("leaderfirst-{name}"));
         let dir = scripts_dir(&tag);
-        let c = tree(&tag, &format!("exec sh {}/start.sh", dir.display()), mode);
-        let parent = cgroup_parent(&c);
-        wait_tagged(&tag, 3);
+        let c = start_sh(&tag, &dir, mode);
         c.kill().unwrap();
         c.wait_timeout(BOUND).unwrap().expect("start.sh killed");
         // The failure this prevents: sub.sh keeps running, re-parented.
@@ -127,10 +139,7 @@ fn killing_only_start_sh_orphans_sub_sh_until_kill_tree_after_the_leader_died() 
         // The leader is reaped; the tree can still be killed (by struct pid
         // or cgroup, never by a possibly recycled number).
         c.kill_tree().unwrap();
-        gone_within(&c, BOUND);
-        assert_no_survivors(&tag);
-        drop(c);
-        assert_no_leftover_cgroups(parent);
+        assert_tree_gone(c, &tag);
         std::fs::remove_dir_all(dir).unwrap();
     }
     h.finish(3);
@@ -153,8 +162,7 @@ fn kill_tree_kills_the_sleep_of_sh_c_under_bash_and_dash() {
             .unwrap();
         wait_tagged(&tag, 2);
         c.kill_tree().unwrap();
-        gone_within(&c, BOUND);
-        assert_no_survivors(&tag);
+        assert_tree_gone(c, &tag);
     }
     h.finish(3);
 }
@@ -167,13 +175,9 @@ fn cgroup_mode_kills_setsid_and_double_forked_escapees() {
     let h = start();
     let tag = new_tag("escape-cgroup");
     let c = tree(&tag, ESCAPEES, Containment::cgroup());
-    let parent = cgroup_parent(&c);
     wait_tagged(&tag, 4);
     c.kill_tree().unwrap();
-    gone_within(&c, BOUND);
-    assert_no_survivors(&tag);
-    drop(c);
-    assert_no_leftover_cgroups(parent);
+    assert_tree_gone(c, &tag);
     h.finish(3);
 }
 
@@ -218,15 +222,12 @@ fn a_fork_loop_is_killed_completely_in_cgroup_mode() {
     let h = start();
     let tag = new_tag("forkloop");
     let c = tree(&tag, "while :; do sleep 1000 & done", Containment::cgroup());
-    let parent = cgroup_parent(&c);
     wait_tagged(&tag, 50);
     let start = Instant::now();
     c.kill_tree().unwrap();
     gone_within(&c, BOUND);
     eprintln!("fork loop killed in {:?}", start.elapsed());
-    assert_no_survivors(&tag);
-    drop(c);
-    assert_no_leftover_cgroups(parent);
+    assert_tree_gone(c, &tag);
     h.finish(3);
 }
 
@@ -413,7 +414,6 @@ fn tree_operations_racing_a_terminate_that_removes_the_leaf_fail_with_enoent() {
     for round in 0..20 {
         let tag = new_tag("cg-race");
         let c = tree(&tag, "sleep 30 & exec sleep 30", Containment::cgroup());
-        let parent = cgroup_parent(&c);
         wait_tagged(&tag, 2);
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -447,10 +447,7 @@ fn tree_operations_racing_a_terminate_that_removes_the_leaf_fail_with_enoent() {
                 failures.push(format!("round {round}: {e}"));
             }
         });
-        gone_within(&c, BOUND);
-        assert_no_survivors(&tag);
-        drop(c);
-        assert_no_leftover_cgroups(parent);
+        assert_tree_gone(c, &tag);
     }
     assert!(failures.is_empty(), "{failures:#?}");
     h.finish(3);
