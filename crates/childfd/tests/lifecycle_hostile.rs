@@ -197,6 +197,30 @@ fn in_syscall(tid: i32, nr: i64) -> bool {
         .is_ok_and(|s| s.split(' ').next() == Some(nr.to_string().as_str()))
 }
 
+/// A thread calling `c.wait()`, returned once it is blocked in `waitid`
+/// (bounded; `what` names the scenario if it never blocks).
+#[track_caller]
+fn blocked_waiter(
+    c: &Arc<Child>,
+    what: &str,
+) -> std::thread::JoinHandle<Result<childfd::ExitStatus, WaitError>> {
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let waiter = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            c.wait()
+        })
+    };
+    let tid = tid_rx.recv().unwrap();
+    assert!(
+        eventually(BOUND, || in_syscall(tid, libc::SYS_waitid)),
+        "{what}: the waiter never blocked in waitid"
+    );
+    waiter
+}
+
 /// Before Linux 6.9 (forced), a thread blocked in `wait` must not keep
 /// `kill_tree`, `signal_tree` or `terminate` from another thread waiting
 /// for ever on the reaping lock.
@@ -205,20 +229,7 @@ fn tree_ops_against_blocked_wait() {
     for op in ["kill_tree", "signal_tree", "terminate"] {
         let tag = new_tag(op);
         let c = Arc::new(sleeper_tree(&tag, Containment::ProcessGroup));
-        let (tid_tx, tid_rx) = mpsc::channel();
-        let waiter = {
-            let c = c.clone();
-            std::thread::spawn(move || {
-                // SAFETY: gettid has no preconditions.
-                tid_tx.send(unsafe { libc::gettid() }).unwrap();
-                c.wait()
-            })
-        };
-        let tid = tid_rx.recv().unwrap();
-        assert!(
-            eventually(BOUND, || in_syscall(tid, libc::SYS_waitid)),
-            "{op}: the waiter never blocked in waitid"
-        );
+        let waiter = blocked_waiter(&c, op);
         let (tx, rx) = mpsc::channel();
         let c2 = c.clone();
         let worker = std::thread::spawn(move || {
@@ -368,17 +379,7 @@ fn refused_signal(errno: i32) {
     // The fallback takes the reaping lock: a thread blocked in `wait`
     // must not keep `kill` from another thread waiting for it.
     let c = Arc::new(Command::new(PAUSE).spawn().unwrap());
-    let (tid_tx, tid_rx) = mpsc::channel();
-    let waiter = {
-        let c = c.clone();
-        std::thread::spawn(move || {
-            // SAFETY: gettid has no preconditions.
-            tid_tx.send(unsafe { libc::gettid() }).unwrap();
-            c.wait()
-        })
-    };
-    let tid = tid_rx.recv().unwrap();
-    assert!(eventually(BOUND, || in_syscall(tid, libc::SYS_waitid)));
+    let waiter = blocked_waiter(&c, "refused pidfd_send_signal");
     let (tx, rx) = mpsc::channel();
     let c2 = c.clone();
     let killer = std::thread::spawn(move || tx.send(c2.kill()).unwrap());
