@@ -416,10 +416,12 @@ fn tree_operations_racing_a_terminate_that_removes_the_leaf_fail_with_enoent() {
         let c = tree(&tag, "sleep 30 & exec sleep 30", Containment::cgroup());
         wait_tagged(&tag, 2);
         let stop = std::sync::atomic::AtomicBool::new(false);
+        let looping = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             let looper = s.spawn(|| {
                 let mut n = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    looping.store(true, std::sync::atomic::Ordering::Relaxed);
                     let r = if round % 2 == 0 {
                         c.signal_tree(Signal::CONT)
                     } else {
@@ -433,6 +435,13 @@ fn tree_operations_racing_a_terminate_that_removes_the_leaf_fail_with_enoent() {
                 assert!(n > 0);
                 None
             });
+            // No race without the looper: on a loaded machine its thread
+            // may not run before terminate() is done.
+            assert!(
+                childfd_testbin::eventually(BOUND, || looping
+                    .load(std::sync::atomic::Ordering::Relaxed)),
+                "round {round}: the looper never ran"
+            );
             let t = c.terminate(Duration::from_secs(5));
             // Keep racing a little after the leaf is gone.
             let until = Instant::now() + Duration::from_millis(5);
