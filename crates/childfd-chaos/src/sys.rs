@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
@@ -83,16 +84,27 @@ pub fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> bool {
 }
 
 /// `poll(2)` for readability of `fd` for up to `ms` milliseconds: a pidfd
-/// is readable once its process has exited.
+/// is readable once its process has exited. A poll interrupted by a
+/// handled signal (EINTR: the orphan reaper's SIGCHLD, the chaos's own
+/// signals) is resumed for the rest of the time, never taken for "not
+/// readable".
 pub fn readable(fd: BorrowedFd<'_>, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let r = unsafe { libc::poll(&mut p, 1, ms) };
-    r > 0
+    let deadline = Instant::now() + Duration::from_millis(ms.max(0) as u64);
+    loop {
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Rounded up, so a wait never ends before its deadline.
+        let left = left.as_micros().div_ceil(1000) as i32;
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, left) };
+        if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return r > 0;
+        }
+    }
 }
 
 /// `open(path, O_RDONLY [| O_CLOEXEC])`: a raw fd the caller owns

@@ -51,7 +51,7 @@ fn once(sh: &Shared, round: &Round, secrets: &Secrets, seed: u64) {
     drop(wr);
     let _op = sh.op(
         "a forked copy's spawns",
-        COPY_BOUND + Duration::from_secs(5),
+        COPY_BOUND + HOLD * u32::from(hold()) + Duration::from_secs(5),
     );
     let ready = sys::readable(rd.as_fd(), COPY_BOUND.as_millis() as i32);
     let mut res = Vec::new();
@@ -65,7 +65,10 @@ fn once(sh: &Shared, round: &Round, secrets: &Secrets, seed: u64) {
         }
         [code, ..] => sh.violation(format!("forked copy: {}", what(*code))),
         [] if !ready => {
-            sh.violation(format!("forked copy hung for {COPY_BOUND:?}"));
+            sh.violation(format!(
+                "forked copy hung for {COPY_BOUND:?}: {}",
+                where_stuck(pid)
+            ));
             if let Some(fd) = &pidfd {
                 sys::pidfd_signal(fd.as_fd(), libc::SIGKILL);
             }
@@ -78,6 +81,54 @@ fn once(sh: &Shared, round: &Round, secrets: &Secrets, seed: u64) {
     {
         sys::waitpid(pid, libc::WNOHANG);
     }
+}
+
+/// How long a hung copy is left alone with `CHAOS_HOLD=1`.
+const HOLD: Duration = Duration::from_secs(60);
+
+fn hold() -> bool {
+    std::env::var_os("CHAOS_HOLD").is_some()
+}
+
+/// Where a hung copy and its children sit: state, system call and kernel
+/// stack from /proc. With `CHAOS_HOLD=1` the copy is left alone for a
+/// minute first, for a debugger.
+fn where_stuck(pid: i32) -> String {
+    if hold() {
+        eprintln!("chaos: holding hung copy {pid} (pid in the chaos's namespace) for {HOLD:?}");
+        std::thread::sleep(HOLD);
+    }
+    let proc = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+    let mut s = one_process(pid);
+    for kid in proc(&format!("task/{pid}/children")).split_whitespace() {
+        if let Ok(kid) = kid.parse() {
+            s += &format!("; child {kid}: {}", one_process(kid));
+        }
+    }
+    s
+}
+
+fn one_process(pid: i32) -> String {
+    let proc = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+    let stat = proc("stat");
+    let state = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .next()
+        .unwrap_or("?");
+    let stack: Vec<_> = proc("stack")
+        .lines()
+        .take(4)
+        .map(|l| l.replace("[<0>] ", ""))
+        .collect();
+    format!(
+        "state {state}, wchan {}, syscall {}, kernel stack [{}]",
+        proc("wchan"),
+        proc("syscall").trim(),
+        stack.join(" < ")
+    )
 }
 
 fn what(code: u8) -> &'static str {
@@ -140,6 +191,10 @@ fn spawn_some(round: &Round, r: &mut Rng) -> (u8, u8) {
         }
         let _ = c.kill_tree();
     }
+    // Dropped before the check: a waited child's cgroup leaf still
+    // populated by its dying tree goes to the drop reaper too, and the
+    // copy exits right after reporting.
+    drop(waited);
     let reaped =
         childfd_testbin::eventually(Duration::from_secs(10), || childfd::pending_reaps() == 0);
     if reaped { (b'0', n) } else { (b'R', n) }
