@@ -173,13 +173,15 @@ impl Shared {
         Duration::from_micros(us)
     }
 
-    /// Records how long after its deadline a timed-out job was reported.
-    /// The library's documented bound is deadline + grace (if SIGKILL was
-    /// needed) + the drain bound (the wait-delay); more than the tolerance
-    /// plus the machine's delay (see [`probe`](Shared::probe)) past that
-    /// bound is a violation.
+    /// Records how long after its deadline a timed-out job (of workload
+    /// `what`) was reported. The library's documented bound is deadline +
+    /// grace (the tree has that long to die of SIGTERM before SIGKILL) +
+    /// the drain bound (the wait-delay); more than the tolerance plus the
+    /// machine's delay (see [`probe`](Shared::probe)) past that bound is a
+    /// violation.
     pub fn deadline_late(
         &self,
+        what: &str,
         elapsed: Duration,
         deadline: Duration,
         grace: Duration,
@@ -188,12 +190,12 @@ impl Shared {
     ) {
         let late = elapsed.saturating_sub(deadline);
         lock(&self.deadline_late).push(late.as_micros() as u64);
-        let bound = deadline + if kill { grace } else { Duration::ZERO } + drain;
+        let bound = deadline + grace + drain;
         let over = elapsed.saturating_sub(bound);
         let machine = self.machine_delay(late);
         if over > self.cfg.tolerance + machine {
             self.violation(format!(
-                "deadline {deadline:?} (grace {grace:?}, ended by {}, wait-delay {drain:?}) reported after {elapsed:.1?}: {over:.1?} past its bound (tolerance {:?} + the machine's delay meanwhile {machine:.1?})",
+                "{what}: deadline {deadline:?} (grace {grace:?}, ended by {}, wait-delay {drain:?}) reported after {elapsed:.1?}: {over:.1?} past its bound (tolerance {:?} + the machine's delay meanwhile {machine:.1?})",
                 if kill { "SIGKILL" } else { "SIGTERM" },
                 self.cfg.tolerance
             ));

@@ -108,7 +108,14 @@ fn judge(
         Outcome::TimedOut => {
             check_status(sh, "childfd-tokio output (timed out)", node, status, true);
             let kill = out.ended_by == Some(EndedBy::Kill);
-            sh.deadline_late(out.elapsed, deadline, grace, kill, wd);
+            sh.deadline_late(
+                "childfd-tokio output",
+                out.elapsed,
+                deadline,
+                grace,
+                kill,
+                wd,
+            );
         }
         other => sh.violation(format!(
             "childfd-tokio output: unexpected outcome {other:?}"

@@ -92,7 +92,7 @@ fn judge(
         Outcome::TimedOut => {
             check_status(sh, "output() (timed out)", node, status, true);
             let kill = out.ended_by == Some(EndedBy::Kill);
-            sh.deadline_late(out.elapsed, deadline, grace, kill, wd);
+            sh.deadline_late("output()", out.elapsed, deadline, grace, kill, wd);
         }
         other => sh.violation(format!("output(): unexpected outcome {other:?}")),
     }

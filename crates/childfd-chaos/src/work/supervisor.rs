@@ -117,7 +117,14 @@ fn timed_out(sh: &Shared, rep: &Report, job: &Job) {
             "Supervisor job timed out without a status: {rep:?}"
         )),
     }
-    sh.deadline_late(rep.elapsed, job.deadline, job.grace, kill, job.wait_delay);
+    sh.deadline_late(
+        "Supervisor job",
+        rep.elapsed,
+        job.deadline,
+        job.grace,
+        kill,
+        job.wait_delay,
+    );
     if let Some(pid) = rep.pid {
         sh.reaped(pid);
     }
