@@ -110,4 +110,11 @@ pub mod force_fallback {
     pub fn no_cgroup_kill() {
         crate::containment::cgroup::disable_cgroup_kill();
     }
+
+    /// Behave as a kernel whose pidfds all share one inode (before 6.9):
+    /// the drop reaper then checks its pidfds by the pid in
+    /// `/proc/self/fdinfo`.
+    pub fn no_pidfs_inodes() {
+        crate::child::disable_pidfs();
+    }
 }

@@ -5,6 +5,7 @@ mod output;
 mod pipes;
 mod wait;
 
+pub(crate) use drop_reaper::disable_pidfs;
 pub use output::Output;
 pub use pipes::{ChildStderr, ChildStdin, ChildStdout, StdinSlot};
 

@@ -107,7 +107,7 @@ const NAME_ATTEMPTS: u32 = 16;
 
 /// 32 random bits from getrandom(2) (without blocking), else from the
 /// clock: names need to be unlikely to collide, not unpredictable.
-fn name_nonce() -> u32 {
+pub(crate) fn name_nonce() -> u32 {
     let mut b = [0u8; 4];
     match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::NONBLOCK) {
         Ok(4) => u32::from_ne_bytes(b),
