@@ -8,6 +8,13 @@
 //! directory `<mount point>/x`. Both files print paths relative to the
 //! reader's cgroup namespace, so they agree with each other.
 //!
+//! Only a mount that is visible counts. Mounting over a mount point (a
+//! subtree bind-mounted over the cgroup2 mount, a second cgroup2 mount at
+//! the same place) hides what was there, but mountinfo still lists it,
+//! earlier. A mount is visible if `statx(point, STATX_MNT_ID)` names it;
+//! on kernels without `STATX_MNT_ID` (before 5.8), if no mount was made on
+//! top of it at the same point (a line whose parent is it).
+//!
 //! See [proc_pid_mountinfo(5)](https://man7.org/linux/man-pages/man5/proc_pid_mountinfo.5.html)
 //! and [cgroups(7)](https://man7.org/linux/man-pages/man7/cgroups.7.html).
 
@@ -17,24 +24,67 @@ use std::sync::OnceLock;
 /// One cgroup2 mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mount {
+    /// Mount id (mountinfo field 1).
+    pub(crate) id: u64,
+    /// The mount it was mounted on (field 2).
+    pub(crate) parent: u64,
     /// The cgroup path shown at the mount point (mountinfo field 4).
     pub(crate) root: PathBuf,
     /// Where it is mounted (field 5).
     pub(crate) point: PathBuf,
 }
 
-/// Every cgroup2 mount of this process, from `/proc/self/mountinfo`, read
-/// once.
+/// Every visible cgroup2 mount of this process, from
+/// `/proc/self/mountinfo`, read once.
 pub(crate) fn mounts() -> &'static [Mount] {
     static MOUNTS: OnceLock<Vec<Mount>> = OnceLock::new();
     MOUNTS.get_or_init(|| {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .map(|info| parse_mountinfo(&info))
-            .unwrap_or_default()
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let all = parse_mountinfo(&info);
+        let covered = covered_ids(&info);
+        all.into_iter()
+            .filter(|m| match mount_id_at(&m.point) {
+                Some(id) => id == m.id,
+                None => !covered.contains(&m.id),
+            })
+            .collect()
     })
 }
 
-/// The cgroup2 mounts listed in a mountinfo text, in order.
+/// `statx(path, STATX_MNT_ID)`: the id of the mount that `path` shows, if
+/// the kernel reports it (5.8+).
+fn mount_id_at(path: &Path) -> Option<u64> {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+    let st = statx(CWD, path, AtFlags::empty(), StatxFlags::MNT_ID).ok()?;
+    (StatxFlags::from_bits_retain(st.stx_mask) & StatxFlags::MNT_ID == StatxFlags::MNT_ID)
+        .then_some(st.stx_mnt_id)
+}
+
+/// Ids of the mounts (of any type) that another mount covers: it was made
+/// at the same mount point with them as its parent.
+pub(crate) fn covered_ids(info: &str) -> Vec<u64> {
+    let lines: Vec<(u64, u64, &str)> = info
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            let id = f.next()?.parse().ok()?;
+            let parent = f.next()?.parse().ok()?;
+            Some((id, parent, f.nth(2)?))
+        })
+        .collect();
+    lines
+        .iter()
+        .filter(|(id, _, point)| {
+            lines
+                .iter()
+                .any(|(_, parent, p)| parent == id && p == point)
+        })
+        .map(|(id, _, _)| *id)
+        .collect()
+}
+
+/// The cgroup2 mounts listed in a mountinfo text, in order (hidden ones
+/// too).
 pub(crate) fn parse_mountinfo(info: &str) -> Vec<Mount> {
     info.lines()
         .filter_map(|line| {
@@ -44,9 +94,13 @@ pub(crate) fn parse_mountinfo(info: &str) -> Vec<Mount> {
                 return None;
             }
             let mut f = left.split(' ');
-            let root = f.nth(3)?;
+            let id = f.next()?.parse().ok()?;
+            let parent = f.next()?.parse().ok()?;
+            let root = f.nth(1)?;
             let point = f.next()?;
             Some(Mount {
+                id,
+                parent,
                 root: PathBuf::from(unescape_mountinfo(root)),
                 point: PathBuf::from(unescape_mountinfo(point)),
             })
@@ -106,6 +160,8 @@ mod tests {
 
     fn mount(root: &str, point: &str) -> Mount {
         Mount {
+            id: 0,
+            parent: 0,
             root: root.into(),
             point: point.into(),
         }
@@ -116,14 +172,36 @@ mod tests {
         let info = "22 1 0:21 / /proc rw - proc proc rw\n\
                     41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
                     52 41 0:38 /job\\040a /mnt/with\\040space rw shared:5 - cgroup2 none rw\n";
+        let ms = parse_mountinfo(info);
+        let short: Vec<_> = ms.iter().map(|m| (m.id, m.parent)).collect();
+        assert_eq!(short, [(41, 31), (52, 41)]);
+        let ms: Vec<_> = ms
+            .into_iter()
+            .map(|m| Mount {
+                id: 0,
+                parent: 0,
+                ..m
+            })
+            .collect();
         assert_eq!(
-            parse_mountinfo(info),
+            ms,
             vec![
                 mount("/", "/sys/fs/cgroup/unified"),
                 mount("/job a", "/mnt/with space")
             ]
         );
         assert!(parse_mountinfo("22 1 0:21 / /proc rw - proc proc rw\n").is_empty());
+    }
+
+    #[test]
+    fn a_mount_made_over_another_at_the_same_point_covers_it() {
+        // 41: the hierarchy; 60: a subtree bind-mounted over it; 61: a
+        // third cgroup2 mount stacked on that; 70: a mount below, not over.
+        let info = "41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                    60 41 0:38 /job /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                    61 60 0:38 / /sys/fs/cgroup/unified rw - cgroup2 none rw\n\
+                    70 61 0:40 / /sys/fs/cgroup/unified/x rw - tmpfs none rw\n";
+        assert_eq!(covered_ids(info), [41, 60]);
     }
 
     #[test]
