@@ -6,49 +6,26 @@
 
 use std::time::Duration;
 
-use childfd::{Command, EndedBy, Stdio};
+use childfd::{Child, Command, EndedBy, Stdio};
 use childfd_io::{Options, Outcome, Output, output};
-use childfd_testbin::{Hygiene, assert_no_survivors, kill_tagged, new_tag};
+use childfd_testbin::{Hygiene, Trickle, assert_no_survivors, kill_tagged, new_tag};
 
 /// What the machine's load may add to a bound; the failures these tests
 /// pin down overshot by seconds (or for ever).
 const SLACK: Duration = Duration::from_secs(1);
 
-/// An endless input that comes in small pieces, a millisecond apart (a
-/// generator, a slow device): whoever drains the pipe keeps up with it, so
-/// the pipe never fills and a writer that loops until `EAGAIN` never
-/// stops.
-struct Trickle;
-
-impl std::io::Read for Trickle {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        std::thread::sleep(Duration::from_millis(1));
-        let n = buf.len().min(512);
-        buf[..n].fill(b'x');
-        Ok(n)
-    }
-}
-
-/// Spawns `sh -c script` with piped stdio, feeds it an endless stdin and
-/// runs `output` with `opts` on a thread, giving up (and failing) after
-/// 20 s so that a regression fails instead of hanging.
+/// Runs `output` on `child` (tagged `tag`) with the options `opts` builds,
+/// on a thread, giving up (and failing) after 20 s so that a regression
+/// fails instead of hanging.
 #[track_caller]
-fn run_with_endless_stdin(
+fn output_within_20s(
     tag: &str,
-    script: &str,
+    mut child: Child,
     opts: impl FnOnce() -> Options<'static> + Send + 'static,
 ) -> Output {
-    let mut child = Command::new("sh")
-        .args(["-c", script])
-        .env("CHILDFD_TEST_TAG", tag)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let out = output(&mut child, opts().stdin_reader(Trickle));
+        let out = output(&mut child, opts());
         let _ = tx.send(out);
     });
     match rx.recv_timeout(Duration::from_secs(20)) {
@@ -58,6 +35,26 @@ fn run_with_endless_stdin(
             panic!("output() had not returned after 20 s");
         }
     }
+}
+
+/// Spawns `sh -c script` with piped stdio and runs `output` with `opts`
+/// on it, feeding it an endless stdin ([`Trickle`]), bounded as
+/// [`output_within_20s`].
+#[track_caller]
+fn run_with_endless_stdin(
+    tag: &str,
+    script: &str,
+    opts: impl FnOnce() -> Options<'static> + Send + 'static,
+) -> Output {
+    let child = Command::new("sh")
+        .args(["-c", script])
+        .env("CHILDFD_TEST_TAG", tag)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    output_within_20s(tag, child, || opts().stdin_reader(Trickle))
 }
 
 #[test]
@@ -181,31 +178,19 @@ fn a_crowd_writing_as_fast_as_we_read_cannot_hold_output_past_its_deadline() {
     let h = Hygiene::start();
     let tag = new_tag("crowd");
     let (deadline, grace) = (Duration::from_millis(300), Duration::from_millis(100));
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .args(["-c", "yes & yes & yes & yes & wait"])
         .env("CHILDFD_TEST_TAG", &tag)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let out = output(
-            &mut child,
-            Options::new()
-                .deadline(deadline)
-                .grace(grace)
-                .max_bytes(1024),
-        );
-        let _ = tx.send(out);
+    let out = output_within_20s(&tag, child, move || {
+        Options::new()
+            .deadline(deadline)
+            .grace(grace)
+            .max_bytes(1024)
     });
-    let out = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            kill_tagged(&tag);
-            panic!("output() had not returned after 20 s");
-        }
-    };
     assert!(
         out.elapsed < deadline + grace + SLACK,
         "returned after {:?}: {out:?}",

@@ -7,12 +7,21 @@ use std::time::Duration;
 
 use childfd::Command;
 use childfd_io::{Event, JobOptions, Outcome, Supervisor};
-use childfd_testbin::{Hygiene, assert_no_survivors, new_tag};
+use childfd_testbin::{Hygiene, Trickle, assert_no_survivors, new_tag};
 
 fn sh(script: &str, tag: &str) -> Command {
     let mut cmd = Command::new("sh");
     cmd.args(["-c", script]).env("CHILDFD_TEST_TAG", tag);
     cmd
+}
+
+/// The end of a test: the supervisor dropped, nothing tagged `tag` left,
+/// and `h`'s checks (allowing one extra thread, as every test here).
+#[track_caller]
+fn assert_clean(sup: Supervisor, tag: &str, h: Hygiene) {
+    drop(sup);
+    assert_no_survivors(tag);
+    h.finish(1);
 }
 
 #[test]
@@ -49,9 +58,7 @@ fn a_tag_is_carried_into_every_event_of_its_job() {
     }
     ended.sort();
     assert_eq!(ended, ["alpha", "beta", "missing"]);
-    drop(sup);
-    assert_no_survivors(&tag);
-    h.finish(1);
+    assert_clean(sup, &tag, h);
 }
 
 /// nextest's LEAK: the child exits cleanly but two background sleeps
@@ -94,9 +101,7 @@ fn processes_left_behind_by_an_exited_job_are_reported_as_a_leak() {
     }
     assert_eq!(seen, 2);
     assert_eq!(sup.summary().leaked, 1);
-    drop(sup);
-    assert_no_survivors(&tag);
-    h.finish(1);
+    assert_clean(sup, &tag, h);
 }
 
 #[test]
@@ -129,21 +134,7 @@ fn job_stdin_bytes_reach_the_child_and_one_that_stops_reading_is_reported() {
             assert_eq!(r.stdout.total, 0, "stdin is /dev/null without input");
         }
     }
-    drop(sup);
-    assert_no_survivors(&tag);
-    h.finish(1);
-}
-
-/// An endless input in small pieces, a millisecond apart.
-struct Trickle;
-
-impl std::io::Read for Trickle {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        std::thread::sleep(Duration::from_millis(1));
-        let n = buf.len().min(512);
-        buf[..n].fill(b'x');
-        Ok(n)
-    }
+    assert_clean(sup, &tag, h);
 }
 
 /// `output`'s Exit-hang case under the Supervisor: the job's child exits,
@@ -182,7 +173,5 @@ fn a_job_stdin_reader_drained_by_a_grandchild_holds_neither_the_job_nor_its_neig
             assert!(r.elapsed < Duration::from_secs(2), "{r:?}");
         }
     }
-    drop(sup);
-    assert_no_survivors(&tag);
-    h.finish(1);
+    assert_clean(sup, &tag, h);
 }

@@ -593,6 +593,22 @@ mod tests {
     }
 }
 
+/// An endless input that comes in small pieces, a millisecond apart (a
+/// generator, a slow device): whoever drains the pipe keeps up with it, so
+/// the pipe never fills and a writer that loops until `EAGAIN` never
+/// stops.
+#[derive(Debug)]
+pub struct Trickle;
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_millis(1));
+        let n = buf.len().min(512);
+        buf[..n].fill(b'x');
+        Ok(n)
+    }
+}
+
 /// A small deterministic generator (xorshift), so randomized tests
 /// reproduce from their seed.
 #[derive(Debug)]
