@@ -7,9 +7,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 use childfd::{Command, EndedBy, Signal, Stdio};
-use childfd_testbin::{alive, assert_no_survivors, eventually, new_tag, wait_tagged};
+use childfd_testbin::{alive, assert_no_survivors, eventually, new_tag};
 use childfd_tokio::{CommandExt, spawn};
-use common::{SLACK, on_both};
+use common::{SLACK, on_both, sh, wait_tagged};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[test]
@@ -81,18 +81,8 @@ fn kill_and_signal_reach_the_child_through_its_pidfd() {
 fn kill_tree_and_wait_tree_leave_no_descendant() {
     on_both(|_| async {
         let tag = new_tag("tree");
-        let child = spawn(
-            Command::new("sh")
-                .args(["-c", "sleep 1000 & sleep 1000 & wait"])
-                .env("CHILDFD_TEST_TAG", &tag),
-        )
-        .unwrap();
-        let pids = tokio::task::spawn_blocking({
-            let tag = tag.clone();
-            move || wait_tagged(&tag, 3)
-        })
-        .await
-        .unwrap();
+        let child = spawn(&mut sh("sleep 1000 & sleep 1000 & wait", &tag)).unwrap();
+        let pids = wait_tagged(&tag, 3).await;
         child.signal_tree(Signal::STOP).unwrap();
         child.kill_tree().unwrap();
         let st = tokio::time::timeout(SLACK, child.wait_tree())
@@ -112,12 +102,7 @@ fn wait_tree_waits_for_a_descendant_that_outlives_the_child() {
     on_both(|_| async {
         let tag = new_tag("outlive");
         let start = Instant::now();
-        let child = spawn(
-            Command::new("sh")
-                .args(["-c", "sleep 0.4 & exit 0"])
-                .env("CHILDFD_TEST_TAG", &tag),
-        )
-        .unwrap();
+        let child = spawn(&mut sh("sleep 0.4 & exit 0", &tag)).unwrap();
         let st = tokio::time::timeout(SLACK, child.wait_tree())
             .await
             .unwrap()
@@ -147,18 +132,12 @@ fn terminate_uses_term_then_kill_after_the_grace_on_the_runtime_timer() {
 
         // A tree ignoring TERM (and one member stopped) needs KILL.
         let tag = new_tag("term");
-        let child = spawn(
-            Command::new("sh")
-                .args(["-c", "trap '' TERM; sleep 1000 & kill -STOP $!; sleep 1000"])
-                .env("CHILDFD_TEST_TAG", &tag),
-        )
+        let child = spawn(&mut sh(
+            "trap '' TERM; sleep 1000 & kill -STOP $!; sleep 1000",
+            &tag,
+        ))
         .unwrap();
-        tokio::task::spawn_blocking({
-            let tag = tag.clone();
-            move || wait_tagged(&tag, 3)
-        })
-        .await
-        .unwrap();
+        wait_tagged(&tag, 3).await;
         let grace = Duration::from_millis(300);
         let start = Instant::now();
         let t = tokio::time::timeout(SLACK, child.terminate(grace))
@@ -221,19 +200,8 @@ fn a_dropped_child_is_reaped_in_the_background_and_kill_on_drop_kills_its_tree()
 
         // With kill_on_drop: the whole tree dies at drop.
         let tag = new_tag("kod");
-        let child = spawn(
-            Command::new("sh")
-                .args(["-c", "sleep 1000 & sleep 1000"])
-                .env("CHILDFD_TEST_TAG", &tag)
-                .kill_on_drop(true),
-        )
-        .unwrap();
-        tokio::task::spawn_blocking({
-            let tag = tag.clone();
-            move || wait_tagged(&tag, 3)
-        })
-        .await
-        .unwrap();
+        let child = spawn(sh("sleep 1000 & sleep 1000", &tag).kill_on_drop(true)).unwrap();
+        wait_tagged(&tag, 3).await;
         drop(child);
         assert_no_survivors(&tag);
         assert!(eventually(SLACK, || childfd::pending_reaps() == 0));

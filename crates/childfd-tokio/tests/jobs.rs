@@ -8,16 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use childfd::Command;
 use childfd_testbin::{assert_no_survivors, new_tag};
 use childfd_tokio::{Event, JobSet, Options, Outcome, Stream};
-use common::{Flavor, WORKERS, on_both};
-
-fn sh(script: &str, tag: &str) -> Command {
-    let mut c = Command::new("sh");
-    c.args(["-c", script]).env("CHILDFD_TEST_TAG", tag);
-    c
-}
+use common::{Flavor, WORKERS, on_both, sh};
 
 #[test]
 fn a_job_set_caps_the_jobs_in_flight_and_reports_each_once() {

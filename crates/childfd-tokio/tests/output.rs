@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use childfd::{Command, EndedBy, Signal, Stdio};
 use childfd_testbin::{assert_no_survivors, new_tag, wait_tagged};
 use childfd_tokio::{CommandExt, Options, Outcome, OutputError, Stream, output, spawn};
-use common::{SLACK, on_both};
+use common::{SLACK, on_both, sh};
 
 #[test]
 fn a_grandchild_holding_stdout_cannot_hang_output() {
@@ -15,9 +15,7 @@ fn a_grandchild_holding_stdout_cannot_hang_output() {
         for kill in [false, true] {
             let tag = new_tag("held");
             let wait_delay = Duration::from_millis(300);
-            let out = Command::new("sh")
-                .args(["-c", "echo started; sleep 1000 &"])
-                .env("CHILDFD_TEST_TAG", &tag)
+            let out = sh("echo started; sleep 1000 &", &tag)
                 .output_async(
                     Options::new()
                         .wait_delay(wait_delay)
@@ -52,9 +50,7 @@ fn a_deadline_terminates_the_whole_tree() {
         let tag = new_tag("deadline");
         let deadline = Duration::from_millis(200);
         let start = Instant::now();
-        let out = Command::new("sh")
-            .args(["-c", "echo before; sleep 1000 & sleep 1000"])
-            .env("CHILDFD_TEST_TAG", &tag)
+        let out = sh("echo before; sleep 1000 & sleep 1000", &tag)
             .output_async(
                 Options::new()
                     .deadline(deadline)
@@ -73,9 +69,7 @@ fn a_deadline_terminates_the_whole_tree() {
         // TERM ignored: KILL after the grace.
         let tag = new_tag("deadline-kill");
         let grace = Duration::from_millis(200);
-        let out = Command::new("sh")
-            .args(["-c", "trap '' TERM; sleep 1000 & sleep 1000"])
-            .env("CHILDFD_TEST_TAG", &tag)
+        let out = sh("trap '' TERM; sleep 1000 & sleep 1000", &tag)
             .output_async(Options::new().deadline(deadline).grace(grace))
             .await
             .unwrap();
@@ -218,20 +212,14 @@ fn a_job_cancelled_by_dropping_its_future_leaves_nothing_behind() {
     on_both(|_| async {
         // Dropped mid-capture (by a timeout around it).
         let tag = new_tag("dropped");
-        let fut = Command::new("sh")
-            .args(["-c", "sleep 1000 & sleep 1000 & echo up; wait"])
-            .env("CHILDFD_TEST_TAG", &tag)
-            .output_async(Options::new());
+        let fut = sh("sleep 1000 & sleep 1000 & echo up; wait", &tag).output_async(Options::new());
         let r = tokio::time::timeout(Duration::from_millis(300), fut).await;
         assert!(r.is_err(), "should have been cancelled");
         assert_no_survivors(&tag);
 
         // Dropped before its first poll.
         let tag = new_tag("unpolled");
-        let fut = Command::new("sh")
-            .args(["-c", "sleep 1000 & sleep 1000"])
-            .env("CHILDFD_TEST_TAG", &tag)
-            .output_async(Options::new());
+        let fut = sh("sleep 1000 & sleep 1000", &tag).output_async(Options::new());
         drop(fut);
         assert_no_survivors(&tag);
 

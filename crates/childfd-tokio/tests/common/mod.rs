@@ -8,6 +8,23 @@ use std::time::Duration;
 
 use childfd_testbin::Hygiene;
 
+/// `sh -c SCRIPT` with `tag` in its environment (found by
+/// [`childfd_testbin::tagged`], escapees included), not started.
+pub fn sh(script: &str, tag: &str) -> childfd::Command {
+    let mut c = childfd::Command::new("sh");
+    c.args(["-c", script]).env("CHILDFD_TEST_TAG", tag);
+    c
+}
+
+/// [`childfd_testbin::wait_tagged`] off the runtime's threads (it polls
+/// with sleeps, bounded).
+pub async fn wait_tagged(tag: &str, n: usize) -> Vec<childfd_testbin::Proc> {
+    let tag = tag.to_string();
+    tokio::task::spawn_blocking(move || childfd_testbin::wait_tagged(&tag, n))
+        .await
+        .unwrap()
+}
+
 /// Generous: only a hang exceeds it.
 pub const SLACK: Duration = Duration::from_secs(10);
 /// Bound of a whole test body on one runtime.
