@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--quick] [--serial] [--async]`: every way to spawn, every scenario, one
 //! process run; writes `target/bench/report.{json,md,svg}` (`--serial`: the serial
-//! scenarios, the environment snapshot's cost and piped spawns with 10,000 fds
+//! scenarios, the environment snapshot's cost, the cost of `Inherit` against the
+//! default containment, and piped spawns with 10,000 fds
 //! open, printed, no files; `--async`: childfd-tokio against tokio::process,
 //! printed, no files).
 //!
@@ -481,6 +482,7 @@ fn serial_extras(cfg: &Cfg) -> Vec<(String, Way, f64)> {
     }
     out.push((scenario.clone(), Way::CloneVmPidfd, median(lim)));
     out.push((scenario, Way::Childfd, median(snap)));
+    out.extend(containment_costs(cfg));
 
     let null = std::fs::File::open("/dev/null").expect("/dev/null");
     let held: Vec<_> = (0..10_000)
@@ -531,6 +533,44 @@ fn serial_extras(cfg: &Cfg) -> Vec<(String, Way, f64)> {
         out.push((scenario.clone(), way, median(s)));
     }
     out
+}
+
+/// `--serial` only: a childfd spawn in its default mode (a new process
+/// group) against one that stays in the caller's group (`Inherit`: the
+/// child catches every signal until it execs), each beside the limit.
+fn containment_costs(cfg: &Cfg) -> Vec<(String, Way, f64)> {
+    use childfd::{Command, Containment};
+    let group = Command::new(childfd_testbin::EXIT0);
+    let mut inherit = Command::new(childfd_testbin::EXIT0);
+    inherit.containment(Containment::Inherit);
+    let time = |cmd: &Command| {
+        let start = Instant::now();
+        let mut k = 0;
+        while k < cfg.n_static && (k < 3 || start.elapsed() < cfg.budget) {
+            assert!(cmd.status().expect("spawn").success());
+            k += 1;
+        }
+        start.elapsed().as_secs_f64() * 1e6 / k as f64
+    };
+    let (mut lim, mut g, mut i) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..cfg.reps {
+        let (k, t) = serial(
+            Way::CloneVmPidfd,
+            childfd_testbin::EXIT0,
+            cfg.n_static,
+            cfg.budget,
+        );
+        lim.push(t.as_secs_f64() * 1e6 / k as f64);
+        g.push(time(&group));
+        i.push(time(&inherit));
+    }
+    let lim = median(lim);
+    vec![
+        ("containment new group".into(), Way::CloneVmPidfd, lim),
+        ("containment new group".into(), Way::Childfd, median(g)),
+        ("containment Inherit".into(), Way::CloneVmPidfd, lim),
+        ("containment Inherit".into(), Way::Childfd, median(i)),
+    ]
 }
 
 /// The limit's figure in the same scenario.

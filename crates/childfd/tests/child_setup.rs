@@ -286,3 +286,121 @@ fn exec_replaces_this_process_with_the_prepared_program() {
     );
     h.finish(0);
 }
+
+/// The `SigIgn` and `SigCgt` sets (bit `n - 1` for signal `n`) a program
+/// run by `cmd` starts with.
+fn child_dispositions(cmd: &mut Command) -> (u64, u64) {
+    let out = sh_output(cmd.arg("/proc/self/status"));
+    let field = |key: &str| {
+        let line = out.lines().find(|l| l.starts_with(key)).unwrap();
+        u64::from_str_radix(line[key.len()..].trim(), 16).unwrap()
+    };
+    (field("SigIgn:"), field("SigCgt:"))
+}
+
+/// Sets signal `sig`'s disposition, returning the old one.
+fn set_disposition(sig: i32, handler: libc::sighandler_t) -> libc::sighandler_t {
+    // SAFETY: sets one disposition of this process; no handler that
+    // touches anything is installed (see `noop`).
+    unsafe { libc::signal(sig, handler) }
+}
+
+extern "C" fn noop(_: libc::c_int) {}
+
+/// A child that stays in the caller's group catches every signal until
+/// `execve` (so that no signal to the group stops or kills it first): the
+/// program must still start with the parent's ignored signals ignored, no
+/// handler, and `SIG_DFL` for what the command lists (SIGPIPE, which the
+/// Rust runtime ignores).
+#[test]
+fn child_in_callers_group_execs_with_inherited_ignores_and_no_handler() {
+    let h = Hygiene::start();
+    let old_usr2 = set_disposition(libc::SIGUSR2, libc::SIG_IGN);
+    let old_usr1 = set_disposition(libc::SIGUSR1, noop as *const () as libc::sighandler_t);
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    // SAFETY: getpgrp cannot fail.
+    let own_group = unsafe { libc::getpgrp() } as u32;
+    for containment in [
+        Containment::Inherit,
+        Containment::JoinGroup(own_group),
+        Containment::ProcessGroup,
+    ] {
+        let (ign, cgt) = child_dispositions(Command::new("cat").containment(containment.clone()));
+        assert_eq!(cgt, 0, "{containment:?}: handlers survived exec: {cgt:#x}");
+        assert_ne!(
+            ign & bit(libc::SIGUSR2),
+            0,
+            "{containment:?}: SigIgn {ign:#x}"
+        );
+        assert_eq!(
+            ign & bit(libc::SIGPIPE),
+            0,
+            "{containment:?}: SigIgn {ign:#x}"
+        );
+        assert_eq!(
+            ign & bit(libc::SIGUSR1),
+            0,
+            "{containment:?}: SigIgn {ign:#x}"
+        );
+    }
+    // A pre_exec closure sees the catching handlers and may set its own
+    // dispositions: SIG_IGN survives the exec.
+    let mut cmd = Command::new("cat");
+    cmd.containment(Containment::Inherit);
+    let hook = || {
+        // SAFETY: sigaction is plain data; all-zero is valid.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: reads this child's SIGINT disposition.
+        unsafe { libc::sigaction(libc::SIGINT, std::ptr::null(), &mut old) };
+        if old.sa_sigaction == libc::SIG_DFL {
+            return Err(std::io::Error::from_raw_os_error(libc::EDOM));
+        }
+        // SAFETY: sets this child's own disposition.
+        unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        Ok(())
+    };
+    // SAFETY: the closure makes two raw sigaction calls.
+    unsafe { cmd.pre_exec(hook) };
+    let (ign, cgt) = child_dispositions(&mut cmd);
+    assert_eq!(cgt, 0);
+    assert_ne!(ign & bit(libc::SIGINT), 0, "SigIgn {ign:#x}");
+    set_disposition(libc::SIGUSR1, old_usr1);
+    set_disposition(libc::SIGUSR2, old_usr2);
+    h.finish(0);
+}
+
+/// The child's catching handler must not swallow a fault of the child
+/// itself: returning from it would run the faulting instruction again for
+/// ever, and the `CLONE_VFORK` parent would hang. The child dies of the
+/// fault instead, as it would without the handler.
+#[test]
+fn fault_before_exec_in_callers_group_kills_the_child_instead_of_hanging_spawn() {
+    let h = Hygiene::start();
+    let mut cmd = Command::new("true");
+    cmd.containment(Containment::Inherit)
+        .rlimit(Resource::Core, 0, 0);
+    let hook = || {
+        // SAFETY: none: this closure faults on purpose (a read of address 8).
+        let v = unsafe { std::ptr::read_volatile(std::ptr::dangling::<u64>()) };
+        Err(std::io::Error::from_raw_os_error(v as i32))
+    };
+    // SAFETY: the closure faults at once; nothing else.
+    unsafe { cmd.pre_exec(hook) };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = cmd.spawn().map(|c| c.wait().map(|s| s.signal()));
+        let _ = tx.send(r.map_err(|e| e.to_string()));
+    });
+    let got = rx.recv_timeout(Duration::from_secs(30));
+    if got.is_err() {
+        for p in childfd_testbin::children() {
+            childfd_testbin::kill(p.pid, libc::SIGKILL);
+        }
+    }
+    let got = got.expect("spawn hung on a child that faulted before exec");
+    assert!(
+        matches!(got, Ok(Ok(Some(childfd::Signal::SEGV)))),
+        "{got:?}"
+    );
+    h.finish(0);
+}

@@ -15,13 +15,21 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use childfd::{Command, SpawnStage, Stdio};
+use childfd::{Command, Containment, SpawnStage, Stdio};
 use childfd_testbin::{EXIT0, SLEEP200};
 
 const SCENARIOS: &[(&str, fn())] = &[
     (
         "stop_signal_flood_to_callers_group_never_hangs_or_stops_a_spawn",
         stop_signal_flood_to_callers_group_never_hangs_or_stops_a_spawn,
+    ),
+    (
+        "stop_signal_flood_never_hangs_a_spawn_that_stays_in_callers_group",
+        stop_signal_flood_never_hangs_a_spawn_that_stays_in_callers_group,
+    ),
+    (
+        "int_hup_flood_never_kills_a_spawn_that_stays_in_callers_group_before_exec",
+        int_hup_flood_never_kills_a_spawn_that_stays_in_callers_group_before_exec,
     ),
     (
         "set_var_in_another_thread_never_fails_a_spawn",
@@ -232,6 +240,177 @@ fn stop_signal_flood_to_callers_group_never_hangs_or_stops_a_spawn() {
     println!(
         "  1,000 spawns, {sent} signals to the caller's group, none stopped or killed a child"
     );
+}
+
+/// Floods this scenario's own process group with `signals` (after giving
+/// each a no-op handler here) until the returned flag is set; the thread
+/// returns how many it sent.
+fn flood_own_group(signals: &'static [i32]) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+    for &sig in signals {
+        install_noop_handler(sig);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for &sig in signals {
+                    // SAFETY: signals our own process group (this scenario's).
+                    unsafe { libc::kill(0, sig) };
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    };
+    (stop, flood)
+}
+
+/// The two ways a child stays reachable by signals to the caller's group:
+/// `Inherit`, and joining the caller's own (existing) group.
+fn callers_group_commands(program: &str) -> [Command; 2] {
+    let mut inherit = Command::new(program);
+    inherit.containment(Containment::Inherit);
+    let mut join = Command::new(program);
+    // SAFETY: getpgrp cannot fail.
+    let own = unsafe { libc::getpgrp() } as u32;
+    join.containment(Containment::JoinGroup(own));
+    [inherit, join]
+}
+
+/// Issue: in `Inherit` mode (and when joining an existing group) the child
+/// stays in the caller's group until `execve`; the fix for the default mode
+/// (discarding signals pending before the mask is set) does not cover a
+/// SIGTSTP that arrives after it. It stopped the `CLONE_VFORK` child and
+/// `spawn` hung for ever. A stop signal arriving after the exec may stop
+/// the program (job control for the caller's group): each child is
+/// killed before it is waited for.
+fn stop_signal_flood_never_hangs_a_spawn_that_stays_in_callers_group() {
+    const FLOOD: &[i32] = &[libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+    let (stop, flood) = flood_own_group(FLOOD);
+    let wrong = bounded(
+        "1,000 spawns in the caller's group under a stop-signal flood",
+        Duration::from_secs(60),
+        || {
+            let cmds = callers_group_commands(EXIT0);
+            let mut wrong = Vec::new();
+            for i in 0..1000 {
+                match cmds[i % 2].spawn() {
+                    Ok(c) => {
+                        c.kill().unwrap();
+                        let st = c.wait_timeout(Duration::from_secs(30)).unwrap();
+                        if !st.is_some_and(|s| s.success() || s.signal().is_some()) {
+                            wrong.push(format!("{i}: child ended with {st:?}"));
+                        }
+                    }
+                    Err(e) => wrong.push(format!("{i}: {e}")),
+                }
+            }
+            wrong
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(
+        wrong.is_empty(),
+        "{} wrong spawns, first: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert!(sent > 1000, "the flood sent only {sent} signals");
+    assert!(childfd_testbin::children().is_empty());
+    println!("  1,000 spawns in the caller's group beside {sent} stop signals, none hung");
+}
+
+/// Issue: in `Inherit` mode a SIGINT or SIGHUP to the caller's group killed
+/// the child before `execve`: a missing program was reported spawned (the
+/// child died before it could report the error), and `true` died of a
+/// signal it got before it was `true`. A signal that arrives after the
+/// exec may kill the program, as it would any member of the group; the
+/// dead child's name (`comm`, kept by the zombie) tells which happened.
+fn int_hup_flood_never_kills_a_spawn_that_stays_in_callers_group_before_exec() {
+    const FLOOD: &[i32] = &[libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
+    let (stop, flood) = flood_own_group(FLOOD);
+    let (wrong, after_exec) = bounded(
+        "1,000 spawns in the caller's group under a SIGINT/SIGHUP flood",
+        Duration::from_secs(60),
+        || {
+            let missing = callers_group_commands("/nonexistent/childfd-missing");
+            let exit0 = callers_group_commands(EXIT0);
+            let mut wrong = Vec::new();
+            let mut after_exec = 0;
+            for i in 0..1000 {
+                match missing[i % 2].spawn() {
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => wrong.push(format!("{i}: missing gave {e}")),
+                    Ok(c) => {
+                        let st = c.wait();
+                        wrong.push(format!("{i}: missing program spawned, then {st:?}"));
+                    }
+                }
+                match exit0[i % 2].spawn() {
+                    Ok(c) => match died_after_exec(&c, EXIT0) {
+                        Ok(None) => {}
+                        Ok(Some(sig)) if FLOOD.contains(&sig) => after_exec += 1,
+                        Ok(Some(sig)) => wrong.push(format!("{i}: exit0 died of signal {sig}")),
+                        Err(e) => wrong.push(format!("{i}: exit0: {e}")),
+                    },
+                    Err(e) => wrong.push(format!("{i}: exit0 failed: {e}")),
+                }
+            }
+            (wrong, after_exec)
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(
+        wrong.is_empty(),
+        "{} wrong spawns, first: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert!(sent > 1000, "the flood sent only {sent} signals");
+    assert!(childfd_testbin::children().is_empty());
+    println!(
+        "  2,000 spawns in the caller's group beside {sent} signals: every missing program \
+         NotFound, no child killed before exec ({after_exec} killed after it)"
+    );
+}
+
+/// Waits for `c` (at most 30 s) and reaps it. `Ok(None)`: it exited 0;
+/// `Ok(Some(sig))`: it was killed by `sig` after it had exec'd `program`
+/// (its zombie bears the program's name); `Err`: anything else.
+fn died_after_exec(c: &childfd::Child, program: &str) -> Result<Option<i32>, String> {
+    use std::os::fd::AsFd;
+    let mut pfd = libc::pollfd {
+        fd: c.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut pfd, 1, 30_000) };
+    if r != 1 {
+        kill_own_children();
+        return Err(format!("still running after 30 s (poll {r})"));
+    }
+    // Before reaping: the zombie's name says whether it had exec'd.
+    let comm = childfd_testbin::read_stat(c.id() as i32).map(|p| p.comm);
+    let st = c.wait().map_err(|e| e.to_string())?;
+    if st.success() {
+        return Ok(None);
+    }
+    let name = std::path::Path::new(program)
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    let execd = comm
+        .as_deref()
+        .is_some_and(|n| !n.is_empty() && name.starts_with(n));
+    match st.signal() {
+        Some(sig) if execd => Ok(Some(sig.as_raw())),
+        _ => Err(format!("ended with {st} as {comm:?}, before exec")),
+    }
 }
 
 /// Issue: the child's envp was the live `environ`, which another thread's

@@ -167,6 +167,15 @@ impl Command {
     /// [`umask`], [`nice`], [`no_new_privs`], [`setsid`]), which run in
     /// the fast path.
     ///
+    /// The closure sees the signal dispositions the program will get,
+    /// except in [`Containment::Inherit`] and [`Containment::JoinGroup`]:
+    /// there the child is still in a group others signal, so until
+    /// `execve` every catchable signal the parent does not ignore has a
+    /// handler that does nothing (a SIGTSTP or SIGINT to the group must
+    /// not stop or kill it first); `execve` resets those to `SIG_DFL`. In
+    /// every mode a disposition the closure sets wins (`SIG_IGN` survives
+    /// `execve`, a handler becomes `SIG_DFL`).
+    ///
     /// [`rlimit`]: Command::rlimit
     /// [`umask`]: Command::umask
     /// [`nice`]: Command::nice

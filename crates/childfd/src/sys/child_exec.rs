@@ -30,13 +30,28 @@
 //!   the plan was created or duplicated by the parent for this spawn (or is
 //!   the caller's own `Stdio`/mapped fd); no fd number is remembered across
 //!   spawns, since the host may close and reuse any number;
-//! - **unblock signals while one is pending**: a signal sent to the
-//!   caller's process group before [`set_group`] (a terminal's SIGTSTP or
-//!   SIGINT, say) is pending here; unblocked, it would stop the child, and a
-//!   stopped `CLONE_VFORK` child holds the spawning thread for ever. Such
-//!   signals were not sent to this child, so [`set_signals`] discards them
-//!   (setting a disposition to `SIG_IGN` drops pending instances) before it
-//!   sets the mask.
+//! - **be stopped or killed by a signal it was not sent**: a signal to the
+//!   caller's process group (a terminal's SIGTSTP or SIGINT, a shell's
+//!   SIGHUP) reaches the child too while it is a member. Stopped, a
+//!   `CLONE_VFORK` child holds the spawning thread for ever; killed before
+//!   it could report a failed `execve`, it makes a missing program look
+//!   spawned. Nobody can have meant such a signal for this child: its
+//!   owner does not know its pid yet. So [`set_signals`], while every
+//!   signal is still blocked, discards the pending ones (setting a
+//!   disposition to `SIG_IGN` drops pending instances), and when the
+//!   child stays reachable by group signals until `execve` (`Inherit`,
+//!   or joining an existing group: [`ChildPlan::catch_signals`]) it gives
+//!   every catchable signal a handler that does nothing ([`on_signal`]);
+//!   `execve` turns each handler back into `SIG_DFL` atomically, so the
+//!   program still gets every signal from its first instruction on. In
+//!   the other modes the child has left the caller's group in
+//!   [`set_group`], before that step, and nothing new arrives. The only
+//!   signals left deadly are `SIGKILL`, `SIGSTOP` (not catchable) and the
+//!   caller's own parent-death signal;
+//! - **run a signal handler other than [`on_signal`]**, which makes no
+//!   system call but to die of a fault (its signal frame goes on the
+//!   child's own stack, never an alternate one: a `CLONE_VFORK` child
+//!   shares the spawning thread's `sigaltstack`).
 //!
 //! Everything it needs (argv, envp, PATH candidates, the fd plan) was built
 //! by the parent before the clone and is only read here.
@@ -50,6 +65,17 @@
 //! parent. Their own rules (async-signal-safe code only) are the caller's
 //! contract, stated on `pre_exec`; a panic is caught here and reported. The steps run in
 //! the order of [`run`], each a function below.
+//!
+//! The closures run after [`set_signals`], so with
+//! [`ChildPlan::catch_signals`] they see [`on_signal`] as the handler of
+//! every catchable signal the parent did not ignore (its `SIG_IGN` is
+//! kept), and otherwise `SIG_DFL`. A disposition a closure sets itself
+//! wins: `SIG_IGN` survives `execve`, a handler becomes `SIG_DFL`.
+//!
+//! `Command::exec` runs the same steps in the calling process, never with
+//! `catch_signals`: a signal to its group is meant for it, its own
+//! handlers stay in force until `execve`, and there is no parent thread
+//! to hold.
 
 use core::ffi::c_char;
 use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
@@ -176,6 +202,11 @@ pub(crate) struct ChildPlan<'a> {
     pub cloexec_fallback_max: i32,
     /// Legacy `clone` (no `CLONE_CLEAR_SIGHAND`): reset every caught signal.
     pub reset_all_handlers: bool,
+    /// The child stays in a process group others may signal until
+    /// `execve` (`Inherit`, or joining an existing group): every catchable
+    /// signal but the parent-death one gets [`on_signal`] until `execve`
+    /// (see the module docs).
+    pub catch_signals: bool,
     /// Signals (bit `n - 1` for signal `n`) set back to `SIG_DFL`.
     pub default_signals: u64,
     /// Whether the child keeps the spawning thread's signal mask
@@ -406,15 +437,18 @@ const fn action(handler: usize) -> KernelSigaction {
 /// 1. every pending signal is discarded (`SIG_IGN`, then its disposition
 ///    back): none was sent to this child by its owner, who cannot know its
 ///    pid yet (see the module docs);
-/// 2. the listed signals go back to `SIG_DFL`, and on the legacy clone
-///    path (no `CLONE_CLEAR_SIGHAND`) every caught signal too;
-/// 3. the mask becomes the plan's (empty by default).
+/// 2. with [`ChildPlan::catch_signals`], every catchable signal but the
+///    parent-death one gets [`on_signal`] (kept at `SIG_IGN` if the parent
+///    ignores it and it is not listed for `SIG_DFL`); `execve` makes each
+///    of those handlers `SIG_DFL`;
+/// 3. otherwise the listed signals go back to `SIG_DFL`, and on the legacy
+///    clone path (no `CLONE_CLEAR_SIGHAND`) every caught signal too;
+/// 4. the mask becomes the plan's (empty by default).
 ///
 /// # Safety
 ///
 /// As for [`child_main`].
 unsafe fn set_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
-    let (dfl, ign) = (action(libc::SIG_DFL), action(libc::SIG_IGN));
     let mut pending: u64 = 0;
     // SAFETY: writes the kernel's 8-byte pending set into `pending`.
     let r = unsafe {
@@ -425,31 +459,32 @@ unsafe fn set_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
         )
     };
     check(r, Stage::Signals)?;
+    let catch = catching_action();
     for n in 1..=64u32 {
         let bit = 1u64 << (n - 1);
         if n == libc::SIGKILL as u32 || n == libc::SIGSTOP as u32 {
             continue;
         }
-        let mut old = action(0);
         if pending & bit != 0 {
-            // SAFETY: `ign` is readable and `old` writable.
-            check(unsafe { sigaction(n, &ign, &mut old) }, Stage::Signals)?;
-            // SAFETY: `old` was filled in by the kernel.
-            let r = unsafe { sigaction(n, &old, core::ptr::null_mut()) };
-            check(r, Stage::Signals)?;
+            // SAFETY: signal number in range; no pointers kept.
+            unsafe { discard_pending(n) }?;
         }
-        let reset = if p.default_signals & bit != 0 {
-            true
-        } else if p.reset_all_handlers {
-            // SAFETY: `old` is writable.
-            let r = unsafe { sigaction(n, core::ptr::null(), &mut old) };
-            r == 0 && old.handler != libc::SIG_DFL && old.handler != libc::SIG_IGN
-        } else {
-            false
-        };
+        let to_default = p.default_signals & bit != 0;
+        if p.catch_signals && n as i32 != p.pdeathsig {
+            let mut old = action(0);
+            // SAFETY: `catch` is readable and `old` writable.
+            check(unsafe { sigaction(n, &catch, &mut old) }, Stage::Signals)?;
+            if old.handler == libc::SIG_IGN && !to_default {
+                // SAFETY: a readable action.
+                let r = unsafe { sigaction(n, &action(libc::SIG_IGN), core::ptr::null_mut()) };
+                check(r, Stage::Signals)?;
+            }
+            continue;
+        }
+        let reset = to_default || (p.reset_all_handlers && caught(n));
         if reset {
-            // SAFETY: `dfl` is readable.
-            let r = unsafe { sigaction(n, &dfl, core::ptr::null_mut()) };
+            // SAFETY: a readable action.
+            let r = unsafe { sigaction(n, &action(libc::SIG_DFL), core::ptr::null_mut()) };
             check(r, Stage::Signals)?;
         }
     }
@@ -465,6 +500,127 @@ unsafe fn set_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
     };
     check(r, Stage::Signals).map(drop)
 }
+
+/// Drops the pending instances of signal `n`: `SIG_IGN`, then the
+/// disposition back.
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn discard_pending(n: u32) -> Result<(), (Stage, i32)> {
+    let mut old = action(0);
+    // SAFETY: a readable action and a writable `old`.
+    let r = unsafe { sigaction(n, &action(libc::SIG_IGN), &mut old) };
+    check(r, Stage::Signals)?;
+    // SAFETY: `old` was filled in by the kernel.
+    let r = unsafe { sigaction(n, &old, core::ptr::null_mut()) };
+    check(r, Stage::Signals).map(drop)
+}
+
+/// Whether signal `n` has a handler (the legacy clone inherits the
+/// parent's).
+fn caught(n: u32) -> bool {
+    let mut old = action(0);
+    // SAFETY: `old` is writable.
+    let r = unsafe { sigaction(n, core::ptr::null(), &mut old) };
+    r == 0 && old.handler != libc::SIG_DFL && old.handler != libc::SIG_IGN
+}
+
+/// `SA_RESTORER`: the kernel returns from a handler through
+/// `sa_restorer` (x86_64 has no other way back).
+#[cfg(target_arch = "x86_64")]
+const SA_RESTORER: u64 = 0x0400_0000;
+
+/// [`on_signal`] with every signal blocked while it runs (no nesting, so
+/// one signal frame at most on the child's stack), `SA_RESTART` (an
+/// interrupted call is restarted where the kernel can), and on x86_64 the
+/// `rt_sigreturn` trampoline [`restore_rt`]. Elsewhere (aarch64, riscv64)
+/// the kernel returns through the vdso's trampoline.
+fn catching_action() -> KernelSigaction {
+    let handler: unsafe extern "C" fn(i32, *mut libc::siginfo_t, *mut core::ffi::c_void) =
+        on_signal;
+    let flags = (libc::SA_SIGINFO | libc::SA_RESTART) as u64;
+    #[cfg(target_arch = "x86_64")]
+    let (flags, restorer) = (flags | SA_RESTORER, restore_rt as *const () as usize);
+    #[cfg(not(target_arch = "x86_64"))]
+    let restorer = 0;
+    KernelSigaction {
+        handler: handler as usize,
+        flags,
+        restorer,
+        mask: !0,
+    }
+}
+
+/// Signals the kernel raises for a fault of the instruction just run.
+const FAULTS: [i32; 6] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+];
+
+/// The handler of [`ChildPlan::catch_signals`]: a signal from outside
+/// does nothing. A fault of the child itself (`si_code > 0` on a fault
+/// signal: the kernel raised it; a `kill` has `si_code <= 0`) must not
+/// be swallowed, or the faulting instruction would run again for ever:
+/// the signal goes back to `SIG_DFL` and is raised again, so the child
+/// dies of it as it would have without this handler.
+///
+/// # Safety
+///
+/// Called by the kernel only, with `info` pointing at the signal's
+/// `siginfo_t`.
+unsafe extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, _: *mut core::ffi::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t (SA_SIGINFO).
+    let code = unsafe { (*info).si_code };
+    if code > 0 && FAULTS.contains(&sig) {
+        // SAFETY: raw syscalls on this thread; the re-raised signal stays
+        // pending (all are blocked here) until the handler returns.
+        #[allow(clippy::multiple_unsafe_ops_per_block)]
+        unsafe {
+            sigaction(sig as u32, &action(libc::SIG_DFL), core::ptr::null_mut());
+            sc!(
+                libc::SYS_tgkill,
+                sc!(libc::SYS_getpid),
+                sc!(libc::SYS_gettid),
+                sig
+            );
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+unsafe extern "C" {
+    /// `rt_sigreturn(2)`, where [`on_signal`] returns to (defined below).
+    /// Never called from Rust: only its address is used.
+    fn childfd_restore_rt();
+}
+
+#[cfg(target_arch = "x86_64")]
+use childfd_restore_rt as restore_rt;
+
+// The `sa_restorer` of [`catching_action`]: the handler returns here with
+// the stack pointer on the kernel's signal frame, which `rt_sigreturn`
+// (15) restores. In assembly because no compiled prologue may move the
+// stack pointer first. Weak: a second copy of this crate in one program
+// brings the same bytes.
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".pushsection .text.childfd_restore_rt,\"ax\",@progbits",
+    ".weak childfd_restore_rt",
+    ".hidden childfd_restore_rt",
+    ".type childfd_restore_rt,@function",
+    ".p2align 4",
+    "childfd_restore_rt:",
+    "mov eax, 15",
+    "syscall",
+    "ud2",
+    ".size childfd_restore_rt, . - childfd_restore_rt",
+    ".popsection",
+);
 
 /// Process attributes, after the fds (the controlling terminal is the new
 /// stdin) and before the credentials (raising a limit or the priority may
@@ -659,13 +815,20 @@ unsafe fn exec(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
             if e != libc::ETXTBSY || busy_retries == TXTBSY_RETRIES {
                 break e;
             }
-            let pause = libc::timespec {
+            let mut pause = libc::timespec {
                 tv_sec: 0,
                 tv_nsec: 1_000_000 << busy_retries,
             };
             busy_retries += 1;
-            // SAFETY: reads `pause`; no remaining-time output.
-            unsafe { sc!(libc::SYS_nanosleep, &pause as *const libc::timespec, 0) };
+            // A signal caught by `on_signal` cuts a sleep short: sleep on.
+            loop {
+                let p: *mut libc::timespec = &mut pause;
+                // SAFETY: reads `pause` and writes the time left into it.
+                let r = unsafe { sc!(libc::SYS_nanosleep, p, p) };
+                if r != -(libc::EINTR as isize) {
+                    break;
+                }
+            }
         };
         match e {
             libc::EACCES => saw_eacces = true,

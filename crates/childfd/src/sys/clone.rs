@@ -233,7 +233,10 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 const PAGE: usize = 4096;
 /// Usable stack of the child. The child code needs a few hundred bytes;
-/// this leaves room for unoptimised builds.
+/// this leaves room for unoptimised builds, for `pre_exec` closures on the
+/// fork-style method, and for one signal frame of the child's catching
+/// handler (no nesting: it blocks every signal while it runs), whose
+/// `xsave` area is 1-3 KiB (AVX-512), about 11 KiB with AMX tiles in use.
 const STACK_SIZE: usize = 64 * 1024;
 
 /// A shared anonymous mapping: `[guard page][stack ...][spawn block page]`.
@@ -616,4 +619,22 @@ unsafe fn clone_trampoline(nr: c_long, args: [usize; 5], plan: &ChildPlan<'_>) -
         unsafe { child_main(plan) }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    /// The child's stack holds the largest signal frame this CPU needs
+    /// (`AT_MINSIGSTKSZ`, reported since Linux 5.14 on x86_64; glibc's
+    /// constant otherwise) several times over.
+    #[test]
+    fn child_stack_holds_a_signal_frame_with_room_to_spare() {
+        // SAFETY: getauxval only reads the auxiliary vector.
+        let frame = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
+        let frame = if frame == 0 { libc::SIGSTKSZ } else { frame };
+        assert!(
+            frame * 4 <= super::STACK_SIZE,
+            "signal frame {frame} bytes against a {} byte stack",
+            super::STACK_SIZE
+        );
+    }
 }

@@ -68,6 +68,9 @@ pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
     let contained = contain(cmd)?;
     let mut plan = child_plan(cmd, &exec, &mut fds, use_close_range, share_files);
     plan.group = contained.group;
+    // Still in a group others signal until execve: no signal may stop or
+    // kill the child before it (see `child_exec`).
+    plan.catch_signals = matches!(contained.group, GroupAction::Inherit | GroupAction::Join(_));
     plan.pre_exec = hooks_ptr(&mut hooks);
     let spawned = launch::clone_with_fallbacks(cmd, &mut plan, &contained)?;
     Ok(into_child(cmd, spawned, fds, contained))
@@ -186,6 +189,7 @@ fn child_plan<'a>(
             env::cloexec_fallback_bound()
         },
         reset_all_handlers: false,
+        catch_signals: false,
         default_signals: cmd.default_signals,
         inherit_signal_mask: cmd.inherit_signal_mask,
         signal_mask: 0,
