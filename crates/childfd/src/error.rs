@@ -66,14 +66,17 @@ pub enum InvalidCommand {
     /// The program name is empty.
     #[error("the program name is empty")]
     EmptyProgram,
-    /// A string passed to the child contains a NUL byte.
-    #[error("{what} contains a NUL byte")]
+    /// A string passed to the child contains a NUL byte: the program gets
+    /// C strings, which end at the first NUL.
+    #[error("{what} contains a NUL byte: the program gets C strings, which end at the first NUL")]
     NulByte {
-        /// Which string: `"program"`, `"argument 2"`, `"environment variable HOME"`, ...
+        /// Which string: `"program"`, `"argument 2"`, `"the value of
+        /// environment variable HOME"`, `"environment variable name
+        /// \"A\\0B\""`, ...
         what: String,
     },
     /// An environment variable name is empty or contains `=`.
-    #[error("invalid environment variable name {name:?}")]
+    #[error("{}", env_name_problem(name))]
     EnvName {
         /// The rejected name.
         name: String,
@@ -104,13 +107,41 @@ pub enum InvalidCommand {
     },
 }
 
+/// Why an environment variable name cannot be passed.
+fn env_name_problem(name: &str) -> String {
+    if name.is_empty() {
+        "an environment variable name is empty: the program would get an entry `=value`".into()
+    } else {
+        format!(
+            "environment variable name {name:?} contains `=`, which ends a name in the \
+             environment (`NAME=value`): the program would see another variable"
+        )
+    }
+}
+
 /// Spawning a child failed. No process is left behind: a child that failed
 /// after the clone has been reaped.
+///
+/// # As an `io::Error`
+///
+/// The conversion to `io::Error` (what `?` does in a function returning
+/// `io::Result`, and what [`Command::status`](crate::Command::status) and
+/// [`Command::output`](crate::Command::output) return) gives a failed
+/// system call's own error, exactly as `std::process::Command` does:
+/// `raw_os_error()` is its errno (`Some(2)` for a missing program), `kind()`
+/// follows from it, and it prints as `No such file or directory (os
+/// error 2)`. An `io::Error` with an OS error number cannot carry anything
+/// else, so the program, the stage and the directory stay on this type:
+/// keep it (or print it) where you want them. Other failures (bad input,
+/// an unsupported request) become an `io::Error` of this error's
+/// [`kind`](SpawnError::kind) that wraps it (`get_ref()` downcasts to
+/// `SpawnError`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpawnError {
-    /// The command is invalid; nothing was created.
-    #[error("invalid command `{program}`")]
+    /// The command is invalid; nothing was created. The message says what
+    /// is wrong.
+    #[error("invalid command `{program}`: {reason}")]
     Invalid {
         /// The program, lossily converted.
         program: String,
@@ -163,6 +194,16 @@ impl SpawnError {
         }
     }
 
+    /// The program, as given to [`Command::new`](crate::Command::new)
+    /// (lossily converted).
+    pub fn program(&self) -> &str {
+        match self {
+            SpawnError::Invalid { program, .. }
+            | SpawnError::Os { program, .. }
+            | SpawnError::Chdir { program, .. } => program,
+        }
+    }
+
     /// The OS error number, if a system call failed.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
@@ -175,8 +216,17 @@ impl SpawnError {
 }
 
 impl From<SpawnError> for io::Error {
+    /// The failed system call's own error where there is one, else this
+    /// error wrapped; see [`SpawnError`]'s "As an `io::Error`".
     fn from(e: SpawnError) -> io::Error {
-        io::Error::new(e.kind(), e)
+        match e {
+            SpawnError::Os { source, .. } | SpawnError::Chdir { source, .. }
+                if source.raw_os_error().is_some() =>
+            {
+                source
+            }
+            e => io::Error::new(e.kind(), e),
+        }
     }
 }
 

@@ -397,3 +397,132 @@ fn joining_a_group_that_does_not_exist_fails_at_the_process_group_stage() {
     assert_eq!(e.stage(), childfd::SpawnStage::ProcessGroup, "{e:?}");
     h.finish(0);
 }
+
+/// The failures std reports as OS errors, each as (program, directory).
+const OS_FAILURES: &[(&str, Option<&str>)] = &[
+    ("/no/such/program", None),
+    ("no-such-program-on-path", None),
+    ("/etc/passwd", None),
+    ("/tmp", None),
+    ("true", Some("/no/such/dir")),
+    ("true", Some("/etc/passwd")),
+];
+
+/// Issue: `io::Error::from(SpawnError)` wrapped the error, so its
+/// `raw_os_error()` was `None` where std gives the errno (`Some(2)` for a
+/// missing program): code ported from std that matched on it broke. The
+/// program stays reachable on the `SpawnError` itself.
+#[test]
+fn spawn_error_as_io_error_keeps_the_os_error_number_as_std_does() {
+    let h = Hygiene::start();
+    for &(program, dir) in OS_FAILURES {
+        let mut ours = childfd::Command::new(program);
+        let mut theirs = std::process::Command::new(program);
+        if let Some(d) = dir {
+            ours.current_dir(d);
+            theirs.current_dir(d);
+        }
+        let std_err = theirs.spawn().expect_err("std spawned it");
+        let e = ours.spawn().expect_err("childfd spawned it");
+        assert_eq!(e.program(), program);
+        assert!(e.to_string().contains(program), "{e}");
+        let raw = e.raw_os_error();
+        let io: std::io::Error = e.into();
+        assert_eq!(
+            (io.raw_os_error(), io.kind()),
+            (std_err.raw_os_error(), std_err.kind()),
+            "{program} in {dir:?}: ours {io:?}, std {std_err:?}"
+        );
+        assert_eq!(io.raw_os_error(), raw);
+        assert_eq!(io.to_string(), std_err.to_string());
+        // What `Command::status` returns, as std's `status`.
+        let status_err = ours.status().expect_err("ran");
+        assert_eq!(status_err.raw_os_error(), std_err.raw_os_error());
+    }
+    // Bad input has no errno: the io::Error wraps the SpawnError.
+    let e = childfd::Command::new("tr\0ue")
+        .spawn()
+        .expect_err("invalid");
+    let io: std::io::Error = e.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(io.raw_os_error(), None);
+    let inner = io
+        .get_ref()
+        .and_then(|r| r.downcast_ref::<childfd::SpawnError>());
+    assert_eq!(inner.map(|e| e.program()), Some("tr\0ue"));
+    h.finish(0);
+}
+
+/// Issue: a bad environment name or a NUL byte was reported as "invalid
+/// command `x`", without saying which string or what was wrong with it.
+#[test]
+fn invalid_env_name_or_nul_byte_says_which_string_and_why() {
+    let h = Hygiene::start();
+    let cases: Vec<(childfd::Command, &[&str])> = vec![
+        (
+            {
+                let mut c = childfd::Command::new("true");
+                c.env("A=B", "x");
+                c
+            },
+            &["\"A=B\"", "contains `=`", "NAME=value"],
+        ),
+        (
+            {
+                let mut c = childfd::Command::new("true");
+                c.env_remove("LANG=C");
+                c
+            },
+            &["\"LANG=C\"", "contains `=`"],
+        ),
+        (
+            {
+                let mut c = childfd::Command::new("true");
+                c.env("", "x");
+                c
+            },
+            &["name is empty"],
+        ),
+        (
+            {
+                let mut c = childfd::Command::new("true");
+                c.env("KE\0Y", "x");
+                c
+            },
+            &[
+                "environment variable name \"KE\\0Y\"",
+                "NUL byte",
+                "C strings",
+            ],
+        ),
+        (
+            {
+                let mut c = childfd::Command::new("true");
+                c.env("KEY", "va\0lue");
+                c
+            },
+            &["value of environment variable KEY", "NUL byte"],
+        ),
+        (
+            {
+                let mut c = childfd::Command::new("true");
+                c.arg("ok").arg("b\0d");
+                c
+            },
+            &["argument 2", "NUL byte", "C strings"],
+        ),
+    ];
+    for (cmd, wanted) in &cases {
+        let e = cmd.spawn().expect_err("invalid");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        let shown = e.to_string();
+        assert!(shown.contains("`true`"), "{shown}");
+        for w in *wanted {
+            assert!(shown.contains(w), "{shown:?} lacks {w:?}");
+        }
+        // The io::Error says the same.
+        let io: std::io::Error = e.into();
+        assert_eq!(io.to_string(), shown);
+    }
+    h.finish(0);
+}

@@ -148,7 +148,10 @@ impl Command {
         self.check_env_name(key);
         if val.as_bytes().contains(&0) && self.invalid.is_none() {
             self.invalid = Some(InvalidCommand::NulByte {
-                what: format!("environment variable {}", key.to_string_lossy()),
+                what: format!(
+                    "the value of environment variable {}",
+                    key.to_string_lossy()
+                ),
             });
         }
         self.env.vars.insert(key.to_owned(), Some(val.to_owned()));
