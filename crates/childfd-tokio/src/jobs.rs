@@ -222,43 +222,9 @@ impl JobSet {
     }
 
     /// Counts a finished job's report and queues its event (as the
-    /// Supervisor does).
+    /// Supervisor does, by the same code).
     fn report(&mut self, r: Report) {
-        let s = &mut self.summary;
-        let ev = match r.outcome {
-            Outcome::TimedOut => {
-                s.timed_out += 1;
-                Event::TimedOut(r)
-            }
-            Outcome::PipesHeldOpen => {
-                s.pipes_held += 1;
-                Event::PipesHeldOpen(r)
-            }
-            Outcome::Cancelled => {
-                s.cancelled += 1;
-                Event::Cancelled(r)
-            }
-            Outcome::SpawnFailed => {
-                s.spawn_failed += 1;
-                Event::SpawnFailed(r)
-            }
-            Outcome::Failed => {
-                s.errors += 1;
-                Event::Failed(r)
-            }
-            Outcome::Leaked => {
-                s.leaked += 1;
-                Event::Leaked(r)
-            }
-            _ => {
-                if r.status.is_some_and(|st| st.success()) {
-                    s.succeeded += 1;
-                } else {
-                    s.failed += 1;
-                }
-                Event::Exited(r)
-            }
-        };
+        let ev = self.summary.record(r);
         self.ready.push_back(ev);
     }
 }

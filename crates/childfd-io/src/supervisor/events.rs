@@ -268,41 +268,50 @@ impl Supervisor {
 
     /// Counts a finished job's report and queues its event.
     pub(super) fn report(&mut self, report: Report) {
-        let s = &mut self.summary;
-        let event = match report.outcome {
+        let event = self.summary.record(report);
+        self.out.push_back(event);
+    }
+}
+
+impl Summary {
+    /// Counts a finished job's report and returns its event: the one
+    /// mapping from [`Outcome`] to [`Event`], for the [`Supervisor`] and
+    /// `childfd-tokio`'s job set. Not a stable API.
+    #[doc(hidden)]
+    pub fn record(&mut self, report: Report) -> Event {
+        match report.outcome {
             Outcome::Exited => {
                 if report.status.is_some_and(|s| s.success()) {
-                    s.succeeded += 1;
+                    self.succeeded += 1;
                 } else {
-                    s.failed += 1;
+                    self.failed += 1;
                 }
                 Event::Exited(report)
             }
             Outcome::TimedOut => {
-                s.timed_out += 1;
+                self.timed_out += 1;
                 Event::TimedOut(report)
             }
             Outcome::PipesHeldOpen => {
-                s.pipes_held += 1;
+                self.pipes_held += 1;
                 Event::PipesHeldOpen(report)
             }
             Outcome::Cancelled => {
-                s.cancelled += 1;
+                self.cancelled += 1;
                 Event::Cancelled(report)
             }
             Outcome::Leaked => {
-                s.leaked += 1;
+                self.leaked += 1;
                 Event::Leaked(report)
             }
             Outcome::SpawnFailed => {
-                s.spawn_failed += 1;
+                self.spawn_failed += 1;
                 Event::SpawnFailed(report)
             }
             Outcome::Failed => {
-                s.errors += 1;
+                self.errors += 1;
                 Event::Failed(report)
             }
-        };
-        self.out.push_back(event);
+        }
     }
 }
