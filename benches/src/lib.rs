@@ -246,11 +246,7 @@ pub fn throughput(way: Way, path: &str, threads: usize, n: usize, budget: Durati
 /// Peak resident memory of this process since the last reset (KiB), and a
 /// reset of that peak to the current size (`/proc/self/clear_refs`).
 pub fn peak_rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+    status_kib("VmHWM:")
 }
 
 /// Resets the peak resident size to the current one; false if not allowed.
@@ -260,9 +256,14 @@ pub fn reset_peak_rss() -> bool {
 
 /// Current resident memory (KiB).
 pub fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// A `kB` field of `/proc/self/status` (0 if it cannot be read).
+fn status_kib(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }
