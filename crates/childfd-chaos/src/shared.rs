@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::work::limits::Limits;
 
 /// Event counters of the whole run.
 #[derive(Debug, Default)]
@@ -179,15 +180,12 @@ impl Shared {
     /// the drain bound (the wait-delay); more than the tolerance plus the
     /// machine's delay (see [`probe`](Shared::probe)) past that bound is a
     /// violation.
-    pub fn deadline_late(
-        &self,
-        what: &str,
-        elapsed: Duration,
-        deadline: Duration,
-        grace: Duration,
-        kill: bool,
-        drain: Duration,
-    ) {
+    pub fn deadline_late(&self, what: &str, elapsed: Duration, limits: Limits, kill: bool) {
+        let Limits {
+            deadline,
+            grace,
+            wait_delay: drain,
+        } = limits;
         let late = elapsed.saturating_sub(deadline);
         lock(&self.deadline_late).push(late.as_micros() as u64);
         let bound = deadline + grace + drain;

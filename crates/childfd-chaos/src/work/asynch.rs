@@ -5,11 +5,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use childfd::{EndedBy, Stdio};
+use childfd::Stdio;
 use childfd_testbin::Rng;
-use childfd_testbin::tree::Node;
-use childfd_tokio::{CommandExt, Options, Outcome, Output};
+use childfd_tokio::{CommandExt, Options};
 
+use super::limits::{Limits, judge_output, with_limits};
 use super::{Round, check_status};
 use crate::config::next_seed;
 use crate::shared::Shared;
@@ -54,15 +54,8 @@ pub fn run(sh: &'static Shared, round: &Round, seed: u64) {
 
 async fn output(sh: &Shared, round: &Round, r: &mut Rng) {
     let (node, containment, mode) = round.random_tree(r, true);
-    let deadline = Duration::from_millis(100 + r.next(500));
-    let grace = Duration::from_millis(r.next(100));
-    let wd = Duration::from_millis(1 + r.next(100));
-    let opts = Options::new()
-        .deadline(deadline)
-        .grace(grace)
-        .wait_delay(wd)
-        .kill_tree_on_held_pipes(true)
-        .max_bytes(4096);
+    let limits = Limits::random(r, 100, 500);
+    let opts = with_limits!(Options::new(), limits);
     Shared::bump(&sh.n.tokio_spawns);
     sh.n.processes
         .fetch_add(node.count() as u64, Ordering::Relaxed);
@@ -75,7 +68,7 @@ async fn output(sh: &Shared, round: &Round, r: &mut Rng) {
         Err(e) => return sh.violation(format!("childfd-tokio spawn ({mode}): {e}")),
     };
     match childfd_tokio::output(&mut child, opts).await {
-        Ok(out) => judge(sh, &out, &node, deadline, grace, wd),
+        Ok(out) => judge_output(sh, "childfd-tokio output", &out, &node, limits, false),
         Err(e) => sh.violation(format!("childfd-tokio output of `{node}` ({mode}): {e}")),
     }
     // As a caller does to leave nothing behind: members that closed their
@@ -84,43 +77,6 @@ async fn output(sh: &Shared, round: &Round, r: &mut Rng) {
         sh.violation(format!("childfd-tokio kill_tree after output: {e}"));
     }
     sh.reaped(child.id());
-}
-
-fn judge(
-    sh: &Shared,
-    out: &Output,
-    node: &Node,
-    deadline: Duration,
-    grace: Duration,
-    wd: Duration,
-) {
-    let Some(status) = out.status else {
-        return sh.violation(format!("childfd-tokio output without a status: {out:?}"));
-    };
-    match out.outcome {
-        Outcome::Exited => check_status(sh, "childfd-tokio output", node, status, false),
-        Outcome::PipesHeldOpen => {
-            check_status(sh, "childfd-tokio output (pipes held)", node, status, false);
-            if let Some(exit) = out.exited_after {
-                sh.wait_delay_late(out.elapsed.saturating_sub(exit + wd), wd);
-            }
-        }
-        Outcome::TimedOut => {
-            check_status(sh, "childfd-tokio output (timed out)", node, status, true);
-            let kill = out.ended_by == Some(EndedBy::Kill);
-            sh.deadline_late(
-                "childfd-tokio output",
-                out.elapsed,
-                deadline,
-                grace,
-                kill,
-                wd,
-            );
-        }
-        other => sh.violation(format!(
-            "childfd-tokio output: unexpected outcome {other:?}"
-        )),
-    }
 }
 
 async fn wait(sh: &Shared, round: &Round, r: &mut Rng) {

@@ -3,6 +3,7 @@
 //! checked against the tree's spec.
 
 pub mod asynch;
+pub mod limits;
 pub mod output;
 pub mod plain;
 pub mod supervisor;

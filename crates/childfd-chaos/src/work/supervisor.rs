@@ -10,6 +10,7 @@ use childfd_io::{Event, JobOptions, Report, Supervisor};
 use childfd_testbin::Rng;
 use childfd_testbin::tree::Node;
 
+use super::limits::{Limits, with_limits};
 use super::{Round, check_status};
 use crate::shared::Shared;
 
@@ -19,9 +20,7 @@ const EVENT_BOUND: Duration = Duration::from_secs(20);
 
 struct Job {
     node: Node,
-    deadline: Duration,
-    grace: Duration,
-    wait_delay: Duration,
+    limits: Limits,
 }
 
 /// Runs the Supervisor worker for one round.
@@ -35,29 +34,13 @@ pub fn run(sh: &Shared, round: &Round, seed: u64) {
     loop {
         while !sh.stop_work.load(Ordering::Relaxed) && jobs.len() < 32 {
             let (node, containment, _) = round.random_tree(&mut r, true);
-            let deadline = Duration::from_millis(50 + r.next(400));
-            let grace = Duration::from_millis(r.next(100));
-            let wait_delay = Duration::from_millis(1 + r.next(100));
-            let opts = JobOptions::new()
-                .deadline(deadline)
-                .grace(grace)
-                .wait_delay(wait_delay)
-                .kill_tree_on_held_pipes(true)
-                .kill_tree_on_exit(true)
-                .max_bytes(4096);
+            let limits = Limits::random(&mut r, 50, 400);
+            let opts = with_limits!(JobOptions::new(), limits).kill_tree_on_exit(true);
             Shared::bump(&sh.n.sup_spawns);
             sh.n.processes
                 .fetch_add(node.count() as u64, Ordering::Relaxed);
             let id = sup.push(round.command(&node, containment), opts);
-            jobs.insert(
-                id,
-                Job {
-                    node,
-                    deadline,
-                    grace,
-                    wait_delay,
-                },
-            );
+            jobs.insert(id, Job { node, limits });
         }
         if jobs.is_empty() {
             break;
@@ -117,14 +100,7 @@ fn timed_out(sh: &Shared, rep: &Report, job: &Job) {
             "Supervisor job timed out without a status: {rep:?}"
         )),
     }
-    sh.deadline_late(
-        "Supervisor job",
-        rep.elapsed,
-        job.deadline,
-        job.grace,
-        kill,
-        job.wait_delay,
-    );
+    sh.deadline_late("Supervisor job", rep.elapsed, job.limits, kill);
     if let Some(pid) = rep.pid {
         sh.reaped(pid);
     }
