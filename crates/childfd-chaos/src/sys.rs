@@ -289,3 +289,68 @@ pub fn pause_forever() -> ! {
         unsafe { libc::pause() };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The system call a thread of this process is in (`/proc`), if any.
+    fn in_syscall(tid: i32) -> Option<i64> {
+        let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+        s.split(' ').next()?.parse().ok()
+    }
+
+    fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !ok() {
+            assert!(Instant::now() < end, "not within 10 s: {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A forked copy's report pipe was polled while the orphan reaper's
+    /// SIGCHLD handler ran: poll returned EINTR and the harness reported
+    /// a healthy copy as hung (and SIGKILLed it mid-spawn).
+    #[test]
+    fn readable_resumes_a_poll_interrupted_by_a_handled_signal() {
+        assert!(handle(libc::SIGUSR2));
+        let (rd, mut wr) = std::io::pipe().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let poller = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            // SAFETY: pthread_self has no preconditions.
+            let me = unsafe { libc::pthread_self() };
+            tx.send((tid, me)).unwrap();
+            readable(std::os::fd::AsFd::as_fd(&rd), 20_000)
+        });
+        let (tid, thread) = rx.recv().unwrap();
+        let in_poll = || in_syscall(tid) == Some(libc::SYS_poll);
+        eventually("the poller is in poll", in_poll);
+        let before = HANDLED[libc::SIGUSR2 as usize].load(Ordering::Relaxed);
+        // SAFETY: `thread` is alive: it cannot return before the pipe is
+        // written or 20 s have passed.
+        assert_eq!(unsafe { libc::pthread_kill(thread, libc::SIGUSR2) }, 0);
+        eventually("the handler ran", || {
+            HANDLED[libc::SIGUSR2 as usize].load(Ordering::Relaxed) > before
+        });
+        // The old poll returned at once: the thread never polls again.
+        let resumed = {
+            let end = Instant::now() + Duration::from_secs(5);
+            loop {
+                if in_poll() {
+                    break true;
+                }
+                if poller.is_finished() || Instant::now() > end {
+                    break false;
+                }
+                std::thread::yield_now();
+            }
+        };
+        // (EPIPE if the old poller gave up and closed its end.)
+        let _ = std::io::Write::write_all(&mut wr, b"x");
+        let ready = poller.join().unwrap();
+        assert!(resumed, "poll was not resumed after EINTR");
+        assert!(ready, "readable() said no although the pipe got a byte");
+    }
+}
