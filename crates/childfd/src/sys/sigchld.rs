@@ -14,18 +14,27 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// The eventfd the handler writes to; -1 until made.
-static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+use super::fork::PerProcess;
+
+/// The eventfd the handler writes to and the process that made it, as
+/// `pid << 32 | fd`; 0 until made. One word, so that a handler never pairs
+/// one process's pid with another's fd.
+static WAKE: AtomicU64 = AtomicU64::new(0);
 /// Whether the handler installed is ours (by [`install`]).
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// The handler: adds 1 to the eventfd. Async-signal-safe (one `write`),
 /// and keeps the interrupted code's errno.
 extern "C" fn on_sigchld(_sig: libc::c_int) {
-    let fd = WAKE_FD.load(Ordering::Relaxed);
-    if fd < 0 {
+    let wake = WAKE.load(Ordering::Acquire);
+    let (pid, fd) = ((wake >> 32) as i32, wake as u32 as i32);
+    // A `fork()`ed copy inherits the handler, but the fd number is only
+    // remembered from the parent: the copy may have closed it and opened a
+    // file of its own there, which must never get our 8 bytes.
+    // SAFETY: getpid has no preconditions and is async-signal-safe.
+    if wake == 0 || unsafe { libc::getpid() } != pid {
         return;
     }
     // SAFETY: no preconditions; returns this thread's errno slot.
@@ -40,20 +49,27 @@ extern "C" fn on_sigchld(_sig: libc::c_int) {
     unsafe { *slot = errno };
 }
 
-/// The process's wake-up eventfd (non-blocking), made once and never
-/// closed: a handler running in another thread may be about to write to
-/// it, and a closed number could be reused by an unrelated file.
+/// The process's wake-up eventfd (non-blocking), made once per process
+/// and never closed: a handler running in another thread may be about to
+/// write to it, and a closed number could be reused by an unrelated file.
+/// A `fork()`ed copy makes its own; the parent's number is neither used
+/// nor closed there (the copy may have reused it).
 pub(crate) fn wake_fd() -> io::Result<BorrowedFd<'static>> {
-    static FD: OnceLock<OwnedFd> = OnceLock::new();
-    if let Some(fd) = FD.get() {
+    static FD: PerProcess<OnceLock<OwnedFd>> = PerProcess::new();
+    let cell = FD.get(OnceLock::new, |_| {});
+    if let Some(fd) = cell.get() {
         return Ok(fd.as_fd());
     }
     let made = rustix::event::eventfd(
         0,
         rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
     )?;
-    let fd = FD.get_or_init(|| made);
-    WAKE_FD.store(fd.as_raw_fd(), Ordering::Relaxed);
+    let fd = cell.get_or_init(|| made);
+    let pid = super::env::getpid() as u32;
+    WAKE.store(
+        (u64::from(pid) << 32) | u64::from(fd.as_raw_fd() as u32),
+        Ordering::Release,
+    );
     Ok(fd.as_fd())
 }
 
