@@ -200,15 +200,15 @@ impl Shared {
         }
     }
 
-    /// Records how long after exit + wait-delay a job with held pipes was
-    /// reported; more than the tolerance (plus the machine's delay) is a
+    /// Records how long after exit + wait-delay a job (of workload `what`)
+    /// with held pipes was reported; more than the tolerance (plus the machine's delay) is a
     /// violation.
-    pub fn wait_delay_late(&self, late: Duration, wait_delay: Duration) {
+    pub fn wait_delay_late(&self, what: &str, late: Duration, wait_delay: Duration) {
         lock(&self.wait_delay_late).push(late.as_micros() as u64);
         let machine = self.machine_delay(late + wait_delay);
         if late > self.cfg.tolerance + machine {
             self.violation(format!(
-                "wait-delay held {late:.1?} late (tolerance {:?} + the machine's delay meanwhile {machine:.1?})",
+                "{what}: wait-delay {wait_delay:?} held {late:.1?} late (tolerance {:?} + the machine's delay meanwhile {machine:.1?})",
                 self.cfg.tolerance
             ));
         }

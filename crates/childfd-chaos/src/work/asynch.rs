@@ -68,7 +68,7 @@ async fn output(sh: &Shared, round: &Round, r: &mut Rng) {
         Err(e) => return sh.violation(format!("childfd-tokio spawn ({mode}): {e}")),
     };
     match childfd_tokio::output(&mut child, opts).await {
-        Ok(out) => judge_output(sh, "childfd-tokio output", &out, &node, limits, false),
+        Ok(out) => judge_output(sh, "childfd-tokio output", &out, &node, limits),
         Err(e) => sh.violation(format!("childfd-tokio output of `{node}` ({mode}): {e}")),
     }
     // As a caller does to leave nothing behind: members that closed their

@@ -56,20 +56,14 @@ pub(crate) use with_limits;
 /// Checks what an `output()` of `node` under `limits` returned: the
 /// tree's own status (or SIGTERM/SIGKILL after the deadline), and the
 /// wait-delay or deadline held. `name` labels the workload in violations.
-/// With `unreaped_after_kill_documented`, a timed-out, SIGKILLed child
-/// reported without a status is counted, as `childfd_io::output`
-/// documents (it waits for the reap only as long as the drain bound).
-pub fn judge_output(
-    sh: &Shared,
-    name: &str,
-    out: &Output,
-    node: &Node,
-    limits: Limits,
-    unreaped_after_kill_documented: bool,
-) {
+/// A timed-out, SIGKILLed child reported without a status is counted, not
+/// a violation: [`Output::status`] documents `None` when the child could
+/// not be reaped within the bounds after SIGKILL (both crates wait for the
+/// reap only a short while after the drain bound: 100 ms).
+pub fn judge_output(sh: &Shared, name: &str, out: &Output, node: &Node, limits: Limits) {
     let kill = out.ended_by == Some(EndedBy::Kill);
     let Some(status) = out.status else {
-        if unreaped_after_kill_documented && out.outcome == Outcome::TimedOut && kill {
+        if out.outcome == Outcome::TimedOut && kill {
             return Shared::bump(&sh.n.killed_unreaped);
         }
         return sh.violation(format!("{name} without a status: {out:?}"));
@@ -80,7 +74,7 @@ pub fn judge_output(
             check_status(sh, &format!("{name} (pipes held)"), node, status, false);
             if let Some(exit) = out.exited_after {
                 let wd = limits.wait_delay;
-                sh.wait_delay_late(out.elapsed.saturating_sub(exit + wd), wd);
+                sh.wait_delay_late(name, out.elapsed.saturating_sub(exit + wd), wd);
             }
         }
         Outcome::TimedOut => {

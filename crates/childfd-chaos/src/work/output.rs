@@ -49,7 +49,7 @@ fn one(sh: &Shared, round: &Round, r: &mut Rng) {
         opts = opts.stdin_bytes(bytes);
     }
     match childfd_io::output(&mut child, opts) {
-        Ok(out) => judge_output(sh, "output()", &out, &node, limits, true),
+        Ok(out) => judge_output(sh, "output()", &out, &node, limits),
         Err(e) => sh.violation(format!("output() of `{node}` ({mode}): {e}")),
     }
     if let Err(e) = child.kill_tree() {
