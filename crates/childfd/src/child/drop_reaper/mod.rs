@@ -201,16 +201,22 @@ fn state() -> MutexGuard<'static, State> {
 }
 
 /// In a forked copy: lets go of the parent's adopted fds and epoll fd.
-/// Each is closed only if its number still names the file it did (the
-/// copy's copy of it; closing that closes nothing of the parent's) and
-/// never touched otherwise: the copy may have swept and reused the numbers.
+/// Each adopted fd is closed only if its number still names the file it
+/// did (the copy's copy of it; closing that closes nothing of the
+/// parent's) and never touched otherwise: the copy may have swept and
+/// reused the numbers. The epoll fd, which cannot be proved ours without
+/// an entry of the parent's, is forgotten, never closed.
 /// No `epoll_ctl` but the marker check, a no-op, reaches the shared
 /// instance. If a thread that did not survive the fork held the lock,
 /// everything stays open.
 fn forget_parents(stale: &Mutex<State>) {
     if let Ok(mut st) = stale.try_lock() {
         st.entries.clear();
-        st.poller = None;
+        // Its last check was the parent's: in the copy the number may be a
+        // file of the copy's by now (and every epoll shares one inode).
+        if let Some(p) = st.poller.take() {
+            p.distrust();
+        }
     }
 }
 
