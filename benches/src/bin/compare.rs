@@ -450,9 +450,13 @@ fn main() {
 /// Runs of each in-flight measurement; the median is reported.
 const INFLIGHT_RUNS: usize = 3;
 
-/// `--serial` only. (1) What a spawn's environment snapshot costs
-/// (`std::env::vars_os` under std's lock, then the `KEY=VALUE` block), as
-/// its own scenario with the serial limit measured again beside it.
+/// `--serial` only. (1) What a spawn's environment snapshot costs, as
+/// its own scenario with the serial limit measured again beside it: as
+/// childfd takes it (`std::env::vars_os` under std's lock, streamed into
+/// one `KEY=VALUE\0` buffer and one pointer array), as it took it before
+/// (the pairs collected first, then copied, with a third array of
+/// offsets), and `std::env::vars_os` alone, the floor: no std interface
+/// copies the environment under its lock more cheaply.
 /// (2) Spawns with piped stdout (read to EOF, then waited) while the
 /// process holds 10,000 more fds, against both C limits with those fds.
 fn serial_extras(cfg: &Cfg) -> Vec<(String, Way, f64)> {
@@ -461,27 +465,62 @@ fn serial_extras(cfg: &Cfg) -> Vec<(String, Way, f64)> {
     let n = cfg.n_static;
     let mut out = Vec::new();
     let vars = std::env::vars_os().count();
-    let scenario = format!("env snapshot ({vars} vars)");
-    let (mut snap, mut lim) = (Vec::new(), Vec::new());
-    for _ in 0..cfg.reps {
-        let start = Instant::now();
-        for _ in 0..n {
-            let v: Vec<_> = std::env::vars_os().collect();
-            let mut buf: Vec<u8> = Vec::new();
-            for (k, val) in &v {
-                buf.extend_from_slice(k.as_bytes());
-                buf.push(b'=');
-                buf.extend_from_slice(val.as_bytes());
-                buf.push(0);
-            }
-            std::hint::black_box(&buf);
+    let streamed = || {
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut ptrs: Vec<usize> = Vec::with_capacity(64);
+        for (k, val) in std::env::vars_os() {
+            ptrs.push(buf.len());
+            buf.extend_from_slice(k.as_bytes());
+            buf.push(b'=');
+            buf.extend_from_slice(val.as_bytes());
+            buf.push(0);
         }
-        snap.push(start.elapsed().as_secs_f64() * 1e6 / n as f64);
+        std::hint::black_box((&buf, &ptrs));
+    };
+    let collected = || {
+        let v: Vec<_> = std::env::vars_os().collect();
+        let mut buf: Vec<u8> =
+            Vec::with_capacity(v.iter().map(|(k, x)| k.len() + x.len() + 2).sum());
+        let mut starts = Vec::with_capacity(v.len());
+        for (k, val) in &v {
+            starts.push(buf.len());
+            buf.extend_from_slice(k.as_bytes());
+            buf.push(b'=');
+            buf.extend_from_slice(val.as_bytes());
+            buf.push(0);
+        }
+        let ptrs: Vec<*const u8> = starts
+            .iter()
+            .map(|&s| buf.as_ptr().wrapping_add(s))
+            .collect();
+        std::hint::black_box((&buf, &ptrs));
+    };
+    let alone = || {
+        std::hint::black_box(std::env::vars_os().count());
+    };
+    let ways: [(&str, &dyn Fn()); 3] = [
+        ("", &streamed),
+        (", collected first", &collected),
+        (", std::env::vars_os alone", &alone),
+    ];
+    let (mut snap, mut lim) = (vec![Vec::new(); ways.len()], Vec::new());
+    for _ in 0..cfg.reps {
+        for (i, (_, f)) in ways.iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            snap[i].push(start.elapsed().as_secs_f64() * 1e6 / n as f64);
+        }
         let (k, t) = serial(Way::CloneVmPidfd, childfd_testbin::EXIT0, n, cfg.budget);
         lim.push(t.as_secs_f64() * 1e6 / k as f64);
     }
-    out.push((scenario.clone(), Way::CloneVmPidfd, median(lim)));
-    out.push((scenario, Way::Childfd, median(snap)));
+    let lim = median(lim);
+    for ((label, _), s) in ways.iter().zip(snap) {
+        let scenario = format!("env snapshot ({vars} vars){label}");
+        out.push((scenario.clone(), Way::CloneVmPidfd, lim));
+        out.push((scenario, Way::Childfd, median(s)));
+    }
     out.extend(containment_costs(cfg));
 
     let null = std::fs::File::open("/dev/null").expect("/dev/null");

@@ -1,10 +1,13 @@
 //! Step 1 of a spawn: argv, the environment and the `PATH` candidates, as
 //! the NUL-terminated strings and NULL-terminated arrays `execve` takes.
+//!
+//! The environment and the candidates are each one buffer of strings
+//! back to back plus one array of pointers into it: two allocations each,
+//! whatever the number of variables or `PATH` entries.
 
-use std::collections::BTreeMap;
-use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::command::Command;
 
@@ -18,7 +21,8 @@ pub(super) struct Exec {
     /// `KEY=VALUE\0` strings back to back; `envp` points into it.
     _env: Vec<u8>,
     pub envp: Vec<*const libc::c_char>,
-    _candidates: Vec<CString>,
+    /// `path\0` strings back to back; `candidates` points into it.
+    _candidates: Vec<u8>,
     pub candidates: Vec<*const libc::c_char>,
 }
 
@@ -27,90 +31,139 @@ impl Exec {
         let mut argv: Vec<*const libc::c_char> = Vec::with_capacity(cmd.args.len() + 1);
         argv.extend(cmd.args.iter().map(|a| a.as_ptr()));
         argv.push(ptr::null());
-        let vars = environment(cmd);
-        let candidates = candidates(cmd, &vars);
-        let (env, envp) = env_block(&vars);
+        let env = environment(cmd);
+        let path = env
+            .path
+            .map_or(DEFAULT_PATH, |(s, e)| &env.buf.strings[s..e]);
+        let cands = candidates(cmd.program.as_bytes(), path);
         Exec {
             argv,
-            _env: env,
-            envp,
-            candidates: candidates.iter().map(|c| c.as_ptr()).collect(),
-            _candidates: candidates,
+            envp: env.buf.ptrs,
+            _env: env.buf.strings,
+            candidates: cands.ptrs,
+            _candidates: cands.strings,
         }
     }
 }
 
-/// The child's environment: a snapshot of ours with the command's changes.
+/// NUL-terminated strings back to back, and an array of pointers to each
+/// (NULL-terminated for `execve`'s arrays).
+struct Strings {
+    strings: Vec<u8>,
+    ptrs: Vec<*const libc::c_char>,
+}
+
+impl Strings {
+    fn with_capacity(bytes: usize, count: usize) -> Strings {
+        Strings {
+            strings: Vec::with_capacity(bytes),
+            ptrs: Vec::with_capacity(count + 1),
+        }
+    }
+
+    /// Appends the concatenation of `parts` and a NUL. Until
+    /// [`finish`](Self::finish), `ptrs` holds offsets, not pointers: the
+    /// buffer may still move.
+    fn push(&mut self, parts: &[&[u8]]) {
+        self.ptrs
+            .push(ptr::null::<libc::c_char>().wrapping_add(self.strings.len()));
+        for p in parts {
+            self.strings.extend_from_slice(p);
+        }
+        self.strings.push(0);
+    }
+
+    /// Turns the offsets into pointers into the (now final) buffer, and
+    /// ends the array with NULL if asked.
+    fn finish(&mut self, null_terminated: bool) {
+        let base = self.strings.as_ptr();
+        for p in &mut self.ptrs {
+            *p = base.wrapping_add(*p as usize).cast();
+        }
+        if null_terminated {
+            self.ptrs.push(ptr::null());
+        }
+    }
+}
+
+/// The child's environment: `buf`, and where the value of its first `PATH`
+/// lies in it.
+struct Environment {
+    buf: Strings,
+    path: Option<(usize, usize)>,
+}
+
+/// Size of the last environment built, so the next one is allocated at
+/// once at its final size (environments rarely change).
+static LAST_BYTES: AtomicUsize = AtomicUsize::new(4096);
+static LAST_COUNT: AtomicUsize = AtomicUsize::new(64);
+
+/// The child's environment: a snapshot of ours with the command's changes,
+/// written straight into one `KEY=VALUE\0` buffer.
 ///
 /// The snapshot comes from [`std::env::vars_os`], which copies `environ`
 /// under std's environment lock: the live array may be freed at any moment
 /// by another thread's `std::env::set_var`, so the child never reads it.
-fn environment(cmd: &Command) -> Vec<(OsString, OsString)> {
-    let mut vars: Vec<(OsString, OsString)> = if cmd.env.clear {
-        Vec::new()
-    } else {
-        std::env::vars_os().collect()
+/// That copy (two small allocations per variable, inside std) is most of
+/// what this step costs; no std interface takes the environment under its
+/// lock more cheaply.
+fn environment(cmd: &Command) -> Environment {
+    let changes = &cmd.env.vars;
+    let mut env = Environment {
+        buf: Strings::with_capacity(
+            LAST_BYTES.load(Ordering::Relaxed),
+            LAST_COUNT.load(Ordering::Relaxed) + changes.len(),
+        ),
+        path: None,
     };
-    if cmd.env.vars.is_empty() {
-        return vars;
+    let add = |env: &mut Environment, key: &[u8], value: &[u8]| {
+        if key == b"PATH" && env.path.is_none() {
+            let start = env.buf.strings.len() + key.len() + 1;
+            env.path = Some((start, start + value.len()));
+        }
+        env.buf.push(&[key, b"=", value]);
+    };
+    if !cmd.env.clear {
+        for (k, v) in std::env::vars_os() {
+            // A variable the command sets or removes is not inherited.
+            if changes.is_empty() || !changes.contains_key(&k) {
+                add(&mut env, k.as_bytes(), v.as_bytes());
+            }
+        }
     }
-    // Later entries of the same name win, as the removals and sets do.
-    let mut merged: BTreeMap<OsString, OsString> = vars.drain(..).collect();
-    for (k, v) in &cmd.env.vars {
-        match v {
-            Some(v) => merged.insert(k.clone(), v.clone()),
-            None => merged.remove(k),
-        };
+    for (k, v) in changes {
+        if let Some(v) = v {
+            add(&mut env, k.as_bytes(), v.as_bytes());
+        }
     }
-    merged.into_iter().collect()
-}
-
-/// `KEY=VALUE\0` strings in one buffer, and the NULL-terminated array of
-/// pointers to them. Inherited entries cannot hold NULs; ours were checked.
-fn env_block(vars: &[(OsString, OsString)]) -> (Vec<u8>, Vec<*const libc::c_char>) {
-    let len = vars.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    let mut starts = Vec::with_capacity(vars.len());
-    for (k, v) in vars {
-        starts.push(buf.len());
-        buf.extend_from_slice(k.as_bytes());
-        buf.push(b'=');
-        buf.extend_from_slice(v.as_bytes());
-        buf.push(0);
-    }
-    let mut envp: Vec<*const libc::c_char> = starts
-        .iter()
-        // Inside the buffer, which is never reallocated after this point.
-        .map(|&s| buf.as_ptr().wrapping_add(s).cast())
-        .collect();
-    envp.push(ptr::null());
-    (buf, envp)
+    LAST_BYTES.store(env.buf.strings.len(), Ordering::Relaxed);
+    LAST_COUNT.store(env.buf.ptrs.len(), Ordering::Relaxed);
+    env.buf.finish(true);
+    env
 }
 
 /// The paths `execve` tries, in order: the program itself if it contains
 /// a `/`, else each `PATH` entry joined with it (an empty entry is the
 /// current directory). The `PATH` is the child's (its first entry, as
-/// `getenv` finds it).
-fn candidates(cmd: &Command, vars: &[(OsString, OsString)]) -> Vec<CString> {
-    let prog = cmd.program.as_bytes();
+/// `getenv` finds it). The program has no NUL (checked by the builder);
+/// an entry with one is skipped.
+fn candidates(prog: &[u8], path: &[u8]) -> Strings {
     if prog.contains(&b'/') {
-        return vec![cmd.program.clone()];
+        let mut c = Strings::with_capacity(prog.len() + 1, 1);
+        c.push(&[prog]);
+        c.finish(false);
+        return c;
     }
-    let path = vars
-        .iter()
-        .find(|(k, _)| k == OsStr::new("PATH"))
-        .map_or(DEFAULT_PATH, |(_, v)| v.as_bytes());
-    path.split(|&b| b == b':')
-        .filter_map(|dir| {
-            let mut full = Vec::with_capacity(dir.len() + 1 + prog.len());
-            if dir.is_empty() {
-                full.extend_from_slice(b"./");
-            } else {
-                full.extend_from_slice(dir);
-                full.push(b'/');
-            }
-            full.extend_from_slice(prog);
-            CString::new(full).ok()
-        })
-        .collect()
+    let entries = path.split(|&b| b == b':').filter(|d| !d.contains(&0));
+    let bytes = path.len() + entries.clone().count() * (prog.len() + 3);
+    let mut c = Strings::with_capacity(bytes, entries.clone().count());
+    for dir in entries {
+        if dir.is_empty() {
+            c.push(&[b"./", prog]);
+        } else {
+            c.push(&[dir, b"/", prog]);
+        }
+    }
+    c.finish(false);
+    c
 }
