@@ -12,6 +12,7 @@
     clippy::multiple_unsafe_ops_per_block
 )]
 
+pub mod scenario;
 pub mod tree;
 
 use std::collections::BTreeSet;
