@@ -329,3 +329,45 @@ fn while_every_child_sleeps_the_supervising_thread_sleeps_too() {
     drop(sup);
     h.finish(1);
 }
+
+#[test]
+fn a_job_that_closed_its_pipes_is_reported_when_it_exits_later() {
+    // The loop watches such a job's exit only from its pipes' EOF on (or
+    // from its deadline on): a child that outlives its pipes must still
+    // be reaped and reported when it exits, not at its deadline.
+    let h = Hygiene::start();
+    let mut sup = Supervisor::new(4).unwrap();
+    let mut quiet = Command::new("sh");
+    quiet.args(["-c", "echo bye; exec >&- 2>&-; sleep 0.3; exit 3"]);
+    let quiet = sup.push(quiet, JobOptions::new().deadline(Duration::from_secs(30)));
+    let mut late = Command::new("sh");
+    late.args(["-c", "exec >&- 2>&-; exec sleep 60"]);
+    let late = sup.push(
+        late,
+        JobOptions::new()
+            .deadline(Duration::from_millis(200))
+            .grace(Duration::from_secs(20)),
+    );
+    let mut reports = HashMap::new();
+    for ev in sup.by_ref() {
+        if let Some(r) = ev.into_report() {
+            reports.insert(r.id, r);
+        }
+    }
+    let q = &reports[&quiet];
+    assert_eq!(q.outcome, Outcome::Exited, "{q:?}");
+    assert_eq!(q.status.and_then(|s| s.code()), Some(3));
+    assert_eq!(q.stdout.text(), "bye\n");
+    // Reported at its exit, not found exited when its deadline fired.
+    assert!(
+        q.elapsed >= Duration::from_millis(300) && q.elapsed < Duration::from_secs(10),
+        "{q:?}"
+    );
+    let l = &reports[&late];
+    assert_eq!(l.outcome, Outcome::TimedOut, "{l:?}");
+    // TERM ended the sleep: its exit ended the grace, long before 20 s.
+    assert_eq!(l.ended_by, Some(EndedBy::Term), "{l:?}");
+    assert!(l.elapsed < Duration::from_secs(10), "{l:?}");
+    drop(sup);
+    h.finish(1);
+}

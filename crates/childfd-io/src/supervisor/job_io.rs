@@ -39,6 +39,8 @@ pub(super) struct Slot {
     pub(super) spawned: Instant,
     pub(super) scheduled: Option<Instant>,
     pub(super) kill_tree_on_exit: bool,
+    /// The pidfd is in the poll (see [`Supervisor::watch_exit`]).
+    pub(super) exit_watched: bool,
 }
 
 impl Supervisor {
@@ -87,9 +89,22 @@ impl Supervisor {
             spawned: started,
             scheduled: None,
             kill_tree_on_exit: opts.kill_tree_on_exit,
+            exit_watched: false,
         };
+        // The exit matters before the pipes' EOF only with a wait-delay
+        // (it starts at the exit), with stdin (closed at the exit) or
+        // without pipes; otherwise the pidfd joins the poll later.
+        let watch_now = opts.limits.wait_delay.is_some()
+            || slot.stdin.is_some()
+            || slot.readers.iter().all(|r| r.fd.is_none());
         let registered = self.register(s, &slot);
         self.slots[s] = Some(slot);
+        let registered = registered.and_then(|()| {
+            if watch_now {
+                self.watch_exit(s)?;
+            }
+            Ok(())
+        });
         self.by_id.insert(id, s);
         self.in_flight += 1;
         self.summary.started += 1;
@@ -107,8 +122,6 @@ impl Supervisor {
 
     fn register(&self, s: usize, slot: &Slot) -> io::Result<()> {
         let reg = self.poll.registry();
-        let pidfd = slot.child.as_fd().as_raw_fd();
-        reg.register(&mut SourceFd(&pidfd), Token(s * KINDS), Interest::READABLE)?;
         for (k, r) in slot.readers.iter().enumerate() {
             if let Some(fd) = &r.fd {
                 set_nonblocking(fd)?;
@@ -129,6 +142,33 @@ impl Supervisor {
                 Interest::WRITABLE,
             )?;
         }
+        Ok(())
+    }
+
+    /// Puts slot `s`'s pidfd into the poll, once, so that its exit wakes
+    /// the loop.
+    ///
+    /// A job with only pipes to read (no wait-delay, no stdin) is not
+    /// done before both reach EOF, and a child's pipes close when it
+    /// exits: its pidfd joins the poll only when its pipes are at EOF and
+    /// it has not been reaped by then (or when its tree is being ended).
+    /// Usually it has, which saves an `epoll_ctl` and an event per job.
+    /// Registering a pidfd that is already readable yields an event, so
+    /// no exit is missed.
+    fn watch_exit(&mut self, s: usize) -> io::Result<()> {
+        let Some(slot) = self.slots.get_mut(s).and_then(|o| o.as_mut()) else {
+            return Ok(());
+        };
+        if slot.exit_watched {
+            return Ok(());
+        }
+        let pidfd = slot.child.as_fd().as_raw_fd();
+        self.poll.registry().register(
+            &mut SourceFd(&pidfd),
+            Token(s * KINDS),
+            Interest::READABLE,
+        )?;
+        slot.exit_watched = true;
         Ok(())
     }
 
@@ -228,10 +268,29 @@ impl Supervisor {
         {
             self.close_stdin(s);
         }
-        let Some(slot) = self.slots[s].as_mut() else {
+        let Some(slot) = self.slots[s].as_ref() else {
             return;
         };
         let pipes_open = slot.readers.iter().any(|r| r.fd.is_some());
+        if !slot.exit_watched && slot.life.status.is_none() && (!pipes_open || slot.life.ending()) {
+            // Its exit matters now (see `watch_exit`): reaped already, or
+            // watched from here on.
+            if !pipes_open && !self.poll_exit(s) {
+                return;
+            }
+            if self.slots[s]
+                .as_ref()
+                .is_some_and(|sl| sl.life.status.is_none())
+            {
+                if let Err(e) = self.watch_exit(s) {
+                    self.fail(s, OutputError::Io { source: e });
+                    return;
+                }
+            }
+        }
+        let Some(slot) = self.slots[s].as_mut() else {
+            return;
+        };
         let readers = &slot.readers;
         let inodes = || readers.iter().filter_map(Reader::open_inode).collect();
         match slot
@@ -244,6 +303,12 @@ impl Supervisor {
                     slot.scheduled = wake;
                     if let Some(t) = wake {
                         self.timers.schedule(t, s, slot.generation);
+                    }
+                }
+                // The deadline fired just now: the exit ends the grace.
+                if slot.life.ending() && !slot.exit_watched {
+                    if let Err(e) = self.watch_exit(s) {
+                        self.fail(s, OutputError::Io { source: e });
                     }
                 }
             }
@@ -272,7 +337,7 @@ impl Supervisor {
     /// reap does nothing).
     fn release(&mut self, s: usize) -> Option<Slot> {
         let slot = self.slots[s].take()?;
-        if slot.life.status.is_none() {
+        if slot.life.status.is_none() && slot.exit_watched {
             let reg = self.poll.registry();
             let _ = reg.deregister(&mut SourceFd(&slot.child.as_fd().as_raw_fd()));
         }
