@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -77,12 +77,17 @@ pub fn run(way: AsyncWay, n: usize) -> AsyncRun {
     let rt = crate::tokio_runtime(way.multi_thread());
     rt.block_on(async { tokio::task::yield_now().await }); // workers up
     let stop = Arc::new(AtomicBool::new(false));
+    // The sampler's own CPU (it reads /proc every millisecond): taken out
+    // of the run's process CPU, which is the way's alone.
+    let sampler_ns = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let stop = stop.clone();
+        let (stop, sampler_ns) = (stop.clone(), sampler_ns.clone());
         std::thread::spawn(move || {
             let mut peak = 0;
             while !stop.load(Ordering::Relaxed) {
                 peak = peak.max(childfd_testbin::thread_count());
+                let cpu = crate::clock_cpu(rustix::time::ClockId::ThreadCPUTime);
+                sampler_ns.store(cpu.as_nanos() as u64, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(1));
             }
             peak.saturating_sub(1) // not the sampler itself
@@ -91,7 +96,8 @@ pub fn run(way: AsyncWay, n: usize) -> AsyncRun {
     let rss0 = rss_kib();
     let reset = reset_peak_rss();
     let cap = Arc::new(tokio::sync::Semaphore::new(max_in_flight(n)));
-    let run = measure_jobs(n, || {
+    let sampled_before = sampler_ns.load(Ordering::Relaxed);
+    let mut run = measure_jobs(n, || {
         rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
             for _ in 0..n {
@@ -113,6 +119,11 @@ pub fn run(way: AsyncWay, n: usize) -> AsyncRun {
         });
         None
     });
+    let sampler_cpu = sampler_ns.load(Ordering::Relaxed) - sampled_before;
+    run.process_cpu = run
+        .process_cpu
+        .saturating_sub(Duration::from_nanos(sampler_cpu));
+    run.supervisor_cpu = run.process_cpu;
     let peak_rss = reset.then(|| peak_rss_kib().saturating_sub(rss0));
     stop.store(true, Ordering::Relaxed);
     let peak_threads = sampler.join().expect("sampler");
@@ -247,7 +258,7 @@ pub fn targets(figs: &[(usize, AsyncWay, AsyncRun)]) -> Vec<(String, String, boo
 /// The report's section (markdown).
 pub fn markdown(figs: &[(usize, AsyncWay, AsyncRun)]) -> String {
     let mut md = String::from(
-        "\n## Async: short jobs with output capture, all in flight at once\n\nEach job runs `echo1` (static, prints one line) and captures stdout and stderr; every job is a task of one `JoinSet`, started at once (up to `max in flight`: the fd limit allows three fds per child). CPU is this process's per job (the children's is alike for every way). Peak threads counts every thread of the process (runtime workers, blocking pool, background reaper); peak RSS is above the size before the run. Ratios are to `tokio::process` on the same runtime and size.\n\n| jobs | max in flight | way | jobs/s | × tokio | CPU per job | × tokio | peak threads | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n",
+        "\n## Async: short jobs with output capture, all in flight at once\n\nEach job runs `echo1` (static, prints one line) and captures stdout and stderr; every job is a task of one `JoinSet`, started at once (up to `max in flight`: the fd limit allows three fds per child). CPU is this process's per job, the thread-count sampler's own taken out (the children's is alike for every way). Peak threads counts every thread of the process (runtime workers, blocking pool, background reaper); peak RSS is above the size before the run. Ratios are to `tokio::process` on the same runtime and size.\n\n| jobs | max in flight | way | jobs/s | × tokio | CPU per job | × tokio | peak threads | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for (n, way, r) in figs {
         let base = vs_tokio(figs, *n, way.multi_thread()).map(|p| p.1);

@@ -18,20 +18,43 @@
 //!   pending partial line; the 64 KiB read buffer is shared by all jobs.
 //!   In the kernel: a pidfd, two pipes (three with stdin input) and their
 //!   epoll registrations.
-//! - System calls: 22 per job when the loop thread also spawns
-//!   (`strace -c target/release/examples/supervise 1000 0`): `clone3`, 2
-//!   `rt_sigprocmask` and a `getpid` around it, 2 `pipe2`, `open`
-//!   (`/dev/null` for stdin), 2 `fcntl` (non-blocking), 3 `epoll_ctl`
-//!   (registrations only: closing an fd takes it out of the epoll set), 3
-//!   `read`, `waitid`, 6 `close`; `epoll_wait` is shared (about one per
-//!   4 jobs). With spawning threads (the default), the loop thread makes
-//!   about 13 of them per job (`read`, `epoll_ctl`, `fcntl`, `waitid`,
-//!   `close` of its ends, and its share of `epoll_wait`), the spawning
-//!   threads the rest.
-//! - CPU: the loop thread about 20 µs per job, the spawning threads about
-//!   40 µs (`cargo bench -p childfd-benches --bench supervisor` prints
-//!   both, the children's own CPU, and the CPU ceiling they imply).
+//! - System calls, per job, when the loop thread also spawns
+//!   (`strace -f -c target/release/examples/supervise 1000 0`): in the
+//!   parent 26: `clone3`, 2 `rt_sigprocmask` around it, 6 `getpid` (the
+//!   fork checks of the process-wide registries), 2 `pipe2`, `open`
+//!   (`/dev/null` for stdin), 2 `fcntl` (non-blocking), 2 `epoll_ctl`
+//!   (the pipes; closing an fd takes it out of the epoll set), 3 `read`,
+//!   `waitid`, 6 `close`, and a quarter of an `epoll_wait`. The pidfd
+//!   joins the poll only when the exit matters before the pipes' EOF (a
+//!   wait-delay, stdin, no pipes), when the tree is being ended, or when
+//!   the pipes are at EOF and the child is not reaped yet (rare: a child's
+//!   pipes close as it exits). With spawning threads (the default), the
+//!   loop thread makes about 14 of them (3 `read`, 2 `epoll_ctl`, 2 `fcntl`, `waitid`,
+//!   3 `close`, 2 `getpid`, a third of an `epoll_wait` and about
+//!   one `futex` to hand jobs over), the spawning threads the rest.
+//! - CPU: `cargo bench -p childfd-benches --bench supervisor` prints the
+//!   loop thread's and the whole process's CPU per job, the children's,
+//!   the CPU ceiling they imply, where the machine's other core time went
+//!   (other processes, idle), and the floor: the C limit's own CPU per
+//!   spawn (`clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` + `waitid`, no
+//!   pipes), about 17 µs. Profiled with `perf record -g` (frame pointers)
+//!   on `examples/supervise`, the default's CPU goes:
+//!   - spawning threads (about two thirds): `clone3` about 60% (the
+//!     kernel's `copy_process`, FPU state copy included, and 14% of it
+//!     the vfork wait's sleep and wake-up), the fd plan 13% (2 `pipe2`,
+//!     `open`), the snapshot of the environment 6%, allocation 10%, the
+//!     hand-back to the loop 2%;
+//!   - loop thread (about a third): `epoll_wait` 27% (mostly the sleep
+//!     and wake-up of the thread), `close` 22% (releasing the pipes and
+//!     the pidfd, their epoll entries with them), registering the pipes
+//!     10%, the reap 11%, allocation 12%, reading 6%. No `/proc` scan is
+//!     made for a job whose pipes reach EOF (holders are looked up only
+//!     after a wait-delay expires, left-behind processes only with
+//!     [`JobOptions::kill_tree_on_exit`]).
 //!
+//!   So the spawn's own cost, which every way pays, is most of it: tokio's
+//!   `Command::output` makes the same clone, pipes and reap, and "half of
+//!   tokio's CPU per job" is within a few µs of that floor.
 //! Spawning keeps its thread suspended until the child has exec'd
 //! (`CLONE_VFORK`), which on a loaded machine can take milliseconds: so
 //! [`Supervisor::new`] starts one spawning thread per core (at most 4),
