@@ -55,6 +55,7 @@
 //!   So the spawn's own cost, which every way pays, is most of it: tokio's
 //!   `Command::output` makes the same clone, pipes and reap, and "half of
 //!   tokio's CPU per job" is within a few µs of that floor.
+//!
 //! Spawning keeps its thread suspended until the child has exec'd
 //! (`CLONE_VFORK`), which on a loaded machine can take milliseconds: so
 //! [`Supervisor::new`] starts one spawning thread per core (at most 4),
