@@ -225,7 +225,9 @@ impl Command {
     /// signal dispositions reset, group changed), as with std. Cgroup
     /// containment is refused (`Unsupported`): nobody would remove the
     /// leaf afterwards. Other threads keep running until `execve`
-    /// succeeds.
+    /// succeeds. This process's own signal handlers stay in force until
+    /// `execve` (a spawned child that stays in the caller's group swallows
+    /// every signal until then): a signal to it before the exec is its own.
     pub fn exec(&mut self) -> SpawnError {
         super::plan::exec_in_place(self)
     }
