@@ -1,4 +1,5 @@
-//! The crate's only `unsafe`: writing to a pipe without SIGPIPE.
+//! The crate's only `unsafe`: writing to a pipe without SIGPIPE, and
+//! comparing two threads' fd tables.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -58,4 +59,31 @@ pub fn write_no_sigpipe(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
     }
     result
+}
+
+/// `kcmp(a, b, KCMP_FILES)`: whether tasks `a` and `b` share one fd table
+/// (a zombie has none, so it shares no table).
+///
+/// # Errors
+///
+/// From kcmp(2): `ENOSYS` without `CONFIG_KCMP`, `EPERM` without ptrace
+/// access to both tasks, `ESRCH` if one is gone.
+pub fn same_fd_table(a: u32, b: u32) -> io::Result<bool> {
+    const KCMP_FILES: libc::c_long = 2;
+    // SAFETY: integer arguments only; KCMP_FILES ignores the last two.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            libc::c_long::from(a),
+            libc::c_long::from(b),
+            KCMP_FILES,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r == 0)
+    }
 }

@@ -68,3 +68,109 @@ fn a_fork_holding_only_the_read_end_is_named_as_a_pipe_holder() {
 fn libc_sigkill() -> i32 {
     9
 }
+
+/// Issue: holders were read from `/proc/<pid>/fd` only, the main thread's
+/// fd table. A process whose write end lives only in a thread that did
+/// `unshare(CLONE_FILES)` (its main thread closed it, or has exited) keeps
+/// the reader waiting but was not named.
+#[test]
+fn a_writer_only_in_a_per_thread_fd_table_is_named_as_a_pipe_holder() {
+    let h = Hygiene::start();
+    let (r, w) = std::io::pipe().unwrap();
+    let ino = childfd_io::engine::pipe_inode(&r).unwrap();
+    let alive_leader = thread_table_writer(&r, &w, false);
+    let gone_leader = thread_table_writer(&r, &w, true);
+    drop(w);
+    // Neither process shows the write end in /proc/<pid>/fd ...
+    let in_main_table: Vec<_> = [alive_leader, gone_leader]
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy() == format!("pipe:[{ino}]"))
+                })
+        })
+        .collect();
+    // ... yet the reader sees no EOF: someone can still write.
+    let mut p = [rustix::event::PollFd::new(&r, rustix::event::PollFlags::IN)];
+    let ts = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    let ready = rustix::event::poll(&mut p, Some(&ts)).unwrap();
+    drop(r);
+    let holders = childfd_io::engine::find_holders(&[ino]);
+    for pid in [alive_leader, gone_leader] {
+        childfd_testbin::kill(pid, libc_sigkill());
+        childfd_testbin::waitpid(pid);
+    }
+    assert!(
+        in_main_table.is_empty(),
+        "{in_main_table:?} still have the write end in their main table"
+    );
+    assert_eq!(ready, 0, "the reader saw EOF: no writer left");
+    let pids: Vec<u32> = holders.iter().map(|h| h.pid).collect();
+    assert!(
+        pids.contains(&(alive_leader as u32)),
+        "a writer in a thread's own fd table (main thread alive) was not named: {holders:?}"
+    );
+    assert!(
+        pids.contains(&(gone_leader as u32)),
+        "a writer in a thread's own fd table (main thread exited) was not named: {holders:?}"
+    );
+    h.finish(3);
+}
+
+/// Forks a process in which a second thread unshares its fd table (so it
+/// keeps `w`), after which the main thread closes both ends in its own
+/// table and,
+/// with `leader_exits`, ends itself (the process lives on in the thread).
+/// Returns once that is done; the caller kills and reaps it.
+fn thread_table_writer(
+    r: &std::io::PipeReader,
+    w: &std::io::PipeWriter,
+    leader_exits: bool,
+) -> i32 {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
+    let (r, w) = (r.as_raw_fd(), w.as_raw_fd());
+    // SAFETY: the copy only makes a thread, closes an fd and sleeps.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut ready = ready_w;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // SAFETY: plain syscall on this thread's own fd table.
+            let r = unsafe { libc::unshare(libc::CLONE_FILES) };
+            tx.send(r).unwrap();
+            // SAFETY: plain syscall; ends when the test kills the process.
+            unsafe { libc::pause() };
+        });
+        let ok = rx.recv() == Ok(0);
+        // SAFETY: closes both ends in the main thread's table only.
+        unsafe { libc::close(w) };
+        // SAFETY: as above.
+        unsafe { libc::close(r) };
+        let _ = ready.write_all(if ok { b"k" } else { b"e" });
+        drop(ready);
+        if leader_exits {
+            // SAFETY: ends only this (the main) thread.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+        }
+        loop {
+            // SAFETY: plain syscall.
+            unsafe { libc::pause() };
+        }
+    }
+    drop(ready_w);
+    let mut b = [0u8; 1];
+    ready_r.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"k", "unshare(CLONE_FILES) failed in the helper");
+    pid
+}
