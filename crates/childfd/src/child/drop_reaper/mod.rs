@@ -207,8 +207,7 @@ fn state() -> MutexGuard<'static, State> {
 /// parent's) and never touched otherwise: the copy may have swept and
 /// reused the numbers. The epoll fd, which cannot be proved ours without
 /// an entry of the parent's, is forgotten, never closed.
-/// No `epoll_ctl` but the marker check, a no-op, reaches the shared
-/// instance. If a thread that did not survive the fork held the lock,
+/// No `epoll_ctl` reaches the shared instance. If a thread that did not survive the fork held the lock,
 /// everything stays open.
 fn forget_parents(stale: &Mutex<State>) {
     if let Ok(mut st) = stale.try_lock() {
