@@ -124,7 +124,7 @@ fn bounded<T: Send + 'static>(
 /// emptied its mask; `CLONE_VFORK` then held `spawn` for ever. A SIGINT or
 /// SIGHUP to the group likewise killed the child before it exec'd.
 fn stop_signal_flood_to_callers_group_never_hangs_or_stops_a_spawn() {
-    const FLOOD: [i32; 6] = [
+    const FLOOD: &[i32] = &[
         libc::SIGTSTP,
         libc::SIGTTIN,
         libc::SIGTTOU,
@@ -132,24 +132,7 @@ fn stop_signal_flood_to_callers_group_never_hangs_or_stops_a_spawn() {
         libc::SIGINT,
         libc::SIGHUP,
     ];
-    for sig in FLOOD {
-        install_noop_handler(sig);
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut sent = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                for sig in FLOOD {
-                    // SAFETY: signals our own process group (this scenario's).
-                    unsafe { libc::kill(0, sig) };
-                    sent += 1;
-                }
-            }
-            sent
-        })
-    };
+    let (stop, flood) = flood_own_group(FLOOD);
     let spawned = bounded(
         "1,000 spawns under a signal flood",
         Duration::from_secs(60),
