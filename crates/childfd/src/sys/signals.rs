@@ -1,44 +1,68 @@
 //! The spawning thread's signal mask around the clone.
 
+use super::raw::{KERNEL_SIGSET_SIZE, sc};
+
 /// Blocks every signal in the calling thread until dropped, then restores
-/// the previous mask (`pthread_sigmask(SIG_SETMASK)`).
+/// the previous mask exactly.
 ///
 /// Used around the clone so that no signal handler of the parent can run in
-/// the child while it shares the parent's memory.
+/// the child while it shares the parent's memory, and so that no signal can
+/// kill the child before it has set its own dispositions.
+///
+/// The mask is set with a raw [`rt_sigprocmask(2)`] of the whole 64-bit
+/// kernel set, not with `sigfillset` + `pthread_sigmask`: glibc leaves its
+/// two internal signals (32, thread cancellation, and 33, the `setxid`
+/// broadcast) out of both, so the child would inherit them unblocked and,
+/// once its handlers are reset to `SIG_DFL`, die of them before `execve`
+/// (glibc's own `posix_spawn` blocks them the same way). Blocking signal 33
+/// in this thread only delays another thread's `setuid`/`setgid` (which
+/// signals every thread and waits for each) until the clone has returned,
+/// that is until the child has exec'd or failed.
+///
+/// [`rt_sigprocmask(2)`]: https://man7.org/linux/man-pages/man2/rt_sigprocmask.2.html
 pub(crate) struct BlockAll {
-    old: libc::sigset_t,
+    old: u64,
 }
 
 impl BlockAll {
     pub(crate) fn new() -> BlockAll {
-        // SAFETY: sigset_t is plain data; all-zero is a valid (empty) set.
-        let mut all: libc::sigset_t = unsafe { core::mem::zeroed() };
-        // SAFETY: as above.
-        let mut old: libc::sigset_t = unsafe { core::mem::zeroed() };
-        // SAFETY: `all` is a valid, writable sigset_t.
-        unsafe { libc::sigfillset(&mut all) };
-        // SAFETY: reads `all`, writes `old`; affects only this thread.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
+        let all: u64 = !0;
+        let mut old: u64 = 0;
+        // SAFETY: reads `all` and writes `old`, both 8-byte kernel sigsets;
+        // affects only this thread (SIGKILL and SIGSTOP are left out by the
+        // kernel).
+        let r = unsafe {
+            sc!(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &all as *const u64,
+                &mut old as *mut u64,
+                KERNEL_SIGSET_SIZE
+            )
+        };
+        // rt_sigprocmask fails only for a bad `how`, size or pointer.
+        debug_assert!(r == 0, "rt_sigprocmask: {r}");
         BlockAll { old }
     }
 
     /// The mask in force before, as the kernel's 64-bit set (bit `n - 1`
     /// for signal `n`).
     pub(crate) fn previous(&self) -> u64 {
-        let mut set = 0u64;
-        for sig in 1..=64 {
-            // SAFETY: reads a valid sigset_t; out-of-range numbers give -1.
-            if unsafe { libc::sigismember(&self.old, sig) } == 1 {
-                set |= 1 << (sig - 1);
-            }
-        }
-        set
+        self.old
     }
 }
 
 impl Drop for BlockAll {
     fn drop(&mut self) {
-        // SAFETY: restores a mask previously returned by the kernel.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, core::ptr::null_mut()) };
+        // SAFETY: restores the 8-byte mask the kernel returned.
+        unsafe {
+            sc!(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &self.old as *const u64,
+                0,
+                KERNEL_SIGSET_SIZE
+            )
+        };
     }
 }
