@@ -33,13 +33,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::ExitStatus;
+use crate::sys::checked_pipe::CheckedPipe;
 use crate::sys::fork::PerProcess;
 use crate::sys::{pidfd, sigchld};
 
@@ -185,10 +186,28 @@ pub fn reap_orphans() -> io::Result<Vec<(u32, ExitStatus)>> {
 ///
 /// It sleeps in `poll(2)` until a child of the process exits: while SIGCHLD
 /// is at its default action, [`Reaper::start`] installs a handler that
-/// only writes to an eventfd (see the [module docs](self)), so an idle
+/// only writes to a pipe (see the [module docs](self)), so an idle
 /// process costs no wake-up at all. If the program has its own SIGCHLD
 /// handler (or a second `Reaper` runs), the thread instead looks for
 /// orphans with a growing interval (1 to 50 ms).
+///
+/// # A host that closes fds it did not open
+///
+/// The thread's two pipes (the handler's wake-up and its own stop signal)
+/// are used only after checking that their numbers still name them
+/// (device and inode from fstat(2), and the end's access mode): before
+/// each sleep, and by the handler before each write. A program that closes
+/// every fd it did not open (`close_range(3, ~0)`) and opens its own files
+/// at those numbers never has them written to, read, polled or closed by
+/// the reaper. The thread makes new pipes at its next wake-up: the handler,
+/// finding its number taken, sends SIGCHLD to the thread instead of
+/// writing, so the first child to exit afterwards still wakes it at once.
+/// Without our handler (the program's own, or SIGCHLD blocked in the
+/// reaper thread), an orphan exiting after the close waits for the next
+/// check: at most 50 ms in polling mode, at most 60 s (the safety scan) in
+/// handler mode. While it cannot make a pipe (`EMFILE`), the thread polls
+/// with the 1 to 50 ms interval. Dropping the `Reaper` then likewise waits
+/// for the thread's next wake-up.
 ///
 /// ```
 /// use childfd::Command;
@@ -206,11 +225,20 @@ pub fn reap_orphans() -> io::Result<Vec<(u32, ExitStatus)>> {
 /// ```
 #[derive(Debug)]
 pub struct Reaper {
-    stop: Arc<AtomicBool>,
-    /// An eventfd that wakes the thread to stop.
-    stop_fd: Arc<OwnedFd>,
-    reaped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the handle and its thread share.
+#[derive(Debug)]
+struct Shared {
+    stop: AtomicBool,
+    /// A pipe that wakes the thread to stop; remade by the thread when its
+    /// numbers are not ours any more.
+    stop_pipe: Mutex<CheckedPipe>,
+    /// The thread's id (0 until it runs), for waking it with a signal.
+    tid: AtomicI32,
+    reaped: AtomicU64,
 }
 
 /// In handler mode, how often the thread checks that its handler is still
@@ -223,87 +251,140 @@ impl Reaper {
     ///
     /// # Errors
     ///
-    /// If the thread, its eventfds or the SIGCHLD handler cannot be made.
+    /// If the thread, its pipes or the SIGCHLD handler cannot be made.
     pub fn start() -> io::Result<Reaper> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let reaped = Arc::new(AtomicU64::new(0));
-        let stop_fd = Arc::new(rustix::event::eventfd(
-            0,
-            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-        )?);
-        let wake = sigchld::wake_fd()?;
-        let handler = sigchld::install()?;
-        let (s, r, sfd) = (stop.clone(), reaped.clone(), stop_fd.clone());
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            stop_pipe: Mutex::new(CheckedPipe::new()?),
+            tid: AtomicI32::new(0),
+            reaped: AtomicU64::new(0),
+        });
+        let handler = match sigchld::install() {
+            Ok(h) => h,
+            Err(e) => {
+                shared.stop_pipe().close(false);
+                return Err(e);
+            }
+        };
+        let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("childfd-orphans".into())
-            .spawn(move || run(&s, &r, wake, sfd.as_fd(), handler));
+            .spawn(move || run(&s, handler));
         let thread = match thread {
             Ok(t) => t,
             Err(e) => {
                 if handler {
                     sigchld::uninstall();
                 }
+                shared.stop_pipe().close(false);
                 return Err(e);
             }
         };
         Ok(Reaper {
-            stop,
-            stop_fd,
-            reaped,
+            shared,
             thread: Some(thread),
         })
     }
 
     /// How many orphans this reaper has reaped.
     pub fn reaped(&self) -> u64 {
-        self.reaped.load(Ordering::Relaxed)
+        self.shared.reaped.load(Ordering::Relaxed)
     }
 }
 
-/// The thread: scan, then sleep until SIGCHLD (handler mode) or the next
-/// poll interval, until stopped.
-fn run(
-    stop: &AtomicBool,
-    reaped: &AtomicU64,
-    wake: BorrowedFd<'_>,
-    stop_fd: BorrowedFd<'_>,
-    mut handler: bool,
-) {
+impl Shared {
+    fn stop_pipe(&self) -> std::sync::MutexGuard<'_, CheckedPipe> {
+        self.stop_pipe.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stop pipe, made anew if either of its numbers is not ours any
+    /// more (the old ends that still check out are closed, the others
+    /// forgotten); `None` if a new one cannot be made.
+    fn checked_stop(&self) -> Option<CheckedPipe> {
+        let mut p = self.stop_pipe();
+        if !p.intact() {
+            let new = CheckedPipe::new().ok()?;
+            core::mem::replace(&mut *p, new).close(false);
+        }
+        Some(*p)
+    }
+}
+
+/// The thread: check its pipes, scan, then sleep until SIGCHLD (handler
+/// mode) or the next poll interval, until stopped.
+fn run(shared: &Shared, mut handler: bool) {
+    shared.tid.store(sigchld::thread_id(), Ordering::Release);
+    if handler {
+        sigchld::set_thread();
+    }
     let mut pause = Duration::from_millis(1);
-    while !stop.load(Ordering::Relaxed) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let wake = if handler {
+            sigchld::checked_wake().ok()
+        } else {
+            None
+        };
+        let stop = shared.checked_stop();
         // Drain before scanning: a child exiting after the scan wakes us.
-        if handler {
-            sigchld::drain(wake);
+        if let Some(w) = &wake {
+            w.drain();
         }
         let n = reap_orphans().map(|v| v.len()).unwrap_or(0);
-        reaped.fetch_add(n as u64, Ordering::Relaxed);
-        let timeout = if handler {
-            SAFETY_SCAN
+        shared.reaped.fetch_add(n as u64, Ordering::Relaxed);
+        pause = if n > 0 {
+            Duration::from_millis(1)
         } else {
-            pause = if n > 0 {
-                Duration::from_millis(1)
-            } else {
-                (pause * 2).min(Duration::from_millis(50))
-            };
-            pause
+            (pause * 2).min(Duration::from_millis(50))
         };
-        let watched = if handler { Some(wake) } else { None };
-        let _ = pidfd::poll_any_readable(watched, stop_fd, timeout);
+        if shared.stop.load(Ordering::Acquire) {
+            // A stop byte may have gone to a stop pipe replaced just now.
+            break;
+        }
+        let trusted = wake.is_some() && stop.is_some();
+        let timeout = if trusted { SAFETY_SCAN } else { pause };
+        // Each end is checked again right before the sleep.
+        let fds: Vec<_> = [wake.as_ref(), stop.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.reader())
+            .collect();
+        sleep_on(&fds, timeout);
         if handler && !sigchld::still_installed() {
             handler = false;
+            sigchld::clear_thread();
         }
     }
     if handler {
+        sigchld::clear_thread();
         sigchld::uninstall();
     }
 }
 
+/// Sleeps in poll(2) until one of `fds` is readable, a signal arrives or
+/// `timeout` passes.
+fn sleep_on(fds: &[BorrowedFd<'_>], timeout: Duration) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let ts = Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    let mut polled: Vec<PollFd<'_>> = fds.iter().map(|f| PollFd::new(f, PollFlags::IN)).collect();
+    let _ = rustix::event::poll(&mut polled, Some(&ts));
+}
+
 impl Drop for Reaper {
+    /// Wakes the thread through its stop pipe if that still is ours, else
+    /// by SIGCHLD if our handler is installed, else lets it see the stop
+    /// flag at its next wake-up (see [`Reaper`]); joins it; closes the
+    /// stop pipe's ends that still check out.
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        sigchld::notify(self.stop_fd.as_fd());
+        self.shared.stop.store(true, Ordering::Release);
+        if !self.shared.stop_pipe().notify() {
+            sigchld::kick(self.shared.tid.load(Ordering::Acquire));
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.shared.stop_pipe().close(false);
     }
 }

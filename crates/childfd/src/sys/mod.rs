@@ -7,11 +7,13 @@
 //! - [`signals`]: the spawning thread's signal mask;
 //! - [`sigpipe`]: writes that return `EPIPE` without raising SIGPIPE;
 //! - [`sigchld`]: the orphan reaper's SIGCHLD wake-up;
+//! - [`checked_pipe`]: a pipe used only while its numbers still name it;
 //! - [`env`]: fd-table facts and the pid;
 //! - [`fork`]: process-wide state that starts afresh after `fork()`;
 //! - [`spawner`]: the long-lived thread for parent-death-signal spawns.
 #![allow(unsafe_code)]
 
+pub(crate) mod checked_pipe;
 pub(crate) mod child_exec;
 pub(crate) mod clone;
 pub(crate) mod env;

@@ -357,32 +357,6 @@ pub(crate) fn open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
     )?)
 }
 
-/// Waits until `a` (if any) or `b` is readable, or `timeout` passes;
-/// `poll(2)`. `EINTR` returns early.
-pub(crate) fn poll_any_readable(
-    a: Option<BorrowedFd<'_>>,
-    b: BorrowedFd<'_>,
-    timeout: Duration,
-) -> io::Result<()> {
-    use rustix::event::{PollFd, PollFlags, Timespec};
-    let ts = Timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: timeout.subsec_nanos() as _,
-    };
-    let mut both = [
-        PollFd::new(&b, PollFlags::IN),
-        PollFd::new(&b, PollFlags::IN),
-    ];
-    if let Some(a) = &a {
-        both[1] = PollFd::new(a, PollFlags::IN);
-    }
-    let n = if a.is_some() { 2 } else { 1 };
-    match rustix::event::poll(&mut both[..n], Some(&ts)) {
-        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Waits for `POLLPRI` (a kernfs file such as `cgroup.events` changed) or
 /// the timeout.
 pub(crate) fn poll_priority(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
