@@ -113,22 +113,24 @@ fn a_forked_copy_dropping_a_child_closes_none_of_its_own_fds() {
     );
 }
 
-/// The parent runs the orphan `Reaper`, whose SIGCHLD handler writes to an
-/// eventfd by number. The copy inherits the handler; after it closed every
-/// fd and put a pipe of its own at that number, each of its children's
-/// exits wrote 8 bytes into the copy's pipe.
+/// The parent runs the orphan `Reaper`, whose SIGCHLD handler writes to a
+/// wake-up fd by number (an eventfd then, a pipe now). The copy inherits
+/// the handler; after it closed every fd and put a pipe of its own at that
+/// number, each of its children's exits wrote 8 bytes into the copy's pipe.
 fn a_forked_copy_gets_no_sigchld_bytes_in_its_own_files() {
     let fds = childfd_testbin::open_fds();
     let reaper = childfd::reaper::Reaper::start().unwrap();
     let before: Vec<RawFd> = childfd_testbin::open_fds().into_iter().collect();
     let eventfds: Vec<RawFd> = childfd_testbin::describe_fds()
         .into_iter()
-        .filter(|(fd, what)| what.contains("eventfd") && before.contains(fd))
+        .filter(|(fd, what)| {
+            (what.contains("eventfd") || what.contains("pipe:")) && before.contains(fd)
+        })
         .map(|(fd, _)| fd)
         .collect();
     assert!(
         !eventfds.is_empty(),
-        "no eventfd found for the SIGCHLD handler"
+        "no wake-up fd found for the SIGCHLD handler"
     );
 
     let code = in_a_copy(|| {
@@ -142,7 +144,7 @@ fn a_forked_copy_gets_no_sigchld_bytes_in_its_own_files() {
         let rd = unsafe { OwnedFd::from_raw_fd(ends[0]) };
         // SAFETY: as above.
         let wr = unsafe { OwnedFd::from_raw_fd(ends[1]) };
-        // The pipe's write end at every number the eventfds had.
+        // The pipe's write end at every number the wake-up fds had.
         let placed: Vec<RawFd> = eventfds
             .iter()
             .filter(|&&n| n != rd.as_raw_fd())
@@ -168,8 +170,8 @@ fn a_forked_copy_gets_no_sigchld_bytes_in_its_own_files() {
     assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
         childfd_testbin::children().is_empty()
     }));
-    // The wake-up eventfd is made once per process and kept (a handler
-    // may be about to write to it).
+    // The wake-up pipe is made once per process and kept (a handler may be
+    // about to write to it).
     let leaked: Vec<RawFd> = childfd_testbin::leaked_fds_since(&fds)
         .into_iter()
         .filter(|fd| !eventfds.contains(fd))
@@ -179,6 +181,6 @@ fn a_forked_copy_gets_no_sigchld_bytes_in_its_own_files() {
     assert_eq!(
         code, 0,
         "the inherited SIGCHLD handler wrote into a pipe the forked copy \
-         opened at the number of the parent's eventfd"
+         opened at the number of the parent's wake-up fd"
     );
 }
