@@ -14,18 +14,35 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use childfd::{Command, Containment};
-use childfd_testbin::EXIT0;
+use childfd::{Command, Containment, Signal};
+use childfd_testbin::{EXIT0, PAUSE};
 
-const SCENARIOS: &[(&str, fn())] = &[(
-    "glibc_internal_signals_32_33_never_kill_a_child_before_exec",
-    glibc_internal_signals_32_33_never_kill_a_child_before_exec,
-)];
+const SCENARIOS: &[(&str, fn())] = &[
+    (
+        "glibc_internal_signals_32_33_never_kill_a_child_before_exec",
+        glibc_internal_signals_32_33_never_kill_a_child_before_exec,
+    ),
+    (
+        "stop_signal_as_parent_death_signal_never_hangs_a_spawn_in_callers_group",
+        stop_signal_as_parent_death_signal_never_hangs_a_spawn_in_callers_group,
+    ),
+    (
+        "parent_death_signal_flood_never_makes_a_missing_program_look_spawned",
+        parent_death_signal_flood_never_makes_a_missing_program_look_spawned,
+    ),
+    (
+        "ctrl_c_while_an_inherit_child_is_spawned_reaches_the_child_after_exec",
+        ctrl_c_while_an_inherit_child_is_spawned_reaches_the_child_after_exec,
+    ),
+];
 
 /// Longest a scenario may take before it counts as hung.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
 
 fn main() {
+    if std::env::var_os("CHILDFD_SIGNALS_CTRLC_HOST").is_some() {
+        ctrl_c_host();
+    }
     if let Ok(name) = std::env::var("CHILDFD_SIGNALS_SCENARIO") {
         let (_, f) = SCENARIOS
             .iter()
@@ -221,12 +238,14 @@ fn died_after_exec(c: &childfd::Child, program: &str) -> Result<Option<i32>, Str
 /// sent to the caller's group before `execve`: a missing program was
 /// reported spawned and `true` died of signal 32. Default mode: the child
 /// leaves the group before it unblocks anything, so every `true` exits 0.
+/// `Inherit` mode: the child stays in the group, so `true` may die of the
+/// flood after exec, never before.
 fn glibc_internal_signals_32_33_never_kill_a_child_before_exec() {
     const FLOOD: &[i32] = &[32, 33];
     let (stop, flood) = flood_own_group(FLOOD);
     let mut wrong = Vec::new();
     let mut after_exec = 0;
-    for inherit in [false] {
+    for inherit in [false, true] {
         let mode = if inherit { "Inherit" } else { "default" };
         let mut missing = Command::new("/nonexistent/childfd-missing");
         let mut exit0 = Command::new(EXIT0);
@@ -265,7 +284,231 @@ fn glibc_internal_signals_32_33_never_kill_a_child_before_exec() {
     assert!(sent > 1000, "the flood sent only {sent} signals");
     assert!(childfd_testbin::children().is_empty());
     println!(
-        "  2,000 spawns beside {sent} signals 32/33 to the caller's group: every missing \
+        "  4,000 spawns beside {sent} signals 32/33 to the caller's group: every missing \
          program NotFound, no child killed before exec ({after_exec} in Inherit mode after it)"
     );
+}
+
+/// The two ways a child stays reachable by signals to the caller's group:
+/// `Inherit`, and joining the caller's own (existing) group.
+fn callers_group_commands(program: &str) -> [Command; 2] {
+    let mut inherit = Command::new(program);
+    inherit.containment(Containment::Inherit);
+    let mut join = Command::new(program);
+    // SAFETY: getpgrp cannot fail.
+    let own = unsafe { libc::getpgrp() } as u32;
+    join.containment(Containment::JoinGroup(own));
+    [inherit, join]
+}
+
+/// Runs `f` on a thread; panics if it does not finish within `limit`
+/// (the scenario then ends, and its group is killed).
+fn bounded<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(_) => {
+            let stuck = childfd_testbin::children();
+            panic!("{what} did not finish within {limit:?}; children then: {stuck:?}");
+        }
+    }
+}
+
+#[track_caller]
+fn assert_none_wrong(wrong: &[String]) {
+    assert!(
+        wrong.is_empty(),
+        "{} wrong spawns, first: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+}
+
+/// Issue: a child that stays in the caller's group until `execve` kept
+/// its parent-death signal at `SIG_DFL`; with a stop signal as the
+/// parent-death signal, one sent to the group stopped the `CLONE_VFORK`
+/// child and `spawn` hung for ever.
+fn stop_signal_as_parent_death_signal_never_hangs_a_spawn_in_callers_group() {
+    const FLOOD: &[i32] = &[libc::SIGTSTP];
+    let (stop, flood) = flood_own_group(FLOOD);
+    let wrong = bounded(
+        "1,000 spawns with pdeathsig SIGTSTP under a SIGTSTP flood",
+        Duration::from_secs(60),
+        || {
+            let mut cmds = callers_group_commands(EXIT0);
+            for c in &mut cmds {
+                c.pdeathsig(Signal::new(libc::SIGTSTP).unwrap());
+            }
+            let mut wrong = Vec::new();
+            for i in 0..1000 {
+                match cmds[i % 2].spawn() {
+                    Ok(c) => {
+                        // A SIGTSTP after exec may stop the program.
+                        let _ = c.kill();
+                        let st = c.wait_timeout(Duration::from_secs(30)).unwrap();
+                        if !st.is_some_and(|s| s.success() || s.signal().is_some()) {
+                            wrong.push(format!("{i}: child ended with {st:?}"));
+                        }
+                    }
+                    Err(e) => wrong.push(format!("{i}: {e}")),
+                }
+            }
+            wrong
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert_none_wrong(&wrong);
+    assert!(sent > 1000, "the flood sent only {sent} signals");
+    assert!(childfd_testbin::children().is_empty());
+    println!("  1,000 spawns with pdeathsig SIGTSTP beside {sent} SIGTSTP, none hung");
+}
+
+/// Issue: in the caller's group, a parent-death signal of SIGTERM or
+/// SIGHUP sent to the group killed the child before `execve`: a missing
+/// program was reported spawned, and `true` died before it was `true`.
+fn parent_death_signal_flood_never_makes_a_missing_program_look_spawned() {
+    const FLOOD: &[i32] = &[libc::SIGTERM, libc::SIGHUP];
+    let (stop, flood) = flood_own_group(FLOOD);
+    let (wrong, after_exec) = bounded(
+        "2,000 spawns with a parent-death signal under a flood of it",
+        Duration::from_secs(90),
+        || {
+            let mut wrong = Vec::new();
+            let mut after_exec = 0;
+            for (i, sig) in [libc::SIGTERM, libc::SIGHUP]
+                .into_iter()
+                .cycle()
+                .take(1000)
+                .enumerate()
+            {
+                let sig = Signal::new(sig).unwrap();
+                let mut missing = callers_group_commands("/nonexistent/childfd-missing");
+                let mut exit0 = callers_group_commands(EXIT0);
+                missing[i % 2].pdeathsig(sig);
+                exit0[i % 2].pdeathsig(sig);
+                match missing[i % 2].spawn() {
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => wrong.push(format!("{i}: missing gave {e}")),
+                    Ok(c) => {
+                        let st = c.wait();
+                        wrong.push(format!("{i}: missing program spawned, then {st:?}"));
+                    }
+                }
+                match exit0[i % 2].spawn() {
+                    Ok(c) => match died_after_exec(&c, EXIT0) {
+                        Ok(None) => {}
+                        Ok(Some(sig)) if FLOOD.contains(&sig) => after_exec += 1,
+                        Ok(Some(sig)) => wrong.push(format!("{i}: exit0 died of signal {sig}")),
+                        Err(e) => wrong.push(format!("{i}: exit0: {e}")),
+                    },
+                    Err(e) => wrong.push(format!("{i}: exit0 failed: {e}")),
+                }
+            }
+            (wrong, after_exec)
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert_none_wrong(&wrong);
+    assert!(sent > 1000, "the flood sent only {sent} signals");
+    assert!(childfd_testbin::children().is_empty());
+    println!(
+        "  2,000 spawns with pdeathsig SIGTERM/SIGHUP beside {sent} of them: every missing \
+         program NotFound, no child killed before exec ({after_exec} after it)"
+    );
+}
+
+/// The host of the Ctrl-C scenario (this binary with
+/// `CHILDFD_SIGNALS_CTRLC_HOST`), in a process group of its own with
+/// SIGINT at its default: spawns `pause` in `Inherit` mode, and the
+/// child's `pre_exec` closure sends SIGINT to the group, as a terminal's
+/// Ctrl-C would while the spawn is under way. Never returns normally: the
+/// SIGINT ends it.
+fn ctrl_c_host() -> ! {
+    let mut cmd = Command::new(PAUSE);
+    cmd.containment(Containment::Inherit);
+    let ctrl_c = || {
+        // SAFETY: kill is async-signal-safe; it signals our own group.
+        unsafe { libc::kill(0, libc::SIGINT) };
+        Ok(())
+    };
+    // SAFETY: the closure only calls kill.
+    unsafe { cmd.pre_exec(ctrl_c) };
+    let child = cmd.spawn();
+    // Only reached if the SIGINT did not end this host.
+    println!(
+        "host survived its Ctrl-C: spawn gave {:?}",
+        child.as_ref().map(|c| c.id())
+    );
+    std::process::exit(3);
+}
+
+/// Issue: in `Inherit` mode, a Ctrl-C (SIGINT to the caller's group) that
+/// arrived while the child was being spawned was swallowed by the child's
+/// catching handler: the host died of it, but the child exec'd and ran on
+/// as an orphan (with std, it dies with the group). It must reach the
+/// program after `execve`, as if it had arrived just after.
+fn ctrl_c_while_an_inherit_child_is_spawned_reaches_the_child_after_exec() {
+    // The host's child, orphaned when the host dies, comes to us.
+    childfd::reaper::become_subreaper().unwrap();
+    let host = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("CHILDFD_SIGNALS_CTRLC_HOST", "1")
+        .env_remove("CHILDFD_SIGNALS_SCENARIO")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let host_pid = host.id() as i32;
+    std::mem::forget(host); // reaped below with the orphan
+    let mut ended: Vec<(i32, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let mut status = 0;
+        // SAFETY: waits for any child of this process, without blocking.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+        if pid > 0 {
+            let how = if libc::WIFSIGNALED(status) {
+                format!("signal {}", libc::WTERMSIG(status))
+            } else {
+                format!("exit {}", libc::WEXITSTATUS(status))
+            };
+            ended.push((pid, how));
+            continue;
+        }
+        if pid < 0 {
+            break; // no child left
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = childfd_testbin::children();
+    for p in &left {
+        childfd_testbin::kill(p.pid, libc::SIGKILL);
+    }
+    // SAFETY: reaps what was just killed (bounded: SIGKILL cannot be held).
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::__WALL) } > 0 {}
+    assert!(
+        left.is_empty(),
+        "still running after the Ctrl-C: {left:?}; ended: {ended:?}"
+    );
+    let sigint = format!("signal {}", libc::SIGINT);
+    assert!(
+        ended
+            .iter()
+            .any(|(p, how)| *p == host_pid && *how == sigint),
+        "the host did not die of its SIGINT: {ended:?}"
+    );
+    assert!(
+        ended
+            .iter()
+            .any(|(p, how)| *p != host_pid && *how == sigint),
+        "the child did not die of the SIGINT: {ended:?}"
+    );
+    println!("  the Ctrl-C during the spawn ended the host and, after exec, the child: {ended:?}");
 }

@@ -366,10 +366,22 @@ impl Command {
     /// - Signal the caller's process group: a signal that reaches the child
     ///   before it execs was not meant for it and is discarded, so a
     ///   terminal's SIGTSTP or SIGINT can neither stop (and so hang) nor
-    ///   kill a spawn. Only SIGKILL and SIGSTOP cannot be discarded. With
-    ///   [`Containment::Inherit`] the child stays in the caller's group, and
-    ///   a group signal sent in its last few system calls before `execve`
-    ///   acts on it as on any member of the group.
+    ///   kill a spawn. Only SIGKILL and SIGSTOP cannot be discarded; this
+    ///   holds for every signal number, glibc's internal 32 and 33 included
+    ///   (blocking 33 around the clone delays another thread's `setuid`
+    ///   until the child has exec'd). With [`Containment::Inherit`] (and
+    ///   [`Containment::JoinGroup`]) the child is a member of the group it
+    ///   runs in before it execs: a signal that reaches it then is held and
+    ///   sent to it by pidfd right after `execve` (once per signal number),
+    ///   so a Ctrl-C during the spawn ends the program as it ends the rest
+    ///   of the group. Not kept: a signal sent to the caller's group before
+    ///   a `JoinGroup` child joined its group, and one that arrives while
+    ///   the spawning process dies of another thread's signal (nobody is
+    ///   left to forward it). The parent-death signal sent to the group
+    ///   is forwarded the same way; it ends the child before `execve` only
+    ///   when the parent is really gone. A child killed before `execve` by
+    ///   SIGKILL from someone who found its pid in `/proc` is not detected:
+    ///   the spawn may then report success for a child that never ran.
     /// - Change the environment (`std::env::set_var`): the child gets a
     ///   snapshot taken under std's environment lock, never the live
     ///   `environ`.

@@ -37,21 +37,32 @@
 //!   it could report a failed `execve`, it makes a missing program look
 //!   spawned. Nobody can have meant such a signal for this child: its
 //!   owner does not know its pid yet. So [`set_signals`], while every
-//!   signal is still blocked, discards the pending ones (setting a
-//!   disposition to `SIG_IGN` drops pending instances), and when the
-//!   child stays reachable by group signals until `execve` (`Inherit`,
-//!   or joining an existing group: [`ChildPlan::catch_signals`]) it gives
-//!   every catchable signal a handler that does nothing ([`on_signal`]);
-//!   `execve` turns each handler back into `SIG_DFL` atomically, so the
-//!   program still gets every signal from its first instruction on. In
-//!   the other modes the child has left the caller's group in
-//!   [`set_group`], before that step, and nothing new arrives. The only
-//!   signals left deadly are `SIGKILL`, `SIGSTOP` (not catchable) and the
-//!   caller's own parent-death signal;
-//! - **run a signal handler other than [`on_signal`]**, which makes no
-//!   system call but to die of a fault (its signal frame goes on the
-//!   child's own stack, never an alternate one: a `CLONE_VFORK` child
-//!   shares the spawning thread's `sigaltstack`).
+//!   signal is still blocked (glibc's internal 32 and 33 too: see
+//!   [`super::signals`]), discards the pending ones (setting a
+//!   disposition to `SIG_IGN` drops pending instances). When the child
+//!   stays reachable by group signals until `execve` (`Inherit`, or
+//!   joining an existing group: [`ChildPlan::catch_signals`]) it gives
+//!   every catchable signal, the parent-death one included, a handler
+//!   ([`on_signal`]) and keeps the mask full until [`release_signals`],
+//!   just before `execve`; `execve` turns each handler back into
+//!   `SIG_DFL` atomically. A signal that reached such a child before
+//!   `execve` is recorded in the [`SpawnBlock`] (caught by the handler,
+//!   or discarded pending: in `Inherit` mode from the clone on, when
+//!   joining a group from [`release_signals`] on), and the parent sends
+//!   it to the exec'd child by pidfd before it unblocks its own signals:
+//!   the program gets it as if it had arrived just after `execve` (one
+//!   instance per signal number). The parent-death signal, caught, ends
+//!   the child only if its parent is really gone. In the other modes the
+//!   child has left the caller's group in [`set_group`], before that
+//!   step, and nothing new arrives. The only signals left deadly are
+//!   `SIGKILL` and `SIGSTOP` (not catchable), and in the other modes the
+//!   caller's own parent-death signal when the parent dies;
+//! - **run a signal handler other than [`on_signal`]**, which makes only
+//!   raw system calls (`getppid`, `rt_sigaction`, `exit_group`, and to die
+//!   of a fault `tgkill`) and writes only the [`SpawnBlock`], found from
+//!   its own stack address (its signal frame goes on the child's own
+//!   stack, never an alternate one: a `CLONE_VFORK` child shares the
+//!   spawning thread's `sigaltstack`).
 //!
 //! Everything it needs (argv, envp, PATH candidates, the fd plan) was built
 //! by the parent before the clone and is only read here.
@@ -66,10 +77,11 @@
 //! contract, stated on `pre_exec`; a panic is caught here and reported. The steps run in
 //! the order of [`run`], each a function below.
 //!
-//! The closures run after [`set_signals`], so with
+//! The closures run after [`set_signals`] and [`release_signals`], so with
 //! [`ChildPlan::catch_signals`] they see [`on_signal`] as the handler of
 //! every catchable signal the parent did not ignore (its `SIG_IGN` is
-//! kept), and otherwise `SIG_DFL`. A disposition a closure sets itself
+//! kept), and otherwise `SIG_DFL`; they must not move the stack a signal
+//! may interrupt (the handler finds its spawn block from it). A disposition a closure sets itself
 //! wins: `SIG_IGN` survives `execve`, a handler becomes `SIG_DFL`.
 //!
 //! `Command::exec` runs the same steps in the calling process, never with
@@ -78,7 +90,7 @@
 //! to hold.
 
 use core::ffi::c_char;
-use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use super::raw::{KERNEL_SIGSET_SIZE, KernelSigaction, sc};
 
@@ -91,6 +103,14 @@ pub(crate) struct SpawnBlock {
     pub errno: AtomicI32,
     /// [`Stage`] of the failed step, as `u32`.
     pub stage: AtomicU32,
+    /// With [`ChildPlan::catch_signals`]: the signals (bit `n - 1` for
+    /// signal `n`) that reached the child before `execve`, caught by
+    /// [`on_signal`] or discarded pending; the parent sends each to the
+    /// exec'd child (see [`set_signals`]).
+    pub caught: AtomicU64,
+    /// With [`ChildPlan::catch_signals`] and a parent-death signal: the pid
+    /// the child's parent must be, for [`on_signal`]; else 0.
+    pub spawner: AtomicI32,
 }
 
 /// The steps of the child, in order; reported with a failure.
@@ -204,8 +224,8 @@ pub(crate) struct ChildPlan<'a> {
     pub reset_all_handlers: bool,
     /// The child stays in a process group others may signal until
     /// `execve` (`Inherit`, or joining an existing group): every catchable
-    /// signal but the parent-death one gets [`on_signal`] until `execve`
-    /// (see the module docs).
+    /// signal gets [`on_signal`] until `execve`, and what arrives is
+    /// recorded for the parent to forward (see the module docs).
     pub catch_signals: bool,
     /// Signals (bit `n - 1` for signal `n`) set back to `SIG_DFL`.
     pub default_signals: u64,
@@ -245,6 +265,8 @@ pub(crate) struct ChildPlan<'a> {
 pub(crate) unsafe extern "C" fn child_main(plan: *const ChildPlan<'_>) -> ! {
     // SAFETY: the caller guarantees `plan` is valid for the child's lifetime.
     let plan = unsafe { &*plan };
+    #[cfg(not(target_arch = "x86_64"))]
+    FORK_CHILD_BLOCK.store(plan.block as *mut SpawnBlock, Ordering::Relaxed);
     // SAFETY: plan validity is forwarded from our caller.
     let Err((stage, errno)) = unsafe { run(plan) };
     // SAFETY: `block` is valid for writes; atomics need no exclusive access.
@@ -288,6 +310,7 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
         set_credentials(p)?;
         arm_parent_death(p)?;
         change_dir(p)?;
+        release_signals(p)?;
         run_pre_exec(p)?;
         exec(p)
     }
@@ -436,41 +459,37 @@ const fn action(handler: usize) -> KernelSigaction {
 ///
 /// 1. every pending signal is discarded (`SIG_IGN`, then its disposition
 ///    back): none was sent to this child by its owner, who cannot know its
-///    pid yet (see the module docs);
-/// 2. with [`ChildPlan::catch_signals`], every catchable signal but the
-///    parent-death one gets [`on_signal`] (kept at `SIG_IGN` if the parent
-///    ignores it and it is not listed for `SIG_DFL`); `execve` makes each
-///    of those handlers `SIG_DFL`;
+///    pid yet (see the module docs). In `Inherit` mode the child has been
+///    a member of the caller's group since the clone, so those signals
+///    were sent to its group: they are recorded in the [`SpawnBlock`] and
+///    the parent sends them to the exec'd child;
+/// 2. with [`ChildPlan::catch_signals`], every catchable signal (the
+///    parent-death one too) gets [`on_signal`] (kept at `SIG_IGN` if the
+///    parent ignores it and it is not listed for `SIG_DFL`); `execve`
+///    makes each of those handlers `SIG_DFL`. The mask stays full until
+///    [`release_signals`], just before `execve`;
 /// 3. otherwise the listed signals go back to `SIG_DFL`, and on the legacy
-///    clone path (no `CLONE_CLEAR_SIGHAND`) every caught signal too;
-/// 4. the mask becomes the plan's (empty by default).
+///    clone path (no `CLONE_CLEAR_SIGHAND`) every caught signal too, and
+///    the mask becomes the plan's (empty by default).
+///
+/// Signals 32 and 33 (glibc's internal ones) are handled like any other:
+/// the spawning thread blocked them too (see [`super::signals`]).
 ///
 /// # Safety
 ///
 /// As for [`child_main`].
 unsafe fn set_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
-    let mut pending: u64 = 0;
-    // SAFETY: writes the kernel's 8-byte pending set into `pending`.
-    let r = unsafe {
-        sc!(
-            libc::SYS_rt_sigpending,
-            &mut pending as *mut u64,
-            KERNEL_SIGSET_SIZE
-        )
-    };
-    check(r, Stage::Signals)?;
+    let record = p.catch_signals && p.group == GroupAction::Inherit;
+    // SAFETY: forwarded from our caller.
+    unsafe { discard_all_pending(p, record) }?;
     let catch = catching_action();
     for n in 1..=64u32 {
         let bit = 1u64 << (n - 1);
         if n == libc::SIGKILL as u32 || n == libc::SIGSTOP as u32 {
             continue;
         }
-        if pending & bit != 0 {
-            // SAFETY: signal number in range; no pointers kept.
-            unsafe { discard_pending(n) }?;
-        }
         let to_default = p.default_signals & bit != 0;
-        if p.catch_signals && n as i32 != p.pdeathsig {
+        if p.catch_signals {
             let mut old = action(0);
             // SAFETY: `catch` is readable and `old` writable.
             check(unsafe { sigaction(n, &catch, &mut old) }, Stage::Signals)?;
@@ -488,6 +507,19 @@ unsafe fn set_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
             check(r, Stage::Signals)?;
         }
     }
+    if p.catch_signals {
+        return Ok(());
+    }
+    // SAFETY: forwarded from our caller.
+    unsafe { set_mask(p) }
+}
+
+/// The mask becomes the plan's.
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn set_mask(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
     // SAFETY: reads the 8-byte mask from the plan.
     let r = unsafe {
         sc!(
@@ -499,6 +531,70 @@ unsafe fn set_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
         )
     };
     check(r, Stage::Signals).map(drop)
+}
+
+/// Discards every pending signal; with `record`, first adds them to the
+/// [`SpawnBlock`]'s `caught` set.
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn discard_all_pending(p: &ChildPlan<'_>, record: bool) -> Result<(), (Stage, i32)> {
+    let mut pending: u64 = 0;
+    // SAFETY: writes the kernel's 8-byte pending set into `pending`.
+    let r = unsafe {
+        sc!(
+            libc::SYS_rt_sigpending,
+            &mut pending as *mut u64,
+            KERNEL_SIGSET_SIZE
+        )
+    };
+    check(r, Stage::Signals)?;
+    if pending == 0 {
+        return Ok(());
+    }
+    if record {
+        // SAFETY: `block` is valid for writes; atomics need no exclusive access.
+        unsafe { &*p.block }
+            .caught
+            .fetch_or(pending, Ordering::Relaxed);
+    }
+    for n in 1..=64u32 {
+        if pending & (1u64 << (n - 1)) != 0
+            && n != libc::SIGKILL as u32
+            && n != libc::SIGSTOP as u32
+        {
+            // SAFETY: signal number in range; no pointers kept.
+            unsafe { discard_pending(n) }?;
+        }
+    }
+    Ok(())
+}
+
+/// With [`ChildPlan::catch_signals`], just before `execve` (and the
+/// caller's `pre_exec` closures): every signal that arrived during the
+/// steps is still pending (the mask was full); each is recorded for the
+/// parent to send to the exec'd child, and discarded, so that the child
+/// does not spend its time in [`on_signal`] for a queue of real-time
+/// signals. Then, if the parent died meanwhile (its death signal was one
+/// of those), the child stops; else the mask becomes the plan's. From
+/// then until `execve`, [`on_signal`] records what arrives.
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn release_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    if !p.catch_signals {
+        return Ok(());
+    }
+    // SAFETY: forwarded from our caller.
+    unsafe { discard_all_pending(p, true) }?;
+    // SAFETY: no arguments.
+    if p.pdeathsig != 0 && unsafe { sc!(libc::SYS_getppid) } as i32 != p.expected_ppid {
+        return Err((Stage::ParentDeath, libc::ESRCH));
+    }
+    // SAFETY: forwarded from our caller.
+    unsafe { set_mask(p) }
 }
 
 /// Drops the pending instances of signal `n`: `SIG_IGN`, then the
@@ -563,7 +659,10 @@ const FAULTS: [i32; 6] = [
 ];
 
 /// The handler of [`ChildPlan::catch_signals`]: a signal from outside
-/// does nothing. A fault of the child itself (`si_code > 0` on a fault
+/// is recorded in the [`SpawnBlock`] (the parent sends it to the exec'd
+/// child), unless the child's parent is gone while a parent-death signal
+/// is armed: then the child exits (its parent cannot be told anything).
+/// A fault of the child itself (`si_code > 0` on a fault
 /// signal: the kernel raised it; a `kill` has `si_code <= 0`) must not
 /// be swallowed, or the faulting instruction would run again for ever:
 /// the signal goes back to `SIG_DFL` and is raised again, so the child
@@ -589,8 +688,57 @@ unsafe extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, _: *mut cor
                 sig
             );
         }
+        return;
+    }
+    // SAFETY: the handler runs on the child's stack (see `handler_block`),
+    // whose spawn block is valid for the child's lifetime.
+    let block = unsafe { &*handler_block() };
+    let spawner = block.spawner.load(Ordering::Relaxed);
+    // SAFETY: no arguments.
+    if spawner != 0 && unsafe { sc!(libc::SYS_getppid) } as i32 != spawner {
+        loop {
+            // SAFETY: exit_group takes an int and never returns.
+            unsafe { sc!(libc::SYS_exit_group, 127) };
+        }
+    }
+    if (1..=64).contains(&sig) {
+        block.caught.fetch_or(1u64 << (sig - 1), Ordering::Relaxed);
+    }
+    if sig >= 32 {
+        // A real-time signal queues: a flood of one would keep the child
+        // in this handler, one instance per call, and never let it reach
+        // `execve`. Recorded once is enough: the queued ones are dropped.
+        // SAFETY: signal number in range; no pointers kept.
+        let _ = unsafe { discard_pending(sig as u32) };
     }
 }
+
+/// The [`SpawnBlock`] of the child running [`on_signal`]. On x86_64 every
+/// method runs the child on its arena's stack, whose size is a power of
+/// two and whose start is aligned to it, with the block just above it
+/// (see [`super::clone`]): the handler's own frame is on that stack (no
+/// `SA_ONSTACK`), so rounding its address up gives the block. This holds
+/// for concurrent spawns from several threads of one process, which share
+/// memory. Elsewhere the child is fork-style, on a private copy of the
+/// parent's stack and memory: [`child_main`] stores the block's address in
+/// its own copy of [`FORK_CHILD_BLOCK`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn handler_block() -> *const SpawnBlock {
+    let here = 0u8;
+    let sp = core::ptr::addr_of!(here) as usize;
+    ((sp & !(super::clone::STACK_SIZE - 1)) + super::clone::STACK_SIZE) as *const SpawnBlock
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn handler_block() -> *const SpawnBlock {
+    FORK_CHILD_BLOCK.load(Ordering::Relaxed)
+}
+
+/// See [`handler_block`]: written by the fork-style child in its own copy.
+#[cfg(not(target_arch = "x86_64"))]
+static FORK_CHILD_BLOCK: core::sync::atomic::AtomicPtr<SpawnBlock> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
 
 #[cfg(target_arch = "x86_64")]
 unsafe extern "C" {

@@ -237,7 +237,9 @@ const PAGE: usize = 4096;
 /// fork-style method, and for one signal frame of the child's catching
 /// handler (no nesting: it blocks every signal while it runs), whose
 /// `xsave` area is 1-3 KiB (AVX-512), about 11 KiB with AMX tiles in use.
-const STACK_SIZE: usize = 64 * 1024;
+/// A power of two: the stack starts at a multiple of it, so the child's
+/// signal handler finds the spawn block from its own stack address.
+pub(crate) const STACK_SIZE: usize = 64 * 1024;
 
 /// A shared anonymous mapping: `[guard page][stack ...][spawn block page]`.
 ///
@@ -254,22 +256,39 @@ struct Arena {
 unsafe impl Send for Arena {}
 
 impl Arena {
-    /// Maps a new arena.
+    /// Maps a new arena, its stack aligned to [`STACK_SIZE`]: maps that
+    /// much more and unmaps the excess on both sides.
     fn new() -> io::Result<Arena> {
         let len = PAGE + STACK_SIZE + PAGE;
+        let wide = len + STACK_SIZE;
         // SAFETY: anonymous mapping with no address hint.
-        let base = unsafe {
+        let wide_base = unsafe {
             libc::mmap(
                 core::ptr::null_mut(),
-                len,
+                wide,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_STACK,
                 -1,
                 0,
             )
         };
-        if base == libc::MAP_FAILED {
+        if wide_base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
+        }
+        let stack = (wide_base as usize + PAGE).next_multiple_of(STACK_SIZE);
+        let base = (stack - PAGE) as *mut libc::c_void;
+        let head = base as usize - wide_base as usize;
+        let tail = wide - head - len;
+        // SAFETY: both ranges lie inside the mapping just created, outside
+        // the arena; page-aligned (the head is a multiple of PAGE).
+        #[allow(clippy::multiple_unsafe_ops_per_block)]
+        unsafe {
+            if head > 0 {
+                libc::munmap(wide_base, head);
+            }
+            if tail > 0 {
+                libc::munmap(base.cast::<u8>().add(len).cast(), tail);
+            }
         }
         let arena = Arena {
             base: base.cast(),
@@ -380,6 +399,13 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
     let block = arena.block();
     block.errno.store(0, Ordering::Relaxed);
     block.stage.store(0, Ordering::Relaxed);
+    block.caught.store(0, Ordering::Relaxed);
+    let spawner = if plan.catch_signals && plan.pdeathsig != 0 {
+        plan.expected_ppid
+    } else {
+        0
+    };
+    block.spawner.store(spawner, Ordering::Relaxed);
     plan.block = block;
     plan.reset_all_handlers = method == Method::CloneVm;
 
@@ -390,10 +416,18 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
         } else {
             0
         };
-        match method {
+        let result = match method {
             Method::Clone3Vm | Method::Clone3Fork => clone3(plan, &arena, opts, share_vm),
             Method::CloneVm => legacy_clone(plan, &arena, share_vm),
+        };
+        // Before the mask is restored: a signal that reached both the
+        // child and us (a Ctrl-C) may end us as soon as it is unblocked.
+        if let Ok(spawned) = &result {
+            if plan.catch_signals && block.errno.load(Ordering::Acquire) == 0 {
+                forward_caught(spawned, block.caught.load(Ordering::Relaxed));
+            }
         }
+        result
     };
     if result.is_ok() && method != Method::CloneVm {
         CLONE3_WORKED.store(true, Ordering::Relaxed);
@@ -417,6 +451,26 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
         });
     }
     Ok(spawned)
+}
+
+/// Sends the exec'd child each signal it caught before `execve` (see
+/// [`super::child_exec::SpawnBlock::caught`]), by pidfd: it gets them as
+/// if they had arrived just after the exec. A failure (the child already
+/// died) is of no consequence.
+fn forward_caught(spawned: &Spawned, caught: u64) {
+    let mut rest = caught;
+    while rest != 0 {
+        let sig = rest.trailing_zeros() as i32 + 1;
+        rest &= rest - 1;
+        let fd = std::os::fd::AsFd::as_fd(&spawned.pidfd);
+        if let Err(e) = super::pidfd::send_signal(fd, sig, 0) {
+            // Refused by a seccomp profile: by number, which is still the
+            // child's (nobody can have reaped it yet).
+            if super::pidfd::signal_refused(&e) {
+                super::pidfd::kill_by_number(spawned.pid, sig);
+            }
+        }
+    }
 }
 
 fn clone3(
