@@ -31,6 +31,10 @@ const SCENARIOS: &[(&str, fn())] = &[
         parent_death_signal_flood_never_makes_a_missing_program_look_spawned,
     ),
     (
+        "a_child_killed_before_exec_is_never_reported_spawned",
+        a_child_killed_before_exec_is_never_reported_spawned,
+    ),
+    (
         "ctrl_c_while_an_inherit_child_is_spawned_reaches_the_child_after_exec",
         ctrl_c_while_an_inherit_child_is_spawned_reaches_the_child_after_exec,
     ),
@@ -511,4 +515,31 @@ fn ctrl_c_while_an_inherit_child_is_spawned_reaches_the_child_after_exec() {
         "the child did not die of the SIGINT: {ended:?}"
     );
     println!("  the Ctrl-C during the spawn ended the host and, after exec, the child: {ended:?}");
+}
+
+/// Issue: a child that died before `execve` of a signal it cannot catch
+/// (SIGKILL; here sent by its own `pre_exec` closure, as anyone who found
+/// its pid could) left no error behind, and the spawn reported it spawned.
+fn a_child_killed_before_exec_is_never_reported_spawned() {
+    for mode in [Containment::ProcessGroup, Containment::Inherit] {
+        let mut cmd = Command::new(EXIT0);
+        cmd.containment(mode.clone());
+        let die = || {
+            // The fork-style child's own pid (getpid is async-signal-safe).
+            let me = std::process::id() as i32;
+            // SAFETY: kill is async-signal-safe.
+            unsafe { libc::kill(me, libc::SIGKILL) };
+            Ok(())
+        };
+        // SAFETY: the closure only calls getpid and kill.
+        unsafe { cmd.pre_exec(die) };
+        match cmd.spawn() {
+            Ok(c) => {
+                let st = c.wait();
+                panic!("{mode:?}: a child killed before exec was reported spawned, then {st:?}");
+            }
+            Err(e) => println!("  {mode:?}: {e}"),
+        }
+    }
+    assert!(childfd_testbin::children().is_empty());
 }

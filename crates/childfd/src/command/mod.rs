@@ -379,9 +379,13 @@ impl Command {
     ///   the spawning process dies of another thread's signal (nobody is
     ///   left to forward it). The parent-death signal sent to the group
     ///   is forwarded the same way; it ends the child before `execve` only
-    ///   when the parent is really gone. A child killed before `execve` by
-    ///   SIGKILL from someone who found its pid in `/proc` is not detected:
-    ///   the spawn may then report success for a child that never ran.
+    ///   when the parent is really gone. A child that dies before `execve`
+    ///   all the same (SIGKILL from someone who found its pid in `/proc`,
+    ///   a crashing `pre_exec` closure) fails the spawn: the child marks
+    ///   its shared report just before its first `execve`, and the spawn
+    ///   checks the mark. Left: a SIGKILL in the few instructions between
+    ///   a failed `execve` and the child's report of it makes that spawn
+    ///   look successful (the child is then already dead).
     /// - Change the environment (`std::env::set_var`): the child gets a
     ///   snapshot taken under std's environment lock, never the live
     ///   `environ`.

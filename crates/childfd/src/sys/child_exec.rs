@@ -951,6 +951,15 @@ const TXTBSY_RETRIES: u32 = 7;
 ///
 /// As for [`child_main`].
 unsafe fn exec(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
+    if !p.block.is_null() {
+        // The mark that the child reached `execve`: a child that dies
+        // before it (killed, or a `pre_exec` closure that crashed) leaves
+        // neither it nor an errno, and the parent reports that.
+        // SAFETY: `block` is valid for writes; atomics need no exclusive access.
+        unsafe { &*p.block }
+            .stage
+            .store(Stage::Exec as u32, Ordering::Release);
+    }
     let mut saw_eacces = false;
     let mut last = libc::ENOENT;
     for &path in p.candidates {

@@ -450,6 +450,21 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
             error: io::Error::from_raw_os_error(errno),
         });
     }
+    if stage != Some(Stage::Exec) {
+        // Released without an error and without the mark set just before
+        // `execve`: the child died before it (SIGKILL, a crashing
+        // `pre_exec` closure). Never report it spawned.
+        let how = super::pidfd::wait(
+            std::os::fd::AsFd::as_fd(&spawned.pidfd),
+            super::pidfd::Block::Yes,
+        );
+        return Err(Failure {
+            stage: None,
+            error: io::Error::other(format!(
+                "the child died before execve (wait status {how:?})"
+            )),
+        });
+    }
     Ok(spawned)
 }
 
