@@ -437,6 +437,11 @@ fn parent_death_signal_flood_never_makes_a_missing_program_look_spawned() {
 /// Ctrl-C would while the spawn is under way. Never returns normally: the
 /// SIGINT ends it.
 fn ctrl_c_host() -> ! {
+    // SIGINT at its default whatever this test was started with (a
+    // non-interactive shell starts background jobs with SIGINT ignored,
+    // and an ignored SIGINT is inherited by the host and the child).
+    // SAFETY: sets a disposition to SIG_DFL; no handler involved.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     let mut cmd = Command::new(PAUSE);
     cmd.containment(Containment::Inherit);
     let ctrl_c = || {
