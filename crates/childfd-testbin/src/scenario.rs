@@ -49,13 +49,17 @@ fn run_one(env: &str, name: &str, limit: Duration) -> bool {
         .spawn()
         .unwrap();
     let pgid = child.id() as i32;
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let readers = std::thread::spawn(move || {
-        let (mut a, mut b) = (String::new(), String::new());
-        let _ = out.read_to_string(&mut a);
-        let _ = err.read_to_string(&mut b);
-        a + &b
-    });
+    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    // One thread per pipe: a scenario that fills its stderr pipe before
+    // closing stdout must not block on us.
+    let read_all = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = r.read_to_string(&mut text);
+            text
+        })
+    };
+    let (out, err) = (read_all(Box::new(out)), read_all(Box::new(err)));
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -71,7 +75,7 @@ fn run_one(env: &str, name: &str, limit: Duration) -> bool {
     if status.is_none() {
         let _ = child.wait();
     }
-    let text = readers.join().unwrap();
+    let text = out.join().unwrap() + &err.join().unwrap();
     print!("{text}");
     match status {
         Some(s) if s.success() => true,

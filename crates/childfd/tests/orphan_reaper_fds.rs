@@ -11,7 +11,6 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use childfd::Command;
@@ -39,59 +38,11 @@ const SCENARIO_LIMIT: Duration = Duration::from_secs(90);
 const REAP_BOUND: Duration = Duration::from_secs(10);
 
 fn main() {
-    if let Ok(name) = std::env::var("CHILDFD_ORPHAN_REAPER_FDS_SCENARIO") {
-        let (_, f) = SCENARIOS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .expect("known scenario");
-        f();
-        println!("ok: {name}");
-        return;
-    }
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut failed = Vec::new();
-    for (name, _) in SCENARIOS {
-        let selected = filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
-        if selected && !run_scenario(name) {
-            failed.push(*name);
-        }
-    }
-    assert!(failed.is_empty(), "failed scenarios: {failed:?}");
-}
-
-/// Runs one scenario in its own process group; kills the group if it
-/// overruns. True if it passed.
-fn run_scenario(name: &str) -> bool {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("CHILDFD_ORPHAN_REAPER_FDS_SCENARIO", name)
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let pgid = child.id() as i32;
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if start.elapsed() > SCENARIO_LIMIT {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    childfd_testbin::kill(-pgid, libc::SIGKILL);
-    if status.is_none() {
-        let _ = child.wait();
-    }
-    match status {
-        Some(s) if s.success() => true,
-        other => {
-            println!("FAILED {name}: {other:?} (None: hung, killed)");
-            false
-        }
-    }
+    childfd_testbin::scenario::main(
+        "CHILDFD_ORPHAN_REAPER_FDS_SCENARIO",
+        SCENARIOS,
+        SCENARIO_LIMIT,
+    );
 }
 
 /// CPU ticks (user + system) of the thread named `name`, if one exists.

@@ -7,7 +7,7 @@
 //! flood to "the caller's group" never reaches cargo. A scenario that does
 //! not finish within its bound is killed with its group and fails.
 
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
 use std::sync::Arc;
@@ -47,77 +47,7 @@ fn main() {
     if std::env::var_os("CHILDFD_SIGNALS_CTRLC_HOST").is_some() {
         ctrl_c_host();
     }
-    if let Ok(name) = std::env::var("CHILDFD_SIGNALS_SCENARIO") {
-        let (_, f) = SCENARIOS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .expect("known scenario");
-        f();
-        println!("ok: {name}");
-        return;
-    }
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut failed = Vec::new();
-    for (name, _) in SCENARIOS {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        if !run_scenario(name) {
-            failed.push(*name);
-        }
-    }
-    assert!(failed.is_empty(), "failed scenarios: {failed:?}");
-}
-
-/// Runs one scenario in a new process group; kills the group if it
-/// overruns. True if it passed.
-fn run_scenario(name: &str) -> bool {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("CHILDFD_SIGNALS_SCENARIO", name)
-        .process_group(0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pgid = child.id() as i32;
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let readers = std::thread::spawn(move || {
-        let (mut a, mut b) = (String::new(), String::new());
-        let _ = out.read_to_string(&mut a);
-        let _ = err.read_to_string(&mut b);
-        a + &b
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if start.elapsed() > SCENARIO_LIMIT {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // Whatever happened, nothing of the scenario's group survives it.
-    childfd_testbin::kill(-pgid, libc::SIGKILL);
-    if status.is_none() {
-        let _ = child.wait();
-    }
-    let text = readers.join().unwrap();
-    print!("{text}");
-    match status {
-        Some(s) if s.success() => true,
-        Some(s) => {
-            println!("FAILED {name}: {s}");
-            false
-        }
-        None => {
-            println!("FAILED {name}: still running after {SCENARIO_LIMIT:?} (hung), killed");
-            false
-        }
-    }
+    childfd_testbin::scenario::main("CHILDFD_SIGNALS_SCENARIO", SCENARIOS, SCENARIO_LIMIT);
 }
 
 /// The kernel's `struct sigaction` (x86_64, aarch64, riscv64 layout).
