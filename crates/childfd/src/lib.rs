@@ -81,6 +81,18 @@ pub fn hold_orphan_pass() -> impl Drop {
     reaper::orphan_pass_gate()
 }
 
+/// Hooks that let tests act at a chosen point inside the library.
+/// Process-wide; not for production use.
+#[doc(hidden)]
+pub mod test_hooks {
+    /// Runs `hook` with the member pids each time a cgroup tree's members
+    /// were read for signalling, before any of them is reached: a test can
+    /// kill, reap and recycle a pid in that window. Set once per process.
+    pub fn on_cgroup_members_listed(hook: fn(&[i32])) {
+        crate::containment::cgroup::subtree::set_listed_hook(hook);
+    }
+}
+
 /// Switches that force the fallbacks for older kernels, so that tests can
 /// check them on a new one. Process-wide and irreversible; not for
 /// production use.

@@ -72,6 +72,10 @@ const SCENARIOS: &[(&str, Wrap)] = &[
         "nested_cgroup_members_survive_kill_tree_without_cgroup_kill",
         Wrap::Plain,
     ),
+    (
+        "cgroup_signal_tree_hits_an_unrelated_process_that_reused_a_frozen_members_pid",
+        Wrap::PidNs,
+    ),
 ];
 
 fn main() {
@@ -169,6 +173,9 @@ fn scenario(name: &str) {
         "cgroup-hold" => cgroup_hold(),
         "cgroup_mount_root_of_a_subtree_mount_is_ignored" => mount_root(),
         "nested_cgroup_members_survive_kill_tree_without_cgroup_kill" => nested_without_kill(),
+        "cgroup_signal_tree_hits_an_unrelated_process_that_reused_a_frozen_members_pid" => {
+            frozen_member_recycled()
+        }
         other => panic!("unknown scenario {other}"),
     }
     assert!(
@@ -745,4 +752,82 @@ fn nested_without_kill() {
         leaf.display()
     );
     let _ = Path::new(&parent);
+}
+
+/// The unrelated process that got a killed member's pid (set by the hook).
+static STRANGER: std::sync::Mutex<Option<std::process::Child>> = std::sync::Mutex::new(None);
+
+/// Between the library's reading of the tree's members and its signals:
+/// SIGKILL the highest listed member (it exits although frozen), reap it
+/// as its parent (we are init), and hand its pid to a new process outside
+/// the tree through `ns_last_pid`.
+fn recycle_a_member(listed: &[i32]) {
+    let mut stranger = STRANGER.lock().unwrap();
+    if stranger.is_some() {
+        return;
+    }
+    let Some(&m) = listed.iter().max() else { return };
+    childfd_testbin::kill(m, libc::SIGKILL);
+    childfd_testbin::waitpid(m);
+    std::fs::write("/proc/sys/kernel/ns_last_pid", (m - 1).to_string()).unwrap();
+    // SIGTERM blocked (the mask survives exec), so a SIGTERM sent to it
+    // stays pending where the test can see it.
+    let mut cmd = std::process::Command::new(PAUSE);
+    // SAFETY: the closure only calls async-signal-safe libc functions.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let s = cmd.spawn().unwrap();
+    assert_eq!(s.id() as i32, m, "ns_last_pid did not hand the member's pid on");
+    *stranger = Some(s);
+}
+
+/// PID 1 of a fresh namespace: a cgroup tree's member, orphaned to us, is
+/// SIGKILLed and reaped by us while `signal_tree` has the tree frozen and
+/// its members listed, and its pid goes to a process outside the tree.
+/// That process must not get the tree's signal.
+fn frozen_member_recycled() {
+    assert_eq!(std::process::id(), 1, "not PID 1 of a new namespace");
+    let tag = new_tag("frozen-recycle");
+    let c = Command::new("sh")
+        .args(["-c", "(sleep 60 &); exec sleep 60"])
+        .env("CHILDFD_TEST_TAG", &tag)
+        .containment(Containment::cgroup())
+        .spawn()
+        .unwrap();
+    let leaf = c.cgroup_path().unwrap().to_path_buf();
+    let listed = || std::fs::read_to_string(leaf.join("cgroup.procs")).unwrap();
+    assert!(
+        eventually(BOUND, || listed().lines().count() == 2
+            && read_stat(c.id() as i32).is_some_and(|p| p.comm == "sleep")),
+        "tree did not start: {}",
+        listed()
+    );
+    childfd::test_hooks::on_cgroup_members_listed(recycle_a_member);
+    c.signal_tree(Signal::TERM).unwrap();
+    let mut stranger = STRANGER.lock().unwrap().take().expect("the hook ran");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", stranger.id())).unwrap();
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    let pending = status
+        .lines()
+        .filter_map(|l| l.strip_prefix("ShdPnd:").or_else(|| l.strip_prefix("SigPnd:")))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .fold(0, |a, b| a | b);
+    assert_eq!(
+        pending & (1 << (libc::SIGTERM - 1)),
+        0,
+        "the tree's SIGTERM reached an unrelated process holding a dead member's pid"
+    );
+    assert_eq!(c.wait_timeout(BOUND).unwrap().unwrap().signal(), Some(Signal::TERM));
+    assert!(c.wait_tree_deadline(Instant::now() + BOUND).unwrap());
+    drop(c);
+    assert_no_survivors(&tag);
+    assert!(eventually(BOUND, || !leaf.exists()), "leaf left: {}", leaf.display());
 }

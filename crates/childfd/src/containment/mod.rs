@@ -47,9 +47,13 @@
 //! - Process groups and sessions do not contain descendants that create
 //!   their own group or session (`setsid`, `setpgid`, daemons): only cgroup
 //!   mode does.
-//! - In cgroup mode, signalling freezes the subtree for a moment. If the
-//!   freeze cannot be confirmed within 500 ms (a member stuck in the
-//!   kernel), members are pinned with `pidfd_open(2)` one by one instead.
+//! - In cgroup mode, signalling freezes the subtree for a moment and
+//!   reaches each member through a pidfd (`pidfd_open(2)`, then its
+//!   membership checked again), so a member killed and reaped by an outside
+//!   parent cannot pass the signal to a process that reused its pid. Under
+//!   a seccomp filter (which may kill on `pidfd_open`) or where
+//!   `pidfd_open` is refused, members of the frozen subtree are signalled
+//!   by pid, with a window of microseconds for that reuse.
 
 pub(crate) mod cgroup;
 

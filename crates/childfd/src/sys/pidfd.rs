@@ -357,6 +357,18 @@ pub(crate) fn open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
     )?)
 }
 
+/// Whether `pidfd_open` may be called here: no seccomp filter on the
+/// calling thread (`Seccomp: 0` in `/proc/thread-self/status`). A filter
+/// may kill the process on it, and what it does cannot be read, so any
+/// filter (or no `/proc`) counts as unsafe.
+pub(crate) fn open_is_safe() -> bool {
+    std::fs::read_to_string("/proc/thread-self/status").is_ok_and(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .is_some_and(|v| v.trim() == "0")
+    })
+}
+
 /// Waits for `POLLPRI` (a kernfs file such as `cgroup.events` changed) or
 /// the timeout.
 pub(crate) fn poll_priority(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags};
 
 pub(crate) mod mount;
-mod subtree;
+pub(crate) mod subtree;
 
 /// Where cgroup leaves are created.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -223,10 +223,12 @@ impl Leaf {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            for pid in subtree::pids(&self.path)? {
-                // A listed member of a frozen subtree cannot exit on its
-                // own, so its number cannot have been recycled.
-                crate::sys::pidfd::kill_by_number(pid, libc::SIGKILL);
+            // Pinned by pidfd where possible: a member SIGKILLed earlier
+            // may have been reaped by an outside parent and its pid reused.
+            // By number otherwise (see `subtree`'s remaining window).
+            let listed = subtree::pids(&self.path)?;
+            for m in subtree::pin(&self.path, &listed, true)? {
+                m.signal(libc::SIGKILL);
             }
             if can_freeze {
                 let _ = fs::write(&freeze, "0");
@@ -246,7 +248,7 @@ impl Leaf {
 
     /// Sends `sigs`, in order, to every member of the leaf and of the
     /// cgroups below it: the child `leader` through `to_leader`, the others
-    /// by pid while the subtree is frozen; see [`subtree`] for how.
+    /// through pidfds while the subtree is frozen; see [`subtree`] for how.
     pub(crate) fn signal_members(
         &self,
         sigs: &[crate::Signal],
@@ -256,8 +258,7 @@ impl Leaf {
         if self.gone() {
             return sigs.iter().try_for_each(|&s| to_leader(s));
         }
-        let cg = mount::cgroup_path_of(mount::mounts(), &self.path);
-        subtree::signal_members(&self.path, cg.as_deref(), sigs, leader, to_leader)
+        subtree::signal_members(&self.path, sigs, leader, to_leader)
     }
 
     /// Waits until the leaf is empty or `deadline` passes; true if empty.

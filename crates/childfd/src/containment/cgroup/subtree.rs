@@ -9,16 +9,32 @@
 //! - Removing a leaf removes its empty descendants first, deepest first
 //!   (`rmdir(2)` refuses a cgroup that has children).
 //!
-//! Signals other than SIGKILL are sent by pid to a *frozen* subtree: a
-//! frozen process cannot exit on its own, so a pid read from `cgroup.procs`
-//! cannot be freed and recycled before the `kill(2)`. No pidfd is opened
-//! (a seccomp profile may kill a process that calls `pidfd_open`). Only if
-//! the freeze cannot be confirmed in time is each member pinned with
-//! `pidfd_open(2)` and its membership checked before it is signalled.
+//! Members are signalled through pidfds (`pidfd_open(2)` on each listed
+//! pid, then `cgroup.procs` read again): a pidfd names the process that
+//! held the pid when it was opened, so a pid still listed after the open
+//! is that process, in the tree; if the process died and the pid went to
+//! another one meanwhile, the pidfd's signal goes nowhere (`ESRCH`). The
+//! subtree is frozen while the signals are sent so that they arrive
+//! together (see [`signal_members`]), but a freeze does not stop a
+//! SIGKILLed member from exiting, and a parent outside the tree (init, a
+//! subreaper) may reap it and its pid be reused before a `kill(2)` by
+//! number: hence the pidfds.
+//!
+//! # Remaining window
+//!
+//! Where `pidfd_open` is refused (`ENOSYS` before 5.3, `EPERM` from a
+//! seccomp profile, out of fds), or may kill us (any seccomp filter on the
+//! calling thread: a profile may kill the process on `pidfd_open`, so it is
+//! not even tried), listed members still present at the second read are
+//! signalled by pid, and only while the subtree is confirmed frozen: a
+//! member SIGKILLed, reaped by an outside parent and its pid reused between
+//! that read and the `kill(2)` (microseconds) would still be hit.
 
 use std::fs;
 use std::io;
-use std::os::fd::AsFd;
+use std::collections::HashSet;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::OnceLock;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -125,59 +141,93 @@ pub(crate) fn freeze(dir: &Path, patience: Duration) -> io::Result<Frozen<'_>> {
 }
 
 /// Sends `sigs`, in order, to every member of `dir` and the cgroups below
-/// it (see the module docs for why the subtree is frozen meanwhile): each
-/// signal goes to the child `leader` through `to_leader` (its pidfd, which
-/// its owner controls) and to every other member, before the next signal.
-/// `cg_path` is `dir` as `/proc/<pid>/cgroup` names it, for the fallback.
+/// it (see the module docs for how each is reached): each signal goes to
+/// the child `leader` through `to_leader` (its pidfd, which its owner
+/// controls) and to every other member, before the next signal.
 ///
 /// Everyone is frozen while the signals are sent, so none of them acts on
 /// one before all have it: SIGCONT reaches every stopped member before a
 /// SIGTERM can end the leader (see [`Child::terminate`](crate::Child::terminate)).
 pub(crate) fn signal_members(
     dir: &Path,
-    cg_path: Option<&Path>,
     sigs: &[Signal],
     leader: i32,
     to_leader: &dyn Fn(Signal) -> io::Result<()>,
 ) -> io::Result<()> {
     // A freeze that cannot even be asked for (a cgroup file not writable
-    // here) leaves the pinned fallback.
+    // here) leaves only the pidfds.
     let frozen = freeze(dir, FREEZE_PATIENCE).ok();
     let confirmed = frozen.as_ref().is_some_and(|f| f.confirmed);
-    let mut members = pids(dir)?;
-    members.retain(|&p| p != leader);
+    let mut listed = pids(dir)?;
+    listed.retain(|&p| p != leader);
+    let members = pin(dir, &listed, confirmed)?;
     for &sig in sigs {
         to_leader(sig)?;
-        if confirmed {
-            for &pid in &members {
-                // A frozen member cannot exit, so `pid` is still the one
-                // listed; ESRCH only if it was killed meanwhile.
-                let _ = pidfd::kill_checked(pid, sig.as_raw());
-            }
-        } else {
-            signal_pinned(&members, cg_path, sig.as_raw());
+        for m in &members {
+            m.signal(sig.as_raw());
         }
     }
     drop(frozen);
     Ok(())
 }
 
-/// The fallback when the freeze was not confirmed: pin each pid with a
-/// pidfd, then check the process holding that pid is in the subtree. If the
-/// pid was recycled in between, the pidfd's own process is dead and the
-/// signal goes nowhere.
-fn signal_pinned(members: &[i32], cg_path: Option<&Path>, sig: i32) {
-    let Some(cg_path) = cg_path else { return };
-    let inside = |line: &str| {
-        line.strip_prefix("0::")
-            .is_some_and(|p| Path::new(p).starts_with(cg_path))
-    };
-    for &pid in members {
-        let Ok(fd) = pidfd::open(pid) else { continue };
-        let in_tree =
-            fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|t| t.lines().any(inside));
-        if in_tree {
-            let _ = pidfd::send_signal(fd.as_fd(), sig, 0);
+/// A member to signal: pinned by a pidfd, or by pid where `pidfd_open`
+/// cannot be used (see the module docs).
+pub(crate) struct Member {
+    pid: i32,
+    fd: Option<OwnedFd>,
+}
+
+impl Member {
+    /// `pidfd_send_signal(2)`, or `kill(2)` by number; errors ignored (the
+    /// member exited meanwhile).
+    pub(crate) fn signal(&self, sig: i32) {
+        match &self.fd {
+            Some(fd) => {
+                let _ = pidfd::send_signal(fd.as_fd(), sig, 0);
+            }
+            None => {
+                pidfd::kill_by_number(self.pid, sig);
+            }
         }
     }
+}
+
+/// Pins each of `listed` (pids read from `dir`'s subtree) with a pidfd, then
+/// keeps those still listed in the subtree. Members whose pidfd cannot be
+/// opened are kept by number only if `numbers_ok` (the subtree is frozen).
+pub(crate) fn pin(dir: &Path, listed: &[i32], numbers_ok: bool) -> io::Result<Vec<Member>> {
+    if let Some(hook) = LISTED_HOOK.get() {
+        hook(listed);
+    }
+    let may_open = pidfd::open_is_safe();
+    let mut out = Vec::with_capacity(listed.len());
+    for &pid in listed {
+        let opened = if may_open {
+            pidfd::open(pid)
+        } else {
+            Err(io::Error::from_raw_os_error(libc::ENOSYS))
+        };
+        match opened {
+            Ok(fd) => out.push(Member { pid, fd: Some(fd) }),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(_) if numbers_ok => out.push(Member { pid, fd: None }),
+            Err(_) => {}
+        }
+    }
+    // A pidfd whose pid is still listed names a member: either the process
+    // it was opened on is alive (so the pid is still its own), or it died
+    // and the pidfd reaches nobody.
+    let still: HashSet<i32> = pids(dir)?.into_iter().collect();
+    out.retain(|m| still.contains(&m.pid));
+    Ok(out)
+}
+
+/// A test hook run by [`pin`] between reading the members and opening
+/// their pidfds (see `childfd::test_hooks`).
+static LISTED_HOOK: OnceLock<fn(&[i32])> = OnceLock::new();
+
+/// Sets [`LISTED_HOOK`] (once per process).
+pub(crate) fn set_listed_hook(hook: fn(&[i32])) {
+    let _ = LISTED_HOOK.set(hook);
 }
