@@ -766,7 +766,9 @@ fn recycle_a_member(listed: &[i32]) {
     if stranger.is_some() {
         return;
     }
-    let Some(&m) = listed.iter().max() else { return };
+    let Some(&m) = listed.iter().max() else {
+        return;
+    };
     childfd_testbin::kill(m, libc::SIGKILL);
     childfd_testbin::waitpid(m);
     std::fs::write("/proc/sys/kernel/ns_last_pid", (m - 1).to_string()).unwrap();
@@ -774,6 +776,7 @@ fn recycle_a_member(listed: &[i32]) {
     // stays pending where the test can see it.
     let mut cmd = std::process::Command::new(PAUSE);
     // SAFETY: the closure only calls async-signal-safe libc functions.
+    #[allow(clippy::multiple_unsafe_ops_per_block)]
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
             let mut set: libc::sigset_t = std::mem::zeroed();
@@ -784,7 +787,11 @@ fn recycle_a_member(listed: &[i32]) {
         });
     }
     let s = cmd.spawn().unwrap();
-    assert_eq!(s.id() as i32, m, "ns_last_pid did not hand the member's pid on");
+    assert_eq!(
+        s.id() as i32,
+        m,
+        "ns_last_pid did not hand the member's pid on"
+    );
     *stranger = Some(s);
 }
 
@@ -817,7 +824,10 @@ fn frozen_member_recycled() {
     let _ = stranger.wait();
     let pending = status
         .lines()
-        .filter_map(|l| l.strip_prefix("ShdPnd:").or_else(|| l.strip_prefix("SigPnd:")))
+        .filter_map(|l| {
+            l.strip_prefix("ShdPnd:")
+                .or_else(|| l.strip_prefix("SigPnd:"))
+        })
         .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
         .fold(0, |a, b| a | b);
     assert_eq!(
@@ -825,9 +835,16 @@ fn frozen_member_recycled() {
         0,
         "the tree's SIGTERM reached an unrelated process holding a dead member's pid"
     );
-    assert_eq!(c.wait_timeout(BOUND).unwrap().unwrap().signal(), Some(Signal::TERM));
+    assert_eq!(
+        c.wait_timeout(BOUND).unwrap().unwrap().signal(),
+        Some(Signal::TERM)
+    );
     assert!(c.wait_tree_deadline(Instant::now() + BOUND).unwrap());
     drop(c);
     assert_no_survivors(&tag);
-    assert!(eventually(BOUND, || !leaf.exists()), "leaf left: {}", leaf.display());
+    assert!(
+        eventually(BOUND, || !leaf.exists()),
+        "leaf left: {}",
+        leaf.display()
+    );
 }

@@ -30,12 +30,12 @@
 //! member SIGKILLed, reaped by an outside parent and its pid reused between
 //! that read and the `kill(2)` (microseconds) would still be hit.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::collections::HashSet;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::OnceLock;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::Signal;
