@@ -221,8 +221,10 @@ impl Hygiene {
             for p in &left {
                 unsafe { libc::kill(p.pid, libc::SIGKILL) };
             }
-            for _ in &left {
-                unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::__WALL) };
+            // By pid: `waitpid(-1)` blocked for ever once the orphan
+            // reaper had taken one of them and another child lived on.
+            for p in &left {
+                unsafe { libc::waitpid(p.pid, std::ptr::null_mut(), libc::__WALL) };
             }
             panic!("test left children behind: {left:?}");
         }

@@ -190,7 +190,20 @@ fn group_mode_cannot_reach_a_setsid_escapee_and_says_the_tree_is_gone() {
     ] {
         let tag = new_tag(&format!("escape-{name}"));
         let c = tree(&tag, ESCAPEES, mode);
-        let members = wait_tagged(&tag, 4);
+        // Settled: all three sleeps exec'd (so `setsid` has run: a snapshot
+        // while it still runs shows it in the leader's group), and the
+        // subshell that started the double-forked one has exited.
+        let settled = || {
+            let m = tagged(&tag);
+            let sleeps = m.iter().filter(|p| p.comm == "sleep").count();
+            (m.len() == 4 && sleeps == 3).then_some(m)
+        };
+        assert!(
+            childfd_testbin::eventually(BOUND, || settled().is_some()),
+            "{name}: tree never settled: {:?}",
+            tagged(&tag)
+        );
+        let members = settled().expect("a settled tree stays so");
         let escapee: Vec<_> = members
             .iter()
             .filter(|p| p.pgrp != c.id() as i32)
@@ -367,17 +380,35 @@ fn inherit_mode_reaches_the_child_only() {
     let h = start();
     let tag = new_tag("inherit");
     let c = tree(&tag, "sleep 300; true", Containment::Inherit);
-    wait_tagged(&tag, 2);
+    // The sleep has exec'd: before that it is a copy of `sh`.
+    let sleep = || {
+        tagged(&tag)
+            .into_iter()
+            .find(|p| p.comm == "sleep" && p.ppid == c.id() as i32)
+    };
+    assert!(
+        childfd_testbin::eventually(BOUND, || sleep().is_some()),
+        "the sleep never started: {:?}",
+        tagged(&tag)
+    );
+    let sleep = sleep().expect("started").pid;
     c.kill_tree().unwrap();
     assert_eq!(
         c.wait_timeout(BOUND).unwrap().and_then(|s| s.signal()),
         Some(Signal::KILL)
     );
     // The sleep was not reached: as documented, Inherit contains nothing.
-    std::thread::sleep(Duration::from_millis(50));
-    let left = tagged(&tag);
-    assert_eq!(left.len(), 1, "only the sleep should be left: {left:?}");
-    assert_eq!(left[0].comm, "sleep");
+    // (The shell is reaped; the sleep, if hit, would be dying or a zombie.)
+    let left: Vec<_> = tagged(&tag).into_iter().map(|p| (p.pid, p.state)).collect();
+    let status = std::fs::read_to_string(format!("/proc/{sleep}/status")).unwrap_or_default();
+    let kill_pending = status
+        .lines()
+        .filter_map(|l| l.strip_prefix("ShdPnd:").or_else(|| l.strip_prefix("SigPnd:")))
+        .any(|v| u64::from_str_radix(v.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0));
+    assert!(
+        left.len() == 1 && left[0].0 == sleep && !kill_pending,
+        "only the sleep {sleep} should be left, unsignalled: {left:?}"
+    );
     childfd_testbin::kill_tagged(&tag);
     assert_no_survivors(&tag);
     drop(c);
