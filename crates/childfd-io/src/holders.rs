@@ -11,6 +11,13 @@
 //! (`kcmp(KCMP_FILES)`, one call per extra thread; on kernels without
 //! kcmp, a table whose fd numbers differ from the main thread's).
 //!
+//! The calling process is searched the same way, but against the calling
+//! thread's table instead of the main thread's: that table is ours (it
+//! holds the read ends), while another thread of ours that has a table of
+//! its own (made by `clone` without `CLONE_FILES`, or after
+//! `unshare(CLONE_FILES)` while a child was being spawned) can hold a
+//! private copy of a write end, and is named with our pid.
+//!
 //! # Caveats
 //!
 //! - Without kcmp(2) (a kernel built without `CONFIG_KCMP`), a thread's
@@ -54,7 +61,8 @@ fn can_write(proc_dir: &std::path::Path, fd: &std::ffi::OsStr) -> bool {
         .is_some_and(|flags| matches!(flags & 0o3, 0o1 | 0o2))
 }
 
-/// Every other process with an fd open for writing on one of these pipe
+/// Every process (this one only through its threads with an fd table of
+/// their own) with an fd open for writing on one of these pipe
 /// inodes: the access mode in `/proc/<pid>/fdinfo/<fd>` is `O_WRONLY` or
 /// `O_RDWR`. A process holding only the read end keeps no reader waiting.
 pub fn find(inodes: &[u64]) -> Vec<Holder> {
@@ -71,14 +79,19 @@ pub fn find(inodes: &[u64]) -> Vec<Holder> {
         let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        if pid == me {
-            continue;
-        }
         let dir = p.path();
-        let holds = table_writes(&dir, &wanted)
-            || other_tables(&dir, pid)
+        let holds = if pid == me {
+            // Our table is the calling thread's; only other tables count.
+            let caller = rustix::thread::gettid().as_raw_pid() as u32;
+            other_tables(&dir, caller)
                 .iter()
-                .any(|task| table_writes(task, &wanted));
+                .any(|task| table_writes(task, &wanted))
+        } else {
+            table_writes(&dir, &wanted)
+                || other_tables(&dir, pid)
+                    .iter()
+                    .any(|task| table_writes(task, &wanted))
+        };
         if holds {
             let name = std::fs::read_to_string(dir.join("comm")).map(|s| s.trim_end().to_string());
             out.push(Holder {
@@ -105,10 +118,11 @@ fn table_writes(dir: &Path, wanted: &[String]) -> bool {
     })
 }
 
-/// The task directories of process `pid` (at `dir`) whose fd table is not
-/// its main thread's. Empty, after one `stat`, for a single-threaded
-/// process: `/proc/<pid>/task` has two links plus one per thread.
-fn other_tables(dir: &Path, pid: u32) -> Vec<PathBuf> {
+/// The task directories of the process at `dir` whose fd table is not the
+/// one of its thread `known` (its main thread, or the caller's own
+/// thread). Empty, after one `stat`, for a single-threaded process:
+/// `/proc/<pid>/task` has two links plus one per thread.
+fn other_tables(dir: &Path, known: u32) -> Vec<PathBuf> {
     let task = dir.join("task");
     if rustix::fs::stat(&task).map_or(true, |st| st.st_nlink <= 3) {
         return Vec::new();
@@ -121,8 +135,8 @@ fn other_tables(dir: &Path, pid: u32) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|t| {
             let tid = t.file_name().to_str()?.parse::<u32>().ok()?;
-            let own = tid != pid
-                && match crate::sys::same_fd_table(pid, tid) {
+            let own = tid != known
+                && match crate::sys::same_fd_table(known, tid) {
                     Ok(same) => !same,
                     // Not allowed to compare (ptrace access, as for a
                     // process init protects): taken as shared, as is the
@@ -131,7 +145,8 @@ fn other_tables(dir: &Path, pid: u32) -> Vec<PathBuf> {
                     // No kcmp in this kernel, or the thread is gone: a
                     // table with other fd numbers than the main thread's.
                     Err(_) => {
-                        let main = main_numbers.get_or_insert_with(|| fd_numbers(dir));
+                        let main = main_numbers
+                            .get_or_insert_with(|| fd_numbers(&task.join(known.to_string())));
                         main.is_none() || fd_numbers(&t.path()) != *main
                     }
                 };

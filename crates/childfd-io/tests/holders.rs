@@ -174,3 +174,42 @@ fn thread_table_writer(
     assert_eq!(&b, b"k", "unshare(CLONE_FILES) failed in the helper");
     pid
 }
+
+/// A thread of the host itself with an fd table of its own
+/// (`unshare(CLONE_FILES)` while the pipe was open) keeps a private copy of
+/// the write end: the reader waits, and the holder search skipped the host
+/// as a whole, so nobody was named.
+#[test]
+fn a_host_thread_with_a_private_fd_table_holding_the_pipe_is_named_as_a_holder() {
+    let h = Hygiene::start();
+    let (r, w) = std::io::pipe().unwrap();
+    let ino = childfd_io::engine::pipe_inode(&r).unwrap();
+    let (unshared_tx, unshared_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        // SAFETY: plain syscall on this thread's own fd table.
+        let r = unsafe { libc::unshare(libc::CLONE_FILES) };
+        unshared_tx.send(r).unwrap();
+        // Holds its copy of both ends until told; its table goes with it.
+        let _ = done_rx.recv_timeout(Duration::from_secs(60));
+    });
+    assert_eq!(unshared_rx.recv().unwrap(), 0, "unshare(CLONE_FILES)");
+    drop(w);
+    // Our own table has no write end, yet the reader sees no EOF.
+    let mut p = [rustix::event::PollFd::new(&r, rustix::event::PollFlags::IN)];
+    let ts = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    let ready = rustix::event::poll(&mut p, Some(&ts)).unwrap();
+    let holders = childfd_io::engine::find_holders(&[ino]);
+    done_tx.send(()).unwrap();
+    thread.join().unwrap();
+    drop(r);
+    assert_eq!(ready, 0, "the reader saw EOF: no writer left");
+    assert!(
+        holders.iter().any(|h| h.pid == std::process::id()),
+        "this process's thread with its own fd table holds the write end, yet was not named: {holders:?}"
+    );
+    h.finish(3);
+}

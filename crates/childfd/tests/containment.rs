@@ -403,7 +403,10 @@ fn inherit_mode_reaches_the_child_only() {
     let status = std::fs::read_to_string(format!("/proc/{sleep}/status")).unwrap_or_default();
     let kill_pending = status
         .lines()
-        .filter_map(|l| l.strip_prefix("ShdPnd:").or_else(|| l.strip_prefix("SigPnd:")))
+        .filter_map(|l| {
+            l.strip_prefix("ShdPnd:")
+                .or_else(|| l.strip_prefix("SigPnd:"))
+        })
         .any(|v| u64::from_str_radix(v.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0));
     assert!(
         left.len() == 1 && left[0].0 == sleep && !kill_pending,
