@@ -4,6 +4,9 @@
 //! deadline (ports of Go's `WaitDelay` tests `Exit-hang` and
 //! `SIGKILL-hang`).
 
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use childfd::{Child, Command, EndedBy, Stdio};
@@ -185,11 +188,20 @@ fn a_crowd_writing_as_fast_as_we_read_cannot_hold_output_past_its_deadline() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let passed = Arc::new(AtomicU64::new(0));
+    let sink_count = passed.clone();
     let out = output_within_20s(&tag, child, move || {
         Options::new()
             .deadline(deadline)
             .grace(grace)
             .max_bytes(1024)
+            .on_output(move |_, chunk| {
+                // The slow terminal: every chunk passes through it, at a
+                // millisecond each.
+                std::io::sink().write_all(chunk).unwrap();
+                sink_count.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            })
     });
     assert!(
         out.elapsed < deadline + grace + SLACK,
@@ -198,6 +210,12 @@ fn a_crowd_writing_as_fast_as_we_read_cannot_hold_output_past_its_deadline() {
     );
     assert_eq!(out.outcome, Outcome::TimedOut, "{out:?}");
     assert!(out.stdout.total > 1024, "{out:?}");
+    // Every byte read went through the sink, not only the kept 1,024.
+    assert_eq!(
+        passed.load(Ordering::Relaxed),
+        out.stdout.total + out.stderr.total,
+        "{out:?}"
+    );
     assert_no_survivors(&tag);
     h.finish(0);
 }

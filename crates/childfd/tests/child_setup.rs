@@ -400,7 +400,7 @@ fn fault_before_exec_in_callers_group_kills_the_child_instead_of_hanging_spawn()
     }
     let got = got.expect("spawn hung on a child that faulted before exec");
     assert!(
-        matches!(&got, Err(e) if e.contains("died before execve") && e.contains("11")),
+        matches!(&got, Err(e) if e.contains("pre_exec failed: the child died before execve") && e.contains("11 (SIGSEGV)")),
         "{got:?}"
     );
     h.finish(0);

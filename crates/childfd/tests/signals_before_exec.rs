@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use childfd::{Command, Containment, Signal};
+use childfd::{Command, Containment, Signal, SpawnStage};
 use childfd_testbin::{EXIT0, PAUSE};
 
 const SCENARIOS: &[(&str, fn())] = &[
@@ -37,6 +37,10 @@ const SCENARIOS: &[(&str, fn())] = &[
     (
         "ctrl_c_while_an_inherit_child_is_spawned_reaches_the_child_after_exec",
         ctrl_c_while_an_inherit_child_is_spawned_reaches_the_child_after_exec,
+    ),
+    (
+        "a_child_killed_before_exec_is_reported_at_its_stage_not_as_a_failed_clone",
+        a_child_killed_before_exec_is_reported_at_its_stage_not_as_a_failed_clone,
     ),
 ];
 
@@ -475,6 +479,36 @@ fn a_child_killed_before_exec_is_never_reported_spawned() {
             }
             Err(e) => println!("  {mode:?}: {e}"),
         }
+    }
+    assert!(childfd_testbin::children().is_empty());
+}
+
+/// Issue: a child that died of a signal in its `pre_exec` step was
+/// reported as `clone failed: the child died before execve (wait status
+/// Ok(Some(9)))`: the clone had worked, and the stage and the reason were
+/// hidden. The error names the step the child died in and how it ended.
+fn a_child_killed_before_exec_is_reported_at_its_stage_not_as_a_failed_clone() {
+    for mode in [Containment::ProcessGroup, Containment::Inherit] {
+        let mut cmd = Command::new(EXIT0);
+        cmd.containment(mode.clone());
+        let die = || {
+            // SAFETY: kill is async-signal-safe; the pid is the child's own.
+            unsafe { libc::kill(std::process::id() as i32, libc::SIGKILL) };
+            Ok(())
+        };
+        // SAFETY: the closure only calls getpid and kill, both
+        // async-signal-safe.
+        unsafe { cmd.pre_exec(die) };
+        let e = match cmd.spawn() {
+            Ok(c) => panic!("{mode:?}: reported spawned, then {:?}", c.wait()),
+            Err(e) => e,
+        };
+        let text = e.to_string();
+        println!("  {mode:?}: {text}");
+        assert_eq!(e.stage(), SpawnStage::PreExec, "{mode:?}: {text}");
+        assert!(!text.contains("clone failed"), "{mode:?}: {text}");
+        assert!(text.contains("pre_exec failed"), "{mode:?}: {text}");
+        assert!(text.contains("SIGKILL"), "{mode:?}: {text}");
     }
     assert!(childfd_testbin::children().is_empty());
 }

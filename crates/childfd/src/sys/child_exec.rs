@@ -92,7 +92,7 @@
 use core::ffi::c_char;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-use super::raw::{KERNEL_SIGSET_SIZE, KernelSigaction, sc};
+use super::raw::{KERNEL_SIGSET_SIZE, KernelSigaction, sc, set_signal_mask};
 
 /// Where the child reports a failure to the parent. It lives in memory the
 /// parent can read after `clone` returns (shared by `CLONE_VM`, or a
@@ -101,7 +101,8 @@ use super::raw::{KERNEL_SIGSET_SIZE, KernelSigaction, sc};
 pub(crate) struct SpawnBlock {
     /// `errno` of the failed step, 0 if the child reached `execve` successfully.
     pub errno: AtomicI32,
-    /// [`Stage`] of the failed step, as `u32`.
+    /// [`Stage`] of the failed step, as `u32`; while the child runs, the
+    /// step it has reached ([`Stage::Exec`] once it calls `execve`).
     pub stage: AtomicU32,
     /// With [`ChildPlan::catch_signals`]: the signals (bit `n - 1` for
     /// signal `n`) that reached the child before `execve`, caught by
@@ -302,17 +303,44 @@ unsafe fn run(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
     // SAFETY: forwarded from our caller; each step only reads the plan and
     // makes raw syscalls on the child's own state.
     unsafe {
+        reach(p, Stage::Cgroup);
         join_cgroup(p)?;
+        reach(p, Stage::ProcessGroup);
         set_group(p)?;
+        reach(p, Stage::Fds);
         setup_fds(p)?;
+        reach(p, Stage::Signals);
         set_signals(p)?;
+        reach(p, Stage::Attributes);
         set_attributes(p)?;
+        reach(p, Stage::Credentials);
         set_credentials(p)?;
+        reach(p, Stage::ParentDeath);
         arm_parent_death(p)?;
+        reach(p, Stage::Chdir);
         change_dir(p)?;
+        reach(p, Stage::Signals);
         release_signals(p)?;
+        reach(p, Stage::PreExec);
         run_pre_exec(p)?;
         exec(p)
+    }
+}
+
+/// Records in the [`SpawnBlock`] that the child has reached `stage`: a
+/// child that dies of a signal during a step (a `pre_exec` closure that
+/// crashes or is killed, a SIGKILL) leaves no errno, and the parent names
+/// the step it died in. One relaxed store, no system call.
+///
+/// # Safety
+///
+/// As for [`child_main`].
+unsafe fn reach(p: &ChildPlan<'_>, stage: Stage) {
+    if !p.block.is_null() {
+        // SAFETY: `block` is valid for writes; atomics need no exclusive access.
+        unsafe { &*p.block }
+            .stage
+            .store(stage as u32, Ordering::Relaxed);
     }
 }
 
@@ -510,27 +538,14 @@ unsafe fn set_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
     if p.catch_signals {
         return Ok(());
     }
-    // SAFETY: forwarded from our caller.
-    unsafe { set_mask(p) }
+    set_mask(p)
 }
 
-/// The mask becomes the plan's.
-///
-/// # Safety
-///
-/// As for [`child_main`].
-unsafe fn set_mask(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
-    // SAFETY: reads the 8-byte mask from the plan.
-    let r = unsafe {
-        sc!(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &p.signal_mask as *const u64,
-            0,
-            KERNEL_SIGSET_SIZE
-        )
-    };
-    check(r, Stage::Signals).map(drop)
+/// The mask becomes the plan's (the shared raw call of [`super::raw`]).
+fn set_mask(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
+    set_signal_mask(p.signal_mask)
+        .map(drop)
+        .map_err(|r| (Stage::Signals, (r as i32).wrapping_neg()))
 }
 
 /// Discards every pending signal; with `record`, first adds them to the
@@ -593,8 +608,7 @@ unsafe fn release_signals(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
     if p.pdeathsig != 0 && unsafe { sc!(libc::SYS_getppid) } as i32 != p.expected_ppid {
         return Err((Stage::ParentDeath, libc::ESRCH));
     }
-    // SAFETY: forwarded from our caller.
-    unsafe { set_mask(p) }
+    set_mask(p)
 }
 
 /// Drops the pending instances of signal `n`: `SIG_IGN`, then the
@@ -840,37 +854,17 @@ unsafe fn run_pre_exec(p: &ChildPlan<'_>) -> Result<(), (Stage, i32)> {
 /// The plan must come from the spawn preparation (`command::plan`), which
 /// keeps every pointer valid for as long as the plan lives.
 pub(crate) fn exec_here(plan: &mut ChildPlan<'_>) -> (Stage, i32) {
-    let all: u64 = !0;
-    let mut old: u64 = 0;
-    // SAFETY: reads `all` and writes `old`, both 8-byte kernel sigsets.
-    let r = unsafe {
-        sc!(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &all as *const u64,
-            &mut old as *mut u64,
-            KERNEL_SIGSET_SIZE
-        )
+    let old = match set_signal_mask(!0) {
+        Ok(old) => old,
+        Err(r) => return (Stage::Signals, (r as i32).wrapping_neg()),
     };
-    if r < 0 {
-        return (Stage::Signals, (r as i32).wrapping_neg());
-    }
     if plan.inherit_signal_mask {
         plan.signal_mask = old;
     }
     // SAFETY: the plan's pointers are valid (see above); the steps act on
     // this process, which is what `exec` asks for.
     let Err(failed) = unsafe { run(plan) };
-    // SAFETY: reads the saved 8-byte mask.
-    unsafe {
-        sc!(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &old as *const u64,
-            0,
-            KERNEL_SIGSET_SIZE
-        )
-    };
+    let _ = set_signal_mask(old);
     failed
 }
 
@@ -951,15 +945,11 @@ const TXTBSY_RETRIES: u32 = 7;
 ///
 /// As for [`child_main`].
 unsafe fn exec(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
-    if !p.block.is_null() {
-        // The mark that the child reached `execve`: a child that dies
-        // before it (killed, or a `pre_exec` closure that crashed) leaves
-        // neither it nor an errno, and the parent reports that.
-        // SAFETY: `block` is valid for writes; atomics need no exclusive access.
-        unsafe { &*p.block }
-            .stage
-            .store(Stage::Exec as u32, Ordering::Release);
-    }
+    // The mark that the child reached `execve`: a child that dies before
+    // it (killed, or a `pre_exec` closure that crashed) leaves neither it
+    // nor an errno, and the parent reports that with the step it died in.
+    // SAFETY: forwarded from our caller.
+    unsafe { reach(p, Stage::Exec) };
     let mut saw_eacces = false;
     let mut last = libc::ENOENT;
     for &path in p.candidates {

@@ -453,19 +453,32 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
     if stage != Some(Stage::Exec) {
         // Released without an error and without the mark set just before
         // `execve`: the child died before it (SIGKILL, a crashing
-        // `pre_exec` closure). Never report it spawned.
+        // `pre_exec` closure), in the step it last marked. Never report
+        // it spawned.
         let how = super::pidfd::wait(
             std::os::fd::AsFd::as_fd(&spawned.pidfd),
             super::pidfd::Block::Yes,
         );
-        return Err(Failure {
-            stage: None,
-            error: io::Error::other(format!(
-                "the child died before execve (wait status {how:?})"
-            )),
-        });
+        return Err(died_before_exec(stage, how));
     }
     Ok(spawned)
+}
+
+/// The failure of a child that died during one of its steps (`stage`, the
+/// last it marked), with how it ended
+/// as the reason: `signal: 9 (SIGKILL)`.
+fn died_before_exec(stage: Option<Stage>, how: io::Result<Option<i32>>) -> Failure {
+    let reason = match how {
+        Ok(Some(raw)) => crate::ExitStatus::from_raw(raw).to_string(),
+        Ok(None) => "no status".to_owned(),
+        Err(e) => format!("status unavailable: {e}"),
+    };
+    Failure {
+        // `None` (reported as the clone stage) only if the child died in
+        // the trampoline, before it marked its first step.
+        stage,
+        error: io::Error::other(format!("the child died before execve ({reason})")),
+    }
 }
 
 /// Sends the exec'd child each signal it caught before `execve` (see

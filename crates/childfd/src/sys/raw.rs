@@ -97,3 +97,32 @@ pub(crate) struct KernelSigaction {
 
 /// Size in bytes of the kernel's signal set (64 signals).
 pub(crate) const KERNEL_SIGSET_SIZE: usize = 8;
+
+/// Sets the calling thread's signal mask to `new` (the kernel's 64-bit set,
+/// bit `n - 1` for signal `n`) with a raw [`rt_sigprocmask(2)`], and returns
+/// the mask it replaces. The raw call covers the whole kernel set, glibc's
+/// internal signals 32 and 33 included (libc's wrappers leave them out).
+///
+/// Safe in the post-clone child ([`super::child_exec`]): one `syscall`
+/// instruction, no allocation, no lock, no `errno`. The error is the
+/// kernel's `-errno`; the call fails only for a bad `how`, size or pointer,
+/// none of which can happen here.
+///
+/// [`rt_sigprocmask(2)`]: https://man7.org/linux/man-pages/man2/rt_sigprocmask.2.html
+#[inline(always)]
+pub(crate) fn set_signal_mask(new: u64) -> Result<u64, isize> {
+    let mut old: u64 = 0;
+    // SAFETY: reads `new` and writes `old`, both 8-byte kernel sigsets that
+    // live for the whole call; a mask affects only this thread (the kernel
+    // leaves SIGKILL and SIGSTOP out).
+    let r = unsafe {
+        sc!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &new as *const u64,
+            &mut old as *mut u64,
+            KERNEL_SIGSET_SIZE
+        )
+    };
+    if r < 0 { Err(r) } else { Ok(old) }
+}

@@ -1,6 +1,6 @@
 //! The spawning thread's signal mask around the clone.
 
-use super::raw::{KERNEL_SIGSET_SIZE, sc};
+use super::raw::set_signal_mask;
 
 /// Blocks every signal in the calling thread until dropped, then restores
 /// the previous mask exactly.
@@ -26,23 +26,12 @@ pub(crate) struct BlockAll {
 
 impl BlockAll {
     pub(crate) fn new() -> BlockAll {
-        let all: u64 = !0;
-        let mut old: u64 = 0;
-        // SAFETY: reads `all` and writes `old`, both 8-byte kernel sigsets;
-        // affects only this thread (SIGKILL and SIGSTOP are left out by the
-        // kernel).
-        let r = unsafe {
-            sc!(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &all as *const u64,
-                &mut old as *mut u64,
-                KERNEL_SIGSET_SIZE
-            )
-        };
+        let old = set_signal_mask(!0);
         // rt_sigprocmask fails only for a bad `how`, size or pointer.
-        debug_assert!(r == 0, "rt_sigprocmask: {r}");
-        BlockAll { old }
+        debug_assert!(old.is_ok(), "rt_sigprocmask: {old:?}");
+        BlockAll {
+            old: old.unwrap_or(0),
+        }
     }
 
     /// The mask in force before, as the kernel's 64-bit set (bit `n - 1`
@@ -54,15 +43,6 @@ impl BlockAll {
 
 impl Drop for BlockAll {
     fn drop(&mut self) {
-        // SAFETY: restores the 8-byte mask the kernel returned.
-        unsafe {
-            sc!(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &self.old as *const u64,
-                0,
-                KERNEL_SIGSET_SIZE
-            )
-        };
+        let _ = set_signal_mask(self.old);
     }
 }
