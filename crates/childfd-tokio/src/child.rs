@@ -47,7 +47,7 @@ const REAP_PAUSE: Duration = Duration::from_millis(100);
 /// use std::time::Duration;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
-/// let child = childfd::Command::new("sh").args(["-c", "sleep 60 & sleep 60"]).spawn_async()?;
+/// let child = childfd::Command::new("sh").args(["-c", "sleep 60 & sleep 60"]).spawn_async().await?;
 /// // SIGTERM + SIGCONT to the whole tree, SIGKILL after 2 s if needed.
 /// let t = child.terminate(Duration::from_secs(2)).await?;
 /// assert_eq!(t.status.signal(), Some(childfd::Signal::TERM));

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::lines::{LineSink, Msg, Room};
 use crate::options::Options;
 use crate::output::capture;
-use crate::{SpawnError, spawn};
+use crate::{SpawnError, spawn_owned};
 
 /// Many commands on the current runtime, at most `max_in_flight` at once,
 /// each captured by [`output`](crate::output)'s state machine; reported as
@@ -237,7 +237,7 @@ impl futures_core::Stream for JobSet {
     }
 }
 
-/// One job's task: spawn on this worker, capture, report.
+/// One job's task: spawn (on the spawner thread), capture, report.
 async fn run_job(
     id: JobId,
     mut cmd: Command,
@@ -260,7 +260,7 @@ async fn run_job(
     cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match spawn(&mut cmd) {
+    let mut child = match spawn_owned(cmd).await.1 {
         Ok(c) => c,
         Err(SpawnError::Spawn(e)) => return failed(Outcome::SpawnFailed, OutputError::Spawn(e)),
         Err(SpawnError::Register { source }) => {

@@ -1,8 +1,10 @@
 //! [`childfd`] children on tokio: the same guarantees, without a thread
 //! per child.
 //!
-//! - [`spawn`] turns a [`childfd::Command`] into an async [`Child`] whose
-//!   pidfd is registered with tokio's reactor (`AsyncFd`): `wait().await`
+//! - [`CommandExt::spawn_async`] turns a [`childfd::Command`] into an
+//!   async [`Child`] whose pidfd is registered with tokio's reactor
+//!   (`AsyncFd`); the clone runs on one spawner thread per process, so no
+//!   worker waits for the child to reach `execve`. `wait().await`
 //!   sleeps in the runtime's `epoll_wait` until the kernel says the child
 //!   exited. No SIGCHLD handler, no waiter thread, no `waitpid(-1)`: it
 //!   coexists with `tokio::process` (and any other reaper) in one process,
@@ -50,6 +52,7 @@ mod jobs;
 mod lines;
 mod options;
 mod output;
+mod spawner;
 mod sys;
 
 pub use child::{Child, ChildStderr, ChildStdin, ChildStdout};
@@ -83,78 +86,105 @@ pub enum SpawnError {
     },
 }
 
-/// Spawns `cmd` and registers the child with the current tokio runtime.
+/// Spawns `cmd` and registers the child with the current tokio runtime,
+/// on the calling thread.
 ///
-/// Spawning itself is synchronous (`clone3` + `execve`, a few hundred
-/// microseconds, as `tokio::process` does).
+/// The calling thread is held until the child has called `execve`
+/// (`clone3(CLONE_VFORK)`): a few dozen microseconds on an idle machine,
+/// as long as the child waits for a CPU on a loaded one. On a runtime
+/// worker that delays every task queued behind it, timers included:
+/// prefer [`CommandExt::spawn_async`], which clones on a spawner thread.
 ///
 /// # Errors
 ///
 /// [`SpawnError::Spawn`] as [`childfd::Command::spawn`];
 /// [`SpawnError::Register`] outside a runtime with I/O enabled.
 pub fn spawn(cmd: &mut childfd::Command) -> Result<Child, SpawnError> {
-    // Checked before spawning, so that no child is created for nothing.
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(SpawnError::Register {
+    check_runtime()?;
+    register(cmd.spawn())
+}
+
+/// Checked before spawning, so that no child is created for nothing.
+fn check_runtime() -> Result<(), SpawnError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(SpawnError::Register {
             source: std::io::Error::other("not inside a tokio runtime"),
-        });
+        }),
     }
-    Child::from_child(cmd.spawn()?).map_err(|source| SpawnError::Register { source })
+}
+
+fn register(spawned: Result<childfd::Child, childfd::SpawnError>) -> Result<Child, SpawnError> {
+    Child::from_child(spawned?).map_err(|source| SpawnError::Register { source })
+}
+
+/// Spawns the owned `cmd` on the spawner thread (no runtime worker waits
+/// for the child's `execve`) and registers the child with the current
+/// runtime; gives the command back.
+pub(crate) async fn spawn_owned(
+    cmd: childfd::Command,
+) -> (childfd::Command, Result<Child, SpawnError>) {
+    if let Err(e) = check_runtime() {
+        return (cmd, Err(e));
+    }
+    let (cmd, spawned) = spawner::spawn(cmd).await;
+    (cmd, register(spawned))
 }
 
 /// Async spawning and capture on [`childfd::Command`].
 pub trait CommandExt {
-    /// [`spawn`]: spawns and registers the child with the current runtime.
+    /// Spawns the child and registers it with the current runtime.
+    ///
+    /// The clone runs on a spawner thread (one per process, see
+    /// [`spawn`] for why): the task sleeps until the child has exec'd,
+    /// and the worker runs other tasks meanwhile. The command is moved
+    /// there and back; if the future is dropped before it resolves, the
+    /// command is left empty (its program `""`) and a child already
+    /// created has its tree killed.
     ///
     /// # Errors
     ///
     /// As [`spawn`].
-    fn spawn_async(&mut self) -> Result<Child, SpawnError>;
+    fn spawn_async(&mut self) -> impl Future<Output = Result<Child, SpawnError>> + Send + '_;
 
     /// Sets stdout and stderr to pipes (and stdin to a pipe if the options
-    /// give input, else `/dev/null`), spawns, and runs [`output`]. The
-    /// future owns the child: dropping it kills the child's tree and hands
-    /// the child to the background reaper.
+    /// give input, else `/dev/null`), spawns as
+    /// [`spawn_async`](CommandExt::spawn_async), and runs [`output`].
+    /// Dropping the future kills the child's tree and hands the child to
+    /// the background reaper.
     fn output_async(
         &mut self,
         opts: Options,
-    ) -> impl Future<Output = Result<Output, OutputError>> + Send + 'static;
+    ) -> impl Future<Output = Result<Output, OutputError>> + Send + '_;
 }
 
 impl CommandExt for childfd::Command {
-    fn spawn_async(&mut self) -> Result<Child, SpawnError> {
-        spawn(self)
+    async fn spawn_async(&mut self) -> Result<Child, SpawnError> {
+        let cmd = std::mem::replace(self, childfd::Command::new(""));
+        let (cmd, spawned) = spawn_owned(cmd).await;
+        *self = cmd;
+        spawned
     }
 
-    fn output_async(
-        &mut self,
-        opts: Options,
-    ) -> impl Future<Output = Result<Output, OutputError>> + Send + 'static {
-        // Spawn now (the command is borrowed), run later.
-        let spawned = opts.limits.validate().and_then(|()| {
-            let stdin = if opts.has_input() {
-                childfd::Stdio::piped()
-            } else {
-                childfd::Stdio::null()
-            };
-            let cmd = self
-                .stdin(stdin)
-                .stdout(childfd::Stdio::piped())
-                .stderr(childfd::Stdio::piped());
-            spawn(cmd).map_err(spawn_to_output_error)
-        });
-        // Armed from here: a future dropped even before its first poll
-        // kills the tree it spawned.
-        let guard = spawned.map(|c| KillTreeOnDrop(Some(c)));
-        async move {
-            let mut guard = guard?;
-            let child = guard.0.as_mut().expect("present until the end");
-            let result = output(child, opts).await;
-            // Finished: the child is dropped as it is (reaped, or handed
-            // to the background reaper), its tree not killed.
-            drop(guard.0.take());
-            result
-        }
+    async fn output_async(&mut self, opts: Options) -> Result<Output, OutputError> {
+        opts.limits.validate()?;
+        let stdin = if opts.has_input() {
+            childfd::Stdio::piped()
+        } else {
+            childfd::Stdio::null()
+        };
+        self.stdin(stdin)
+            .stdout(childfd::Stdio::piped())
+            .stderr(childfd::Stdio::piped());
+        let child = self.spawn_async().await.map_err(spawn_to_output_error)?;
+        // Armed from here: a future dropped mid-capture kills the tree.
+        let mut guard = KillTreeOnDrop(Some(child));
+        let child = guard.0.as_mut().expect("present until the end");
+        let result = output(child, opts).await;
+        // Finished: the child is dropped as it is (reaped, or handed to
+        // the background reaper), its tree not killed.
+        drop(guard.0.take());
+        result
     }
 }
 

@@ -180,7 +180,7 @@ fn stdio_pipes_are_tokio_async_read_and_write() {
 #[test]
 fn the_pidfd_is_reachable_as_a_raw_fd_for_other_event_loops() {
     on_both(|_| async {
-        let child = Command::new("true").spawn_async().unwrap();
+        let child = Command::new("true").spawn_async().await.unwrap();
         let raw = child.as_raw_fd();
         assert_eq!(raw, child.as_fd().as_raw_fd());
         assert_eq!(raw, child.inner().as_raw_fd());

@@ -31,6 +31,7 @@ fn tokio_process_and_childfd_tokio_children_in_one_runtime_each_get_their_own_st
                 let child = Command::new("sh")
                     .args(["-c", &format!("sleep 0.0{}; exit {}", i % 5, code)])
                     .spawn_async()
+                    .await
                     .unwrap();
                 let st = tokio::time::timeout(SLACK, child.wait())
                     .await
@@ -51,13 +52,13 @@ fn tokio_process_and_childfd_tokio_children_in_one_runtime_each_get_their_own_st
         let tokio_side = tokio::process::Command::new("sh")
             .args(["-c", "echo tokio"])
             .output();
-        let ours = Command::new("sh")
-            .args(["-c", "echo ours; sleep 1000 &"])
-            .output_async(
-                Options::new()
-                    .wait_delay(Duration::from_millis(100))
-                    .kill_tree_on_held_pipes(true),
-            );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo ours; sleep 1000 &"]);
+        let ours = cmd.output_async(
+            Options::new()
+                .wait_delay(Duration::from_millis(100))
+                .kill_tree_on_held_pipes(true),
+        );
         let (t, o) = tokio::join!(tokio_side, ours);
         assert_eq!(t.unwrap().stdout, b"tokio\n");
         let o = o.unwrap();

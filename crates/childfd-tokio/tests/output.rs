@@ -105,12 +105,12 @@ fn caps_keep_head_and_tail_and_count_the_rest() {
 fn lines_arrive_as_a_stream_in_order() {
     on_both(|_| async {
         let (opts, mut lines) = Options::new().max_bytes(0).lines();
-        let capture = Command::new("sh")
-            .args([
-                "-c",
-                "i=0; while [ $i -lt 3000 ]; do echo line$i; i=$((i+1)); done; printf tail >&2",
-            ])
-            .output_async(opts);
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "i=0; while [ $i -lt 3000 ]; do echo line$i; i=$((i+1)); done; printf tail >&2",
+        ]);
+        let capture = cmd.output_async(opts);
         let collect = async {
             let mut got = Vec::new();
             while let Some(l) = lines.next().await {
@@ -212,14 +212,16 @@ fn a_job_cancelled_by_dropping_its_future_leaves_nothing_behind() {
     on_both(|_| async {
         // Dropped mid-capture (by a timeout around it).
         let tag = new_tag("dropped");
-        let fut = sh("sleep 1000 & sleep 1000 & echo up; wait", &tag).output_async(Options::new());
+        let mut cmd = sh("sleep 1000 & sleep 1000 & echo up; wait", &tag);
+        let fut = cmd.output_async(Options::new());
         let r = tokio::time::timeout(Duration::from_millis(300), fut).await;
         assert!(r.is_err(), "should have been cancelled");
         assert_no_survivors(&tag);
 
         // Dropped before its first poll.
         let tag = new_tag("unpolled");
-        let fut = sh("sleep 1000 & sleep 1000", &tag).output_async(Options::new());
+        let mut cmd = sh("sleep 1000 & sleep 1000", &tag);
+        let fut = cmd.output_async(Options::new());
         drop(fut);
         assert_no_survivors(&tag);
 

@@ -63,7 +63,7 @@ async fn output(sh: &Shared, round: &Round, r: &mut Rng) {
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(Stdio::null());
-    let mut child = match cmd.spawn_async() {
+    let mut child = match cmd.spawn_async().await {
         Ok(c) => c,
         Err(e) => return sh.violation(format!("childfd-tokio spawn ({mode}): {e}")),
     };
@@ -88,7 +88,7 @@ async fn wait(sh: &Shared, round: &Round, r: &mut Rng) {
     Shared::bump(&sh.n.tokio_spawns);
     sh.n.processes
         .fetch_add(node.count() as u64, Ordering::Relaxed);
-    let child = match cmd.spawn_async() {
+    let child = match cmd.spawn_async().await {
         Ok(c) => c,
         Err(e) => return sh.violation(format!("childfd-tokio spawn ({mode}): {e}")),
     };

@@ -55,7 +55,8 @@ pub fn runtime(flavor: Flavor) -> tokio::runtime::Runtime {
 }
 
 /// Process-wide state that tokio and childfd create once and keep (the
-/// signal driver's pipe of tokio::process, the background reaper's epoll),
+/// signal driver's pipe of tokio::process, the background reaper's epoll,
+/// childfd-tokio's spawner thread),
 /// created before any test measures fds.
 pub fn warm_up() {
     static ONCE: Once = Once::new();
@@ -64,6 +65,11 @@ pub fn warm_up() {
         rt.block_on(async {
             let st = tokio::process::Command::new("true").status().await;
             assert!(st.expect("tokio::process works").success());
+            // Starts childfd-tokio's spawner thread (one per process).
+            use childfd_tokio::CommandExt;
+            let child = childfd::Command::new("true").spawn_async().await;
+            let st = child.expect("spawn_async works").wait().await;
+            assert!(st.expect("status").success());
         });
         drop(childfd::Command::new("true").spawn().expect("spawn"));
         assert!(childfd_testbin::eventually(
