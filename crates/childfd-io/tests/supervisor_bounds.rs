@@ -2,11 +2,11 @@
 //! exited before its deadline is reported exited even when the loop is
 //! late, and a deadline fires while the queue is still being spawned.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use childfd::Command;
 use childfd_io::{Event, JobOptions, Supervisor};
-use childfd_testbin::{EXIT0, Hygiene, PAUSE, assert_no_survivors, new_tag};
+use childfd_testbin::{EXIT0, Hygiene, PAUSE, assert_no_survivors, eventually, new_tag};
 
 /// More jobs in flight than one `epoll_wait` returns events (256), each
 /// exiting at once, with a deadline that passes while the caller is slow
@@ -17,28 +17,56 @@ use childfd_testbin::{EXIT0, Hygiene, PAUSE, assert_no_survivors, new_tag};
 fn jobs_that_exited_before_their_deadline_are_exited_even_when_the_loop_is_late() {
     let h = Hygiene::start();
     const JOBS: usize = 300;
+    // Long enough that every job has exited before it under load (checked
+    // below, not assumed: with 50 ms a job not yet scheduled when its
+    // deadline passed was rightly reported timed out), short enough that
+    // the slow caller below outlasts it.
+    const DEADLINE: Duration = Duration::from_secs(2);
     let mut sup = Supervisor::new(JOBS).unwrap();
+    let pushed = Instant::now();
     for _ in 0..JOBS {
         sup.push(
             Command::new(EXIT0),
             JobOptions::new()
-                .deadline(Duration::from_millis(50))
+                .deadline(DEADLINE)
                 .grace(Duration::from_secs(5)),
         );
     }
     let (mut started, mut exited, mut slept) = (0, 0, false);
+    let mut pids = Vec::new();
     for ev in sup.by_ref() {
         match ev {
-            Event::Started { .. } => started += 1,
+            Event::Started { pid, .. } => {
+                started += 1;
+                pids.push(pid as i32);
+            }
             Event::Exited(r) => {
                 assert!(r.status.unwrap().success(), "{r:?}");
                 exited += 1;
             }
-            other => panic!("a job that exited at once reported {other:?}"),
+            other => panic!("a job that exited before its deadline reported {other:?}"),
         }
         if started == JOBS && !slept {
-            // A caller busy elsewhere: every deadline passes meanwhile.
-            std::thread::sleep(Duration::from_millis(200));
+            // Every job has exited (a zombie, or reaped already) ...
+            let all_exited = || {
+                pids.iter()
+                    .all(|&p| childfd_testbin::read_stat(p).is_none_or(|s| s.state == 'Z'))
+            };
+            assert!(
+                eventually(DEADLINE, all_exited),
+                "the test's premise failed: jobs still running {DEADLINE:?} after being pushed"
+            );
+            assert!(
+                pushed.elapsed() < DEADLINE,
+                "the test's premise failed: the jobs took {:?} to exit",
+                pushed.elapsed()
+            );
+            // ... then the caller is busy elsewhere until every deadline
+            // has passed.
+            let last_deadline = Instant::now() + DEADLINE;
+            while Instant::now() < last_deadline {
+                std::thread::sleep(last_deadline - Instant::now());
+            }
             slept = true;
         }
     }
