@@ -76,6 +76,10 @@ const SCENARIOS: &[(&str, Wrap)] = &[
         "cgroup_signal_tree_hits_an_unrelated_process_that_reused_a_frozen_members_pid",
         Wrap::PidNs,
     ),
+    (
+        "cgroup_leaf_lands_in_another_cgroup_bind_mounted_below_the_mount_point",
+        Wrap::MountNs,
+    ),
 ];
 
 fn main() {
@@ -92,10 +96,11 @@ fn main() {
             "{name} did not finish:\n{text}"
         );
     }
-    // The mount-root scenario's sub cgroup, empty once its process exited.
+    // The mount-root scenarios' sub cgroups, empty once their process exited.
     if let Some(own) = childfd_testbin::own_cgroup_dir() {
         for e in std::fs::read_dir(own).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with("mountroot-") {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("mountroot-") || name.starts_with("belowmount-") {
                 std::fs::remove_dir(e.path()).unwrap();
             }
         }
@@ -175,6 +180,9 @@ fn scenario(name: &str) {
         "nested_cgroup_members_survive_kill_tree_without_cgroup_kill" => nested_without_kill(),
         "cgroup_signal_tree_hits_an_unrelated_process_that_reused_a_frozen_members_pid" => {
             frozen_member_recycled()
+        }
+        "cgroup_leaf_lands_in_another_cgroup_bind_mounted_below_the_mount_point" => {
+            bind_mount_below_the_mount_point()
         }
         other => panic!("unknown scenario {other}"),
     }
@@ -847,4 +855,82 @@ fn frozen_member_recycled() {
         "leaf left: {}",
         leaf.display()
     );
+}
+
+/// In a private mount namespace, another cgroup S is bind-mounted onto the
+/// directory of this process's own cgroup C, below the cgroup2 mount point.
+/// mountinfo lists the bind mount (root S, point C's directory), yet the
+/// directory was taken to be C: a leaf for C was made in S. It must be
+/// made in C, or not at all (C has no visible directory).
+fn bind_mount_below_the_mount_point() {
+    let own = childfd_testbin::own_cgroup_dir().unwrap();
+    let pid = std::process::id();
+    let mine = own.join(format!("belowmount-{pid}"));
+    let other = own.join(format!("belowmount-{pid}-other"));
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(mine.join("cgroup.procs"), pid.to_string()).unwrap();
+    let own_cg = |p: u32| {
+        std::fs::read_to_string(format!("/proc/{p}/cgroup"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("0::").map(PathBuf::from))
+            .unwrap()
+    };
+    let mine_cg = own_cg(pid);
+    sh_ok(&format!(
+        "mount --bind '{}' '{}'",
+        other.display(),
+        mine.display()
+    ));
+    let spawned = Command::new(PAUSE)
+        .containment(Containment::cgroup())
+        .spawn();
+    // What S holds now (seen through the bind mount itself, which shows S).
+    let in_other: Vec<_> = std::fs::read_dir(&mine)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name())
+        .collect();
+    let child_cg = match &spawned {
+        Ok(c) => {
+            let cg = own_cg(c.id());
+            c.kill_tree().unwrap();
+            assert!(c.wait_tree_deadline(Instant::now() + BOUND).unwrap());
+            c.wait().unwrap();
+            Some(cg)
+        }
+        Err(e) => {
+            println!("spawn refused, as it may be: {e}");
+            None
+        }
+    };
+    drop(spawned);
+    // Clean up before judging: back to our cgroup, unmount, remove.
+    std::fs::write(own.join("cgroup.procs"), pid.to_string()).unwrap();
+    sh_ok(&format!("umount '{}'", mine.display()));
+    let left_in_other: Vec<_> = std::fs::read_dir(&other)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    for d in &left_in_other {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(eventually(BOUND, || std::fs::remove_dir(&mine).is_ok()));
+    std::fs::remove_dir(&other).unwrap();
+    assert!(
+        in_other.is_empty(),
+        "a leaf was made in the cgroup bind-mounted over ours: {in_other:?} (child in {child_cg:?})"
+    );
+    if let Some(cg) = child_cg {
+        assert!(
+            cg.starts_with(&mine_cg),
+            "child in {} instead of below {}",
+            cg.display(),
+            mine_cg.display()
+        );
+    }
 }

@@ -13,7 +13,11 @@
 //! the same place) hides what was there, but mountinfo still lists it,
 //! earlier. A mount is visible if `statx(point, STATX_MNT_ID)` names it;
 //! on kernels without `STATX_MNT_ID` (before 5.8), if no mount was made on
-//! top of it at the same point (a line whose parent is it).
+//! top of it at the same point (a line whose parent is it). A mount made
+//! on a directory *below* a mount point hides that directory only: a
+//! cgroup path is mapped only through a mount that still shows it there.
+//! Mounts are read once per process: a cgroup2 mount made or removed later
+//! is not seen.
 //!
 //! See [proc_pid_mountinfo(5)](https://man7.org/linux/man-pages/man5/proc_pid_mountinfo.5.html)
 //! and [cgroups(7)](https://man7.org/linux/man-pages/man7/cgroups.7.html).
@@ -130,12 +134,27 @@ fn unescape_mountinfo(s: &str) -> String {
 }
 
 /// The directory of cgroup path `cg` (absolute, as in `/proc/<pid>/cgroup`)
-/// through the first mount whose root contains it.
+/// through the first mount whose root contains it and that still shows it
+/// there (see [`shows`]); `None` if no visible directory is that cgroup.
 pub(crate) fn dir_of(mounts: &[Mount], cg: &Path) -> Option<PathBuf> {
     mounts.iter().find_map(|m| {
         let rel = cg.strip_prefix(&m.root).ok()?;
-        Some(m.point.join(rel))
+        let dir = m.point.join(rel);
+        shows(mounts, m, &dir, cg).then_some(dir)
     })
+}
+
+/// Whether `dir` (`cg` mapped through mount `m`) is that cgroup: no other
+/// mount covers it. Something mounted on a directory *below* `m`'s mount
+/// point (a bind mount of another subtree, a tmpfs) hides what `m` has
+/// there; mountinfo lists that mount, but `dir` then shows its contents.
+/// Checked by `statx(STATX_MNT_ID)` naming `m` (5.8+); before that, by
+/// the cgroup path that the innermost cgroup2 mount gives `dir`.
+fn shows(mounts: &[Mount], m: &Mount, dir: &Path, cg: &Path) -> bool {
+    match mount_id_at(dir) {
+        Some(id) => id == m.id,
+        None => cgroup_path_of(mounts, dir).as_deref() == Some(cg),
+    }
 }
 
 /// The cgroup path (as `/proc/<pid>/cgroup` prints it) of directory `dir`,
@@ -202,6 +221,26 @@ mod tests {
                     61 60 0:38 / /sys/fs/cgroup/unified rw - cgroup2 none rw\n\
                     70 61 0:40 / /sys/fs/cgroup/unified/x rw - tmpfs none rw\n";
         assert_eq!(covered_ids(info), [41, 60]);
+    }
+
+    #[test]
+    fn a_cgroup_hidden_by_a_bind_mount_below_the_mount_point_has_no_directory() {
+        // /a/b bind-mounted onto /x below the hierarchy's mount point: /x
+        // and what is below it are hidden, /a/b shows at two places.
+        let ms = [
+            mount("/", "/cg-test-none"),
+            mount("/a/b", "/cg-test-none/x"),
+        ];
+        assert_eq!(dir_of(&ms, Path::new("/x")), None);
+        assert_eq!(dir_of(&ms, Path::new("/x/y")), None);
+        assert_eq!(
+            dir_of(&ms, Path::new("/a/b/c")),
+            Some(PathBuf::from("/cg-test-none/a/b/c"))
+        );
+        assert_eq!(
+            cgroup_path_of(&ms, Path::new("/cg-test-none/x/c")),
+            Some(PathBuf::from("/a/b/c"))
+        );
     }
 
     #[test]
