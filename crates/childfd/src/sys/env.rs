@@ -1,6 +1,6 @@
 //! Facts about the calling process needed to prepare a spawn.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, Ordering};
 
 static CLOSE_RANGE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 yes, 2 no
 
@@ -59,7 +59,136 @@ pub(crate) fn cloexec_fallback_bound() -> i32 {
         .min(soft.saturating_sub(1))
 }
 
-/// `getpid()`.
+/// `getpid()`, answered from memory the kernel wipes in a forked copy.
+///
+/// The pid is kept in a private anonymous page marked `MADV_WIPEONFORK`
+/// ([`madvise(2)`], Linux 4.14): in a child made by any clone without
+/// `CLONE_VM` (libc's `fork`, or a raw `fork`/`clone` system call that
+/// runs no `pthread_atfork` handler) the page reads as zeros, so the first
+/// call there asks the kernel again and keeps the answer. A process that
+/// shares our memory (`CLONE_VM` without `CLONE_THREAD`) shares the page
+/// too; childfd's own such children never call this, and a process that
+/// shares every byte of our memory has no per-process state of its own
+/// anyway. Where the page cannot be made (`madvise` refused, say under an
+/// emulator) every call is a real [`getpid(2)`].
+///
+/// This is the fork check of every process-wide registry ([`super::fork`])
+/// and of every `Child` drop: one load instead of a system call each.
+///
+/// [`madvise(2)`]: https://man7.org/linux/man-pages/man2/madvise.2.html
+/// [`getpid(2)`]: https://man7.org/linux/man-pages/man2/getpid.2.html
 pub(crate) fn getpid() -> i32 {
+    let Some(slot) = pid_slot() else {
+        return getpid_syscall();
+    };
+    match slot.load(Ordering::Relaxed) {
+        0 => {
+            let pid = getpid_syscall();
+            slot.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+/// The `getpid` system call itself.
+pub(crate) fn getpid_syscall() -> i32 {
     rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// Where [`getpid`] keeps the pid: null until made, [`NO_SLOT`] if it
+/// cannot be, else the wipe-on-fork page (never unmapped once published).
+static PID_SLOT: AtomicPtr<AtomicI32> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The value of [`PID_SLOT`] when no wipe-on-fork page can be made: an
+/// address no mapping returns (it is not page-aligned).
+const NO_SLOT: *mut AtomicI32 = core::ptr::dangling_mut::<AtomicI32>().wrapping_add(1);
+
+fn pid_slot() -> Option<&'static AtomicI32> {
+    let mut p = PID_SLOT.load(Ordering::Acquire);
+    if p.is_null() {
+        let made = wipe_on_fork_page().unwrap_or(NO_SLOT);
+        p = match PID_SLOT.compare_exchange(
+            core::ptr::null_mut(),
+            made,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => made,
+            Err(theirs) => {
+                if made != NO_SLOT {
+                    // SAFETY: our own page, never published: nothing
+                    // refers to it.
+                    unsafe { libc::munmap(made.cast(), SLOT_BYTES) };
+                }
+                theirs
+            }
+        };
+    }
+    if p == NO_SLOT {
+        return None;
+    }
+    // SAFETY: a published page stays mapped for the life of the process
+    // (and of its forked copies, which inherit the mapping).
+    unsafe { p.as_ref() }
+}
+
+/// Length asked for the slot's mapping; the kernel rounds `mmap`,
+/// `madvise` and `munmap` lengths up to whole pages.
+const SLOT_BYTES: usize = 4096;
+
+/// One private anonymous page the kernel zeroes in a forked child.
+fn wipe_on_fork_page() -> Option<*mut AtomicI32> {
+    let size = SLOT_BYTES;
+    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: `p` is the mapping just made, of `size` bytes.
+    if unsafe { libc::madvise(p, size, libc::MADV_WIPEONFORK) } != 0 {
+        // SAFETY: as above; nothing refers to it yet.
+        unsafe { libc::munmap(p, size) };
+        return None;
+    }
+    Some(p.cast())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The cached pid is the real one, and a copy made by a raw `fork`
+    /// system call (no `pthread_atfork` handler runs) gets its own, not
+    /// the parent's.
+    #[test]
+    fn a_raw_fork_sees_its_own_pid_not_the_cached_one() {
+        let parent = super::getpid();
+        assert_eq!(parent, super::getpid_syscall());
+        // SAFETY: the child makes only a load, a getpid and _exit, all
+        // async-signal-safe (the page was made above, so no mmap).
+        let child = unsafe { libc::syscall(libc::SYS_fork) };
+        assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
+        if child == 0 {
+            let ok = super::getpid() == super::getpid_syscall() && super::getpid() != parent;
+            // SAFETY: ends the forked copy at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        let r = unsafe { libc::waitpid(child as i32, &mut status, 0) };
+        assert_eq!(r, child as i32);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status:#x}"
+        );
+        assert_eq!(super::getpid(), parent);
+    }
 }

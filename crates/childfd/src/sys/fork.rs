@@ -14,9 +14,11 @@
 //! caller without blocking and without touching anything the parent shares,
 //! such as an epoll instance), so the parent is never disturbed.
 //!
-//! `getpid(2)` is one cheap system call; glibc has not cached it since 2.25,
-//! and a raw `fork`/`clone` syscall would bypass `pthread_atfork` handlers,
-//! so it is asked each time.
+//! The pid comes from [`super::env::getpid`]: glibc has not cached it
+//! since 2.25, and a raw `fork`/`clone` syscall would bypass
+//! `pthread_atfork` handlers, so childfd keeps it in a page the kernel
+//! wipes in every forked copy (`MADV_WIPEONFORK`): one load per check,
+//! and a copy however made asks the kernel afresh.
 //!
 //! [`fork(2)`]: https://man7.org/linux/man-pages/man2/fork.2.html
 
