@@ -3,11 +3,14 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use childfd::{EndedBy, ExitStatus, Signal, SignalError, Termination, TreeError, WaitError};
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
+
+use crate::sys::Pidfd;
 
 /// The write end of the child's stdin pipe, as a tokio `AsyncWrite`.
 /// Dropping it gives the child EOF. A write after the child closed its end
@@ -30,7 +33,9 @@ const TREE_PAUSE: Duration = Duration::from_millis(20);
 const REAP_PAUSE: Duration = Duration::from_millis(100);
 
 /// A child process on tokio: its pidfd is registered with the runtime's
-/// reactor, so waiting costs no thread and no signal handler.
+/// reactor when something first waits for its exit, so waiting costs no
+/// thread and no signal handler (and a capture that sees the child exit
+/// by the end of its output never registers it).
 ///
 /// Everything but taking the pipes takes `&self`: one task can await
 /// [`wait`](Child::wait) while another calls [`kill`](Child::kill). Every
@@ -38,7 +43,8 @@ const REAP_PAUSE: Duration = Duration::from_millis(100);
 /// continues (the status is cached once reaped).
 ///
 /// Dropping a `Child` never blocks and never leaves a zombie: the pidfd is
-/// deregistered and handed to the core crate's background reaper. With
+/// deregistered (if it was registered) and handed to the core crate's
+/// background reaper. With
 /// [`kill_on_drop`](childfd::Command::kill_on_drop) the tree is killed
 /// first.
 ///
@@ -57,8 +63,13 @@ const REAP_PAUSE: Duration = Duration::from_millis(100);
 /// ```
 #[derive(Debug)]
 pub struct Child {
-    /// Owns the core child (and so its pidfd); deregisters before dropping it.
-    inner: AsyncFd<childfd::Child>,
+    /// The pidfd on the reactor, from the first wait on. Declared before
+    /// `inner`: dropped (deregistered) before the core child closes it.
+    exit: OnceLock<AsyncFd<Pidfd>>,
+    /// Held while registering, so that two tasks never register it twice.
+    registering: Mutex<()>,
+    /// Owns the core child, and so its pidfd.
+    inner: childfd::Child,
     stdin: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
@@ -66,7 +77,8 @@ pub struct Child {
 
 impl Child {
     /// Registers a child spawned with [`childfd::Command::spawn`] with the
-    /// current runtime, converting its piped stdio to tokio pipes.
+    /// current runtime, converting its piped stdio to tokio pipes. Its
+    /// pidfd joins the reactor when something first waits for the exit.
     ///
     /// # Errors
     ///
@@ -75,7 +87,8 @@ impl Child {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime with I/O enabled (as tokio's `AsyncFd`).
+    /// Outside a tokio runtime with I/O enabled (as tokio's `AsyncFd`),
+    /// here for its pipes, at the first wait for its pidfd.
     pub fn from_child(mut child: childfd::Child) -> io::Result<Child> {
         let stdin = child.take_stdin().map(OwnedFd::from);
         let stdout = child.take_stdout().map(OwnedFd::from);
@@ -92,14 +105,31 @@ impl Child {
             stderr: stderr
                 .map(|fd| pipe::Receiver::from_owned_fd_unchecked(nonblocking(fd)?))
                 .transpose()?,
-            inner: crate::sys::register_pidfd(child)?,
+            exit: OnceLock::new(),
+            registering: Mutex::new(()),
+            inner: child,
         })
     }
 
     /// The core child, for everything this type does not wrap (its
     /// containment's cgroup path, blocking waits).
     pub fn inner(&self) -> &childfd::Child {
-        self.inner.get_ref()
+        &self.inner
+    }
+
+    /// The pidfd on the reactor, registered now if not yet.
+    fn exit_fd(&self) -> io::Result<&AsyncFd<Pidfd>> {
+        if let Some(fd) = self.exit.get() {
+            return Ok(fd);
+        }
+        let _one = self
+            .registering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.exit.get().is_none() {
+            let _ = self.exit.set(crate::sys::register_pidfd(&self.inner)?);
+        }
+        Ok(self.exit.get().expect("registered above"))
     }
 
     /// The child's pid, for display and logs only (see
@@ -141,7 +171,8 @@ impl Child {
             }
             // A pidfd turns readable at exit and stays so: readiness is
             // never cleared, so a second pass does not wait for an edge.
-            let _ready = self.inner.readable().await.map_err(|e| self.os(e))?;
+            let exit = self.exit_fd().map_err(|e| self.os(e))?;
+            let _ready = exit.readable().await.map_err(|e| self.os(e))?;
             if let Some(status) = self.inner().try_wait()? {
                 return Ok(status);
             }
@@ -260,7 +291,7 @@ impl Child {
     /// Waits for the pidfd to be readable without reaping (for the output
     /// loop, which reaps through the shared state machine).
     pub(crate) async fn exited(&self) -> io::Result<()> {
-        self.inner.readable().await.map(drop)
+        self.exit_fd()?.readable().await.map(drop)
     }
 
     fn os(&self, source: io::Error) -> WaitError {

@@ -89,6 +89,11 @@ pub(crate) async fn capture(
         life: Lifecycle::new(start, &opts.limits),
         readers,
         sink,
+        deadline: opts.limits.deadline.and_then(|d| start.checked_add(d)),
+        // The exit matters before the pipes' EOF: the wait-delay counts
+        // from it, and stdin is closed at it.
+        watch_exit_early: opts.limits.wait_delay.is_some() || feed.tx.is_some(),
+        watching_exit: false,
     };
     let result = run.run(&mut feed, cancel).await;
     guard.0 = None; // finished (or failed): not a cancellation
@@ -247,6 +252,10 @@ struct Run<'a> {
     life: Lifecycle,
     readers: [Reader; 2],
     sink: Option<LineSink>,
+    deadline: Option<Instant>,
+    watch_exit_early: bool,
+    /// Whether the pidfd is watched (on the reactor) yet.
+    watching_exit: bool,
 }
 
 impl Run<'_> {
@@ -261,10 +270,9 @@ impl Run<'_> {
         let core = self.child.inner();
         let mut cancelled = cancel.is_none();
         let mut unreapable_pause = Duration::from_millis(1);
-        // No `waitid` up front: the reactor reports a pidfd that is already
-        // readable at its first poll.
         loop {
             let pipes_open = self.readers.iter().any(|r| r.rx.is_some());
+            self.watch_exit_when_it_matters(pipes_open)?;
             let readers = &self.readers;
             let inodes = || {
                 readers
@@ -290,7 +298,7 @@ impl Run<'_> {
                     cancelled = true;
                     self.life.cancel(core)?;
                 }
-                r = self.child.exited(), if self.life.status.is_none() => {
+                r = self.child.exited(), if self.watching_exit && self.life.status.is_none() => {
                     r.map_err(io_err)?;
                     self.life.poll_exit(core)?;
                     if self.life.status.is_none() {
@@ -314,5 +322,26 @@ impl Run<'_> {
             // Feed stdin after any event: room in the pipe, or the exit.
             feed.feed(self.life.status.is_some()).map_err(io_err)?;
         }
+    }
+
+    /// Starts watching the pidfd once the exit matters: from the start
+    /// with a wait-delay or input, else once the pipes are at EOF, the
+    /// deadline has come or the tree is being ended. A short job has
+    /// usually exited by the end of its output: one `waitid(WNOHANG)` then
+    /// reaps it, and its pidfd never joins the reactor (as the
+    /// Supervisor's jobs).
+    fn watch_exit_when_it_matters(&mut self, pipes_open: bool) -> Result<(), OutputError> {
+        if self.watching_exit || self.life.status.is_some() {
+            return Ok(());
+        }
+        let due =
+            !pipes_open || self.life.ending() || self.deadline.is_some_and(|d| Instant::now() >= d);
+        if due {
+            // Exited already (its output ended with it), or about to be
+            // signalled: know it before the state machine decides.
+            self.life.poll_exit(self.child.inner())?;
+        }
+        self.watching_exit = due || self.watch_exit_early;
+        Ok(())
     }
 }

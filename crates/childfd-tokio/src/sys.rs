@@ -3,24 +3,42 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-/// Registers the child's pidfd for readability (the kernel's exit
+/// A child's pidfd by number, for the reactor. Only [`register_pidfd`]
+/// makes one, for a fd that outlives it (see there).
+#[derive(Debug)]
+pub(crate) struct Pidfd(RawFd);
+
+impl AsRawFd for Pidfd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Registers the pidfd of `child` for readability (the kernel's exit
 /// notification) with the current runtime's reactor.
+///
+/// The caller keeps the returned `AsyncFd` in the same struct as `child`,
+/// dropped before it (declared before it, never moved out): see the
+/// safety comment.
 ///
 /// # Panics
 ///
 /// Outside a tokio runtime with I/O enabled (as tokio's `AsyncFd`).
-pub(crate) fn register_pidfd(child: childfd::Child) -> io::Result<AsyncFd<childfd::Child>> {
-    // SAFETY: `AsyncFd::register_with_interest` needs the fd that
-    // `as_raw_fd` returns to stay open, and to be the same, for as long as
-    // the `AsyncFd` lives. `childfd::Child::as_raw_fd` returns its pidfd,
-    // which the `Child` owns from spawn until its own `drop` (nothing else
-    // can take or replace it), and the `AsyncFd` owns the `Child`: it
-    // deregisters the fd before dropping the `Child`, and this crate never
-    // hands out `get_mut` or `into_inner`.
-    let registered = unsafe { AsyncFd::register_with_interest(child, Interest::READABLE) };
+pub(crate) fn register_pidfd(child: &childfd::Child) -> io::Result<AsyncFd<Pidfd>> {
+    let fd = Pidfd(child.as_raw_fd());
+    // SAFETY: `AsyncFd::register_with_interest` needs the fd to stay open,
+    // and to be the same, for as long as the `AsyncFd` lives.
+    // `childfd::Child::as_raw_fd` returns its pidfd, which the `Child`
+    // owns from spawn until its own `drop` (nothing else can take or
+    // replace it). The only caller, `crate::child::Child`, owns both the
+    // core child and this `AsyncFd`, declares the `AsyncFd` first (so it
+    // is dropped, and the fd deregistered, before the core child closes
+    // the pidfd) and never moves either out.
+    let registered = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
     registered.map_err(|e| e.into_parts().1)
 }
