@@ -20,8 +20,7 @@
 //!   epoll registrations.
 //! - System calls, per job, when the loop thread also spawns
 //!   (`strace -f -c target/release/examples/supervise 1000 0`): in the
-//!   parent 26: `clone3`, 2 `rt_sigprocmask` around it, 6 `getpid` (the
-//!   fork checks of the process-wide registries), 2 `pipe2`, `open`
+//!   parent 20: `clone3`, 2 `rt_sigprocmask` around it, 2 `pipe2`, `open`
 //!   (`/dev/null` for stdin), 2 `fcntl` (non-blocking), 2 `epoll_ctl`
 //!   (the pipes; closing an fd takes it out of the epoll set), 3 `read`,
 //!   `waitid`, 6 `close`, and a quarter of an `epoll_wait`. The pidfd
@@ -29,9 +28,11 @@
 //!   wait-delay, stdin, no pipes), when the tree is being ended, or when
 //!   the pipes are at EOF and the child is not reaped yet (rare: a child's
 //!   pipes close as it exits). With spawning threads (the default), the
-//!   loop thread makes about 14 of them (3 `read`, 2 `epoll_ctl`, 2 `fcntl`, `waitid`,
-//!   3 `close`, 2 `getpid`, a third of an `epoll_wait` and about
-//!   one `futex` to hand jobs over), the spawning threads the rest.
+//!   loop thread makes about 12 of them (3 `read`, 2 `epoll_ctl`, 2 `fcntl`, `waitid`,
+//!   3 `close`, a third of an `epoll_wait` and about one `futex` to hand
+//!   jobs over), the spawning threads the rest. The fork checks of the
+//!   process-wide registries make no system call (the pid is kept in a
+//!   page the kernel wipes in a forked copy).
 //! - CPU: `cargo bench -p childfd-benches --bench supervisor` prints the
 //!   loop thread's and the whole process's CPU per job, the children's,
 //!   the CPU ceiling they imply, where the machine's other core time went

@@ -106,7 +106,12 @@ static LAST_COUNT: AtomicUsize = AtomicUsize::new(64);
 /// by another thread's `std::env::set_var`, so the child never reads it.
 /// That copy (two small allocations per variable, inside std) is most of
 /// what this step costs; no std interface takes the environment under its
-/// lock more cheaply.
+/// lock more cheaply. Nor can the copy be cached and reused while the
+/// environment looks unchanged: nothing read outside std's lock (the
+/// `environ` pointer, its entries' pointers or lengths) proves it
+/// unchanged (glibc's `setenv` frees the array it grows, `unsetenv`
+/// shifts entries in place, a `putenv` string can change in place), and
+/// std runs no caller code under the lock.
 fn environment(cmd: &Command) -> Environment {
     let changes = &cmd.env.vars;
     let mut env = Environment {
