@@ -21,6 +21,10 @@
 //! per thread from it rather than from the task's worker (CPU affinity,
 //! the nice value, set by the thread that first spawned). A parent-death
 //! signal is tied to it too, and it lives as long as the process.
+//!
+//! Spawns are serial: a child slow to reach `execve` (a `pre_exec`
+//! closure that blocks, a child starved of CPU) delays the spawns queued
+//! behind it, though never the runtime's tasks.
 
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -79,13 +83,31 @@ fn queue() -> mpsc::Sender<Job> {
     tx
 }
 
+/// Spawns queued one after the other before their tasks are woken: each
+/// wake from this thread can unpark a runtime worker (a futex wake and a
+/// context switch on both sides), and workers that sleep while their tasks
+/// wait for spawns would pay that per child. Waking the tasks of a few
+/// spawns at once lets one worker take them all. Only jobs already queued
+/// are batched: an idle spawner answers at once.
+const BATCH: usize = 8;
+
 fn run(rx: mpsc::Receiver<Job>) {
-    for Job { cmd, reply } in rx {
-        let result = cmd.spawn();
-        if let Err((_cmd, Ok(orphan))) = reply.send((cmd, result)) {
-            // Nobody waits for it any more: a cancelled spawn leaves
-            // nothing behind.
-            let _ = orphan.kill_tree();
+    let mut done: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::with_capacity(BATCH);
+    while let Ok(first) = rx.recv() {
+        let mut job = Some(first);
+        while let Some(Job { cmd, reply }) = job.take() {
+            let result = cmd.spawn();
+            done.push((reply, (cmd, result)));
+            if done.len() < BATCH {
+                job = rx.try_recv().ok();
+            }
+        }
+        for (reply, answer) in done.drain(..) {
+            if let Err((_cmd, Ok(orphan))) = reply.send(answer) {
+                // Nobody waits for it any more: a cancelled spawn leaves
+                // nothing behind.
+                let _ = orphan.kill_tree();
+            }
         }
     }
 }
