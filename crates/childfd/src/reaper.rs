@@ -205,7 +205,18 @@ pub fn reap_orphans() -> io::Result<Vec<(u32, ExitStatus)>> {
 /// Without our handler (the program's own, or SIGCHLD blocked in the
 /// reaper thread), an orphan exiting after the close waits for the next
 /// check: at most 50 ms in polling mode, at most 60 s (the safety scan) in
-/// handler mode. While it cannot make a pipe (`EMFILE`), the thread polls
+/// handler mode.
+///
+/// # A program that installs its own SIGCHLD handler later
+///
+/// Our handler is then gone, and nothing tells the thread. It checks the
+/// SIGCHLD action at every wake-up and on a schedule: 1 s after start,
+/// then 2 s, 4 s, … later, at most every 60 s. Once it finds the
+/// program's handler, it polls (1 to 50 ms) as if that handler had been
+/// there first. So an orphan exiting after the switch waits about as long
+/// as the reaper had run before it (1 s for a handler installed at
+/// start-up), at most 60 s. A shorter fixed check would cost an idle init
+/// wake-ups for ever; the kernel gives no notice of a `sigaction(2)`. While it cannot make a pipe (`EMFILE`), the thread polls
 /// with the 1 to 50 ms interval. Dropping the `Reaper` then likewise waits
 /// for the thread's next wake-up.
 ///
@@ -241,10 +252,17 @@ struct Shared {
     reaped: AtomicU64,
 }
 
-/// In handler mode, how often the thread checks that its handler is still
-/// installed (the program may have replaced it) and looks for orphans
-/// anyway.
+/// In handler mode, how often (at most) the thread checks that its handler
+/// is still installed (the program may have replaced it) and looks for
+/// orphans anyway.
 const SAFETY_SCAN: Duration = Duration::from_secs(60);
+/// The first such check after [`Reaper::start`]; each later one comes
+/// twice as late, up to [`SAFETY_SCAN`]. A program that installs its own
+/// SIGCHLD handler right after starting the reaper (the usual order:
+/// libraries first) is noticed within about a second, one that does so
+/// at time `t` within about `t` (at most 60 s), and an idle process still
+/// wakes only about once a minute after the first minute.
+const FIRST_CHECK: Duration = Duration::from_secs(1);
 
 impl Reaper {
     /// Starts the thread (named `childfd-orphans`).
@@ -318,6 +336,7 @@ fn run(shared: &Shared, mut handler: bool) {
         sigchld::set_thread();
     }
     let mut pause = Duration::from_millis(1);
+    let mut check_in = FIRST_CHECK;
     while !shared.stop.load(Ordering::Relaxed) {
         let wake = if handler {
             sigchld::checked_wake().ok()
@@ -341,7 +360,7 @@ fn run(shared: &Shared, mut handler: bool) {
             break;
         }
         let trusted = wake.is_some() && stop.is_some();
-        let timeout = if trusted { SAFETY_SCAN } else { pause };
+        let timeout = if trusted { check_in } else { pause };
         // Each end is checked again right before the sleep.
         let fds: Vec<_> = [wake.as_ref(), stop.as_ref()]
             .into_iter()
@@ -349,6 +368,8 @@ fn run(shared: &Shared, mut handler: bool) {
             .filter_map(|p| p.reader())
             .collect();
         sleep_on(&fds, timeout);
+        check_in = (check_in * 2).min(SAFETY_SCAN);
+        // Checked at every wake-up, and so at least at each check above.
         if handler && !sigchld::still_installed() {
             handler = false;
             sigchld::clear_thread();

@@ -80,6 +80,14 @@ const SCENARIOS: &[(&str, Wrap)] = &[
         "cgroup_leaf_lands_in_another_cgroup_bind_mounted_below_the_mount_point",
         Wrap::MountNs,
     ),
+    (
+        "orphans_wait_for_the_60_s_scan_once_the_program_replaces_the_sigchld_handler",
+        Wrap::Plain,
+    ),
+    (
+        "drop_reaper_wakes_every_second_while_a_dropped_child_runs",
+        Wrap::Plain,
+    ),
 ];
 
 fn main() {
@@ -184,6 +192,10 @@ fn scenario(name: &str) {
         "cgroup_leaf_lands_in_another_cgroup_bind_mounted_below_the_mount_point" => {
             bind_mount_below_the_mount_point()
         }
+        "orphans_wait_for_the_60_s_scan_once_the_program_replaces_the_sigchld_handler" => {
+            replaced_sigchld_handler()
+        }
+        "drop_reaper_wakes_every_second_while_a_dropped_child_runs" => idle_drop_reaper(),
         other => panic!("unknown scenario {other}"),
     }
     assert!(
@@ -933,4 +945,84 @@ fn bind_mount_below_the_mount_point() {
             mine_cg.display()
         );
     }
+}
+
+/// The program's own SIGCHLD handler (does nothing).
+extern "C" fn program_sigchld(_: libc::c_int) {}
+
+/// A subreaper starts the orphan `Reaper`, then installs its own SIGCHLD
+/// handler (libraries first, then the program's: a common order). The
+/// reaper's handler is gone; an orphan that exits next was reaped only at
+/// the 60 s safety scan. It must be reaped within a few seconds.
+fn replaced_sigchld_handler() {
+    childfd::reaper::become_subreaper().unwrap();
+    let reaper = childfd::reaper::Reaper::start().unwrap();
+    // SAFETY: plain data, all-zero is valid; the fields are set below.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = program_sigchld as extern "C" fn(libc::c_int) as usize;
+    act.sa_flags = libc::SA_RESTART;
+    // SAFETY: a fully initialised action for a valid signal.
+    let r = unsafe { libc::sigaction(libc::SIGCHLD, &act, std::ptr::null_mut()) };
+    assert_eq!(r, 0);
+    let sh = std::process::Command::new("sh")
+        .args(["-c", "sleep 0.1 & exit 0"])
+        .status()
+        .unwrap();
+    assert!(sh.success());
+    let started = Instant::now();
+    // Far below the 60 s scan, far above the ~1 s this should take.
+    let reaped = eventually(Duration::from_secs(10), || reaper.reaped() >= 1);
+    let took = started.elapsed();
+    drop(reaper);
+    // SAFETY: plain data, all-zero is SIG_DFL with an empty mask.
+    let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut()) };
+    assert!(
+        reaped,
+        "the orphan was not reaped within 10 s of its exit after the program replaced SIGCHLD's handler"
+    );
+    println!("orphan reaped {took:?} after the program's handler replaced the reaper's");
+}
+
+/// Voluntary context switches of this process's thread named `name`.
+fn voluntary_switches(name: &str) -> Option<u64> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .and_then(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .and_then(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+}
+
+/// A dropped child that keeps running: the drop reaper woke once a second
+/// for as long as it ran. Over 7 s it must wake a few times at most.
+fn idle_drop_reaper() {
+    let c = Command::new(PAUSE).spawn().unwrap();
+    let pid = c.id() as i32;
+    drop(c);
+    assert!(
+        eventually(BOUND, || voluntary_switches("childfd-reaper").is_some()),
+        "no drop reaper thread"
+    );
+    // A measuring window, not synchronisation: the thread should sleep
+    // through most of it.
+    let before = voluntary_switches("childfd-reaper").unwrap();
+    std::thread::sleep(Duration::from_secs(7));
+    let woke = voluntary_switches("childfd-reaper").unwrap() - before;
+    childfd_testbin::kill(pid, libc::SIGKILL);
+    assert!(
+        eventually(BOUND, || childfd::pending_reaps() == 0
+            && read_stat(pid).is_none()),
+        "the dropped child was not reaped after its exit"
+    );
+    assert!(
+        woke <= 3,
+        "the drop reaper woke {woke} times in 7 s while one dropped child ran"
+    );
+    println!("drop reaper: {woke} wake-ups in 7 s");
 }

@@ -18,7 +18,8 @@
 //! not open (`close_range(3, ~0)`) and open its own files at those
 //! numbers. The reaper therefore uses no number it has not just checked
 //! ([`held`], [`poller`]): it checks before each use, when an event is not
-//! its own, when an epoll call fails, and once a second while idle. If
+//! its own, when an epoll call fails, and while idle after 1 s, then 2 s,
+//! 4 s, … up to 64 s (see `thread`: a swept pidfd gives no event). If
 //! anything is no longer its own it rebuilds: a new epoll instance, a new
 //! pidfd for each child by `pidfd_open(pid)` (accepted only if it is the
 //! same process: on pidfs the same inode), each `cgroup.events` reopened by

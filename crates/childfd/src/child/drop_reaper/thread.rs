@@ -8,23 +8,33 @@ use super::held::Held;
 use super::poller::Source;
 use super::{Progress, State, rebuild, state};
 
-/// Checks every entry's fd; rebuilds if one is not ours.
-fn check(st: &mut State) {
+/// Checks every entry's fd; rebuilds if one is not ours. True if all were.
+fn check(st: &mut State) -> bool {
     let intact = st
         .entries
         .values()
         .all(|e| e.fd.as_ref().is_some_and(|h| h.get().is_some()));
     if !intact || !st.poller_is_ours(None) {
         rebuild(st);
+        return false;
     }
+    true
 }
 
 /// Without anything ready, the thread checks its fds and retries every
-/// entry once a second (a missed event costs at most this long).
-const IDLE: Timespec = Timespec {
-    tv_sec: 1,
-    tv_nsec: 0,
-};
+/// entry after this long; each check that finds everything in order
+/// doubles the wait, up to [`IDLE_MAX`], and anything else (an event, a
+/// number not ours) brings it back to this.
+///
+/// Why not sleep until an event: a host that closes the number of an
+/// adopted pidfd (`close_range(3, ~0)`) releases that file, and epoll drops
+/// it without a word, so that child's exit would never wake the thread.
+/// Only looking finds that, and the kernel gives no notice of a `close`.
+/// So a swept pidfd's child is reaped within about as long as the thread
+/// had been idle before the sweep (at most [`IDLE_MAX`] late).
+const IDLE_FIRST: u64 = 1;
+/// The longest idle wait, in seconds.
+const IDLE_MAX: u64 = 64;
 /// Entries that were ready but could not be finished (a zombie that a
 /// debugger still holds, a cgroup not removable yet) are muted in epoll
 /// and retried this often, so a level-triggered event cannot spin.
@@ -38,6 +48,7 @@ const RETRY: Timespec = Timespec {
 pub(super) fn run() {
     let mut events = Vec::with_capacity(256);
     let mut deferred: Vec<u32> = Vec::new();
+    let mut idle_secs = IDLE_FIRST;
     loop {
         events.clear();
         let poller = {
@@ -54,7 +65,15 @@ pub(super) fn run() {
             }
             st.poller.clone()
         };
-        let timeout = if deferred.is_empty() { &IDLE } else { &RETRY };
+        let idle_wait = Timespec {
+            tv_sec: idle_secs as i64,
+            tv_nsec: 0,
+        };
+        let timeout = if deferred.is_empty() {
+            &idle_wait
+        } else {
+            &RETRY
+        };
         let waited = match &poller {
             Some(p) => p.wait(&mut events, timeout),
             None => {
@@ -73,9 +92,12 @@ pub(super) fn run() {
             }
         }
         let idle = waited.is_ok() && events.is_empty();
-        if suspect || idle {
-            check(&mut st);
-        }
+        let in_order = !(suspect || idle) || check(&mut st);
+        idle_secs = if idle && in_order && deferred.is_empty() {
+            (idle_secs * 2).min(IDLE_MAX)
+        } else {
+            IDLE_FIRST
+        };
         keys.append(&mut deferred);
         keys.sort_unstable();
         keys.dedup();
