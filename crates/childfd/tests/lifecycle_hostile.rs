@@ -964,11 +964,13 @@ fn replaced_sigchld_handler() {
     // SAFETY: a fully initialised action for a valid signal.
     let r = unsafe { libc::sigaction(libc::SIGCHLD, &act, std::ptr::null_mut()) };
     assert_eq!(r, 0);
-    let sh = std::process::Command::new("sh")
+    // Spawned by childfd (a `Child` is never reaped by the orphan pass; a
+    // std child of ours would be, as any child no `Child` owns).
+    let sh = Command::new("sh")
         .args(["-c", "sleep 0.1 & exit 0"])
-        .status()
+        .spawn()
         .unwrap();
-    assert!(sh.success());
+    assert!(sh.wait_timeout(BOUND).unwrap().unwrap().success());
     let started = Instant::now();
     // Far below the 60 s scan, far above the ~1 s this should take.
     let reaped = eventually(Duration::from_secs(10), || reaper.reaped() >= 1);
