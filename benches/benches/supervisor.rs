@@ -150,6 +150,14 @@ fn what_stands_between(sup: &JobsRun, tokio: &JobsRun, floor: &JobsRun) {
         sup.process_us() - floor.process_us(),
     );
     println!(
+        "- context switches per job (a thread slept and was woken, or was preempted; the \
+         kernel's switch is the largest single item of a profile on a VM): {:.1}, tokio \
+         multi-thread {:.1}, the floor {:.1} (the vfork wait)",
+        sup.switches_per_job(),
+        tokio.switches_per_job(),
+        floor.switches_per_job(),
+    );
+    println!(
         "- share of the CPU ceiling: {:.0}% (goal >= 85%); the machine's other {:.0}% went to \
          other processes {:.0}%, idle {:.0}%, steal {:.0}%: of the core time other processes \
          left, this run used {:.0}%",

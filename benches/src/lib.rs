@@ -343,6 +343,9 @@ pub struct JobsRun {
     /// What every core of the machine did during the run
     /// (`/proc/stat`): ours, other processes', idle.
     pub machine: MachineCpu,
+    /// Context switches of this process's threads during the run
+    /// (`getrusage`: voluntary, a thread went to sleep, plus involuntary).
+    pub switches: u64,
 }
 
 /// Time of all the machine's cores together, from `/proc/stat`
@@ -406,6 +409,13 @@ impl JobsRun {
         self.process_cpu.as_secs_f64() * 1e6 / self.n as f64
     }
 
+    /// Context switches of this process per job: each is a thread that
+    /// slept (the vfork wait, `epoll_wait`, a hand-over between threads)
+    /// and was woken, or was preempted.
+    pub fn switches_per_job(&self) -> f64 {
+        self.switches as f64 / self.n as f64
+    }
+
     /// µs per job of the children's CPU.
     pub fn children_us(&self) -> f64 {
         self.children_cpu.as_secs_f64() * 1e6 / self.n as f64
@@ -460,14 +470,16 @@ pub fn limit_floor(n: usize) -> JobsRun {
 /// Measures `f` (which runs `n` jobs and returns the supervising CPU).
 pub fn measure_jobs(n: usize, f: impl FnOnce() -> Option<Duration>) -> JobsRun {
     use rustix::time::ClockId;
-    let (m0, p0, c0, t0) = (
+    let (m0, p0, c0, s0, t0) = (
         MachineCpu::now(),
         clock_cpu(ClockId::ProcessCPUTime),
         children_cpu(),
+        context_switches(),
         Instant::now(),
     );
     let sup = f();
     let wall = t0.elapsed();
+    let switches = context_switches().saturating_sub(s0);
     let process_cpu = clock_cpu(ClockId::ProcessCPUTime) - p0;
     let children_cpu = children_cpu() - c0;
     JobsRun {
@@ -477,7 +489,19 @@ pub fn measure_jobs(n: usize, f: impl FnOnce() -> Option<Duration>) -> JobsRun {
         process_cpu,
         children_cpu,
         machine: MachineCpu::now().since(&m0),
+        switches,
     }
+}
+
+/// Context switches of every thread of this process so far, exited ones
+/// included ([`getrusage(2)`](https://man7.org/linux/man-pages/man2/getrusage.2.html)
+/// `RUSAGE_SELF`: `ru_nvcsw + ru_nivcsw`).
+pub fn context_switches() -> u64 {
+    // SAFETY: rusage is plain data; getrusage fills it in.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is writable for the call.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    (u.ru_nvcsw + u.ru_nivcsw).max(0) as u64
 }
 
 /// `n` jobs of `echo1` under a childfd `Supervisor` with `cap` in flight
