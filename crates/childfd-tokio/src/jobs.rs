@@ -237,7 +237,7 @@ impl futures_core::Stream for JobSet {
     }
 }
 
-/// One job's task: spawn (on the spawner thread), capture, report.
+/// One job's task: spawn (on a spawner thread), capture, report.
 async fn run_job(
     id: JobId,
     mut cmd: Command,

@@ -3,7 +3,7 @@
 //!
 //! - [`CommandExt::spawn_async`] turns a [`childfd::Command`] into an
 //!   async [`Child`] whose pidfd is registered with tokio's reactor
-//!   (`AsyncFd`); the clone runs on one spawner thread per process, so no
+//!   (`AsyncFd`); the clone runs on two spawner threads per process, so no
 //!   worker waits for the child to reach `execve`. `wait().await`
 //!   sleeps in the runtime's `epoll_wait` until the kernel says the child
 //!   exited. No SIGCHLD handler, no waiter thread, no `waitpid(-1)`: it
@@ -118,7 +118,7 @@ fn register(spawned: Result<childfd::Child, childfd::SpawnError>) -> Result<Chil
     Child::from_child(spawned?).map_err(|source| SpawnError::Register { source })
 }
 
-/// Spawns the owned `cmd` on the spawner thread (no runtime worker waits
+/// Spawns the owned `cmd` on a spawner thread (no runtime worker waits
 /// for the child's `execve`) and registers the child with the current
 /// runtime; gives the command back.
 pub(crate) async fn spawn_owned(
@@ -135,7 +135,7 @@ pub(crate) async fn spawn_owned(
 pub trait CommandExt {
     /// Spawns the child and registers it with the current runtime.
     ///
-    /// The clone runs on a spawner thread (one per process, see
+    /// The clone runs on a spawner thread (two per process, see
     /// [`spawn`] for why): the task sleeps until the child has exec'd,
     /// and the worker runs other tasks meanwhile. The command is moved
     /// there and back; if the future is dropped before it resolves, the

@@ -1,4 +1,4 @@
-//! The spawner thread: where the async spawns run their clone, so that no
+//! The spawner threads: where the async spawns run their clone, so that no
 //! runtime worker waits for a child to `execve`.
 //!
 //! A spawn is `clone3(CLONE_VFORK)`: the spawning thread is suspended
@@ -8,26 +8,29 @@
 //! closure or a slow file system can hold it longer. A runtime worker held
 //! that way runs nothing else: the tasks in its queue and its LIFO slot
 //! (which no other worker can steal) wait, deadlines and wait-delays
-//! included. So [`spawn`] moves the command to one long-lived thread, which
-//! clones, and sends the child back; the awaiting task sleeps meanwhile.
+//! included. So [`spawn`] moves the command to a long-lived spawner thread,
+//! which clones, and sends the child back; the awaiting task sleeps
+//! meanwhile.
 //!
-//! One thread for the whole process, however many children and runtimes
-//! (never a thread per child). A `fork()`ed copy of the process starts its
-//! own: the parent's thread does not exist in the copy.
+//! Two threads for the whole process, however many children and runtimes
+//! (never a thread per child): one child's way to `execve` overlaps
+//! another's. A `fork()`ed copy of the process starts its own: the
+//! parent's threads do not exist in the copy.
 //!
 //! # Caveats
 //!
-//! Children are created by this thread: a child inherits what Linux keeps
-//! per thread from it rather than from the task's worker (CPU affinity,
-//! the nice value, set by the thread that first spawned). A parent-death
-//! signal is tied to it too, and it lives as long as the process.
+//! Children are created by these threads: a child inherits what Linux
+//! keeps per thread from them rather than from the task's worker (CPU
+//! affinity, the nice value, set by the thread that first spawned). A
+//! parent-death signal is tied to them too, and they live as long as the
+//! process.
 //!
-//! Spawns are serial: a child slow to reach `execve` (a `pre_exec`
-//! closure that blocks, a child starved of CPU) delays the spawns queued
-//! behind it, though never the runtime's tasks.
+//! Two children slow to reach `execve` (a `pre_exec` closure that blocks,
+//! children starved of CPU) delay the spawns queued behind them, though
+//! never the runtime's tasks.
 
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use childfd::{Child, Command, SpawnError};
 use tokio::sync::oneshot;
@@ -44,22 +47,26 @@ struct Job {
 /// The spawner's queue, with the pid of the process that started it.
 static SPAWNER: Mutex<Option<(rustix::process::Pid, mpsc::Sender<Job>)>> = Mutex::new(None);
 
-/// Spawns `cmd` on the spawner thread; resolves when the child has exec'd
+/// Spawns `cmd` on a spawner thread; resolves when the child has exec'd
 /// (or the spawn failed). If the future is dropped first, the spawned
 /// child's tree is killed and the child handed to the background reaper.
 pub(crate) async fn spawn(cmd: Command) -> Reply {
     let (reply, rx) = oneshot::channel();
     let job = Job { cmd, reply };
     let job = match queue().send(job) {
-        Ok(()) => return rx.await.expect("the spawner thread answers every job"),
-        // The thread could not be started: spawn here.
+        Ok(()) => return rx.await.expect("a spawner thread answers every job"),
+        // No thread could be started: spawn here.
         Err(mpsc::SendError(job)) => job,
     };
     let result = job.cmd.spawn();
     (job.cmd, result)
 }
 
-/// This process's spawner queue, started on first use.
+/// Spawner threads: two, so that one child's way to `execve` (the
+/// spawning thread waits, the child needs a CPU) overlaps another's.
+const THREADS: usize = 2;
+
+/// This process's spawner queue, its threads started on first use.
 fn queue() -> mpsc::Sender<Job> {
     let pid = rustix::process::getpid();
     let mut slot = SPAWNER.lock().unwrap_or_else(|e| e.into_inner());
@@ -67,17 +74,24 @@ fn queue() -> mpsc::Sender<Job> {
         if *owner == pid {
             return tx.clone();
         }
-        // A fork()ed copy: the parent's thread is not here. Its queue is
+        // A fork()ed copy: the parent's threads are not here. Its queue is
         // forgotten, not dropped (the parent's state is left alone).
     }
     let (tx, rx) = mpsc::channel::<Job>();
-    let started = std::thread::Builder::new()
-        .name("childfd-tokio-spawner".into())
-        .spawn(move || run(rx));
+    let rx = Arc::new(Mutex::new(rx));
+    let mut started = 0;
+    for _ in 0..THREADS {
+        let rx = rx.clone();
+        let thread = std::thread::Builder::new()
+            .name("childfd-tokio-spawner".into())
+            .spawn(move || run(&rx));
+        started += usize::from(thread.is_ok());
+    }
+    drop(rx); // the threads hold the receiver (if any started)
     if let Some(old) = slot.take() {
         std::mem::forget(old);
     }
-    if started.is_ok() {
+    if started > 0 {
         *slot = Some((pid, tx.clone()));
     }
     tx
@@ -91,15 +105,20 @@ fn queue() -> mpsc::Sender<Job> {
 /// are batched: an idle spawner answers at once.
 const BATCH: usize = 8;
 
-fn run(rx: mpsc::Receiver<Job>) {
+fn run(rx: &Mutex<mpsc::Receiver<Job>>) {
     let mut done: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::with_capacity(BATCH);
-    while let Ok(first) = rx.recv() {
+    loop {
+        // Waits for a job holding the lock: the other thread waits for the
+        // lock meanwhile, and takes the next job.
+        let first = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(first) = first else { return };
         let mut job = Some(first);
         while let Some(Job { cmd, reply }) = job.take() {
             let result = cmd.spawn();
             done.push((reply, (cmd, result)));
             if done.len() < BATCH {
-                job = rx.try_recv().ok();
+                // Locked by the other thread: it waits for an empty queue.
+                job = rx.try_lock().ok().and_then(|q| q.try_recv().ok());
             }
         }
         for (reply, answer) in done.drain(..) {

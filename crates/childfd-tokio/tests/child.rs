@@ -217,5 +217,5 @@ fn spawning_outside_a_runtime_fails_without_starting_a_child() {
         matches!(err, childfd_tokio::SpawnError::Register { .. }),
         "{err:?}"
     );
-    h.finish(1);
+    h.finish(common::LIBRARY_THREADS);
 }

@@ -212,6 +212,6 @@ fn a_thousand_jobs_with_deadlines_use_only_the_runtime_threads() {
         );
         assert_no_survivors(&tag);
         rt.shutdown_timeout(common::SLACK);
-        h.finish(1);
+        h.finish(common::LIBRARY_THREADS);
     }
 }

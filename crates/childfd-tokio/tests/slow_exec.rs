@@ -171,7 +171,7 @@ fn check(way: Way) {
              the spawn held the runtime's only thread"
         );
         drop(gate);
-        h.finish(1);
+        h.finish(common::LIBRARY_THREADS);
     }
 }
 

@@ -25,6 +25,11 @@ pub async fn wait_tagged(tag: &str, n: usize) -> Vec<childfd_testbin::Proc> {
         .unwrap()
 }
 
+/// The library's own threads a test may find afterwards: the core
+/// crate's background reaper and childfd-tokio's two spawner threads
+/// (fixed, however many children).
+pub const LIBRARY_THREADS: usize = 3;
+
 /// Generous: only a hang exceeds it.
 pub const SLACK: Duration = Duration::from_secs(10);
 /// Bound of a whole test body on one runtime.
@@ -56,7 +61,7 @@ pub fn runtime(flavor: Flavor) -> tokio::runtime::Runtime {
 
 /// Process-wide state that tokio and childfd create once and keep (the
 /// signal driver's pipe of tokio::process, the background reaper's epoll,
-/// childfd-tokio's spawner thread),
+/// childfd-tokio's spawner threads),
 /// created before any test measures fds.
 pub fn warm_up() {
     static ONCE: Once = Once::new();
@@ -65,7 +70,7 @@ pub fn warm_up() {
         rt.block_on(async {
             let st = tokio::process::Command::new("true").status().await;
             assert!(st.expect("tokio::process works").success());
-            // Starts childfd-tokio's spawner thread (one per process).
+            // Starts childfd-tokio's spawner threads (two per process).
             use childfd_tokio::CommandExt;
             let child = childfd::Command::new("true").spawn_async().await;
             let st = child.expect("spawn_async works").wait().await;
@@ -82,7 +87,7 @@ pub fn warm_up() {
 /// Runs `body` on a current-thread and then on a multi-thread runtime (as
 /// a spawned task, so it moves between workers), each time with a fresh
 /// runtime, bounded in time, and checks afterwards: no child (zombie or
-/// running) left, no fd leaked, at most the background reaper's thread.
+/// running) left, no fd leaked, at most the library's fixed threads.
 #[track_caller]
 pub fn on_both<F, Fut>(body: F)
 where
@@ -117,6 +122,6 @@ where
         rt.shutdown_timeout(SLACK);
         let _ = finished.send(());
         dog.join().expect("watchdog");
-        h.finish(1);
+        h.finish(LIBRARY_THREADS);
     }
 }
