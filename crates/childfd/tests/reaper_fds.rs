@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use childfd::Command;
-use childfd_testbin::{EXIT0, SLEEP200};
+use childfd_testbin::{EXIT0, PAUSE, SLEEP200};
 
 const SCENARIOS: &[(&str, fn())] = &[
     (
@@ -132,20 +132,31 @@ fn scratch_dir(name: &str) -> std::path::PathBuf {
 /// number. After the host ran `close_range(3, ~0)` and opened its own
 /// files, `epoll_wait` failed (EBADF/EINVAL) in a loop: the thread spun at
 /// 100% CPU and the dropped children stayed zombies for ever.
+///
+/// The dropped children run until the scenario ends them after the sweep
+/// and the later hand-overs (they cannot exit by themselves, so however
+/// slow the machine, the sweep happens while all of them run).
 fn host_close_range_while_dropped_children_run_leaves_no_zombie_no_spin_and_host_files_untouched() {
     let dir = scratch_dir("sweep");
+    let mut pids = Vec::new();
     for _ in 0..3 {
-        drop(Command::new("sleep").arg("0.5").spawn().unwrap());
+        pids.push(drop_running(PAUSE));
     }
     assert_eq!(childfd::pending_reaps(), 3);
-    assert!(thread_ticks("childfd-reaper").is_some(), "no reaper thread");
+    // The thread names itself once it runs.
+    assert!(
+        childfd_testbin::eventually(REAP_BOUND, || thread_ticks("childfd-reaper").is_some()),
+        "no reaper thread"
+    );
     close_from(3);
     let mut host = open_host_files(&dir, 8);
     // More hand-overs after the sweep, while the reaper's old numbers are
     // the host's files.
     for _ in 0..2 {
-        drop(Command::new(SLEEP200).spawn().unwrap());
+        pids.push(drop_running(PAUSE));
     }
+    assert_eq!(childfd::pending_reaps(), 5);
+    end_dropped(&pids);
     let mut ticks = 0;
     let reaped = childfd_testbin::eventually(REAP_BOUND, || {
         ticks = thread_ticks("childfd-reaper").unwrap_or(ticks);
@@ -164,6 +175,25 @@ fn host_close_range_while_dropped_children_run_leaves_no_zombie_no_spin_and_host
     );
     assert!(damage.is_empty(), "host files: {damage:?}");
     println!("  reaped; reaper thread used {ticks} ticks");
+}
+
+/// Spawns `program` (which runs until signalled) and drops its handle
+/// while it runs: the background reaper has it. Its pid.
+fn drop_running(program: &str) -> i32 {
+    let child = Command::new(program).spawn().unwrap();
+    let pid = child.id() as i32;
+    drop(child);
+    pid
+}
+
+/// SIGKILLs dropped children by pid. Safe from pid reuse: none of them
+/// can exit by itself, so none was reaped and each pid is still its own.
+fn end_dropped(pids: &[i32]) {
+    for &pid in pids {
+        // SAFETY: plain syscall on a pid that is still our unreaped child.
+        let r = unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert_eq!(r, 0, "kill {pid}: {}", std::io::Error::last_os_error());
+    }
 }
 
 fn foreign_epoll_and_pidfd_at_the_reapers_numbers_without_pidfs_inodes() {
@@ -325,10 +355,10 @@ fn forked_copy_of_a_host_with_a_busy_reaper_reaps_its_dropped_children_and_keeps
     let dir = scratch_dir("forkcopy");
     let mut failures = Vec::new();
     for round in 0..8 {
-        for _ in 0..4 {
-            drop(Command::new(SLEEP200).spawn().unwrap());
-        }
-        assert!(childfd::pending_reaps() > 0);
+        // Pending in the parent's reaper at the fork, whatever the load:
+        // they run until ended below.
+        let pids: Vec<i32> = (0..4).map(|_| drop_running(PAUSE)).collect();
+        assert!(childfd::pending_reaps() >= 4);
         // SAFETY: the copy runs ordinary Rust code (a library forking a
         // threaded program); glibc's fork keeps malloc usable in it.
         let pid = unsafe { libc::fork() };
@@ -343,6 +373,7 @@ fn forked_copy_of_a_host_with_a_busy_reaper_reaps_its_dropped_children_and_keeps
             unsafe { libc::_exit(code) };
         }
         let status = childfd_testbin::waitpid(pid);
+        end_dropped(&pids);
         if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
             failures.push(format!("round {round}: copy status {status:#x}"));
         }

@@ -197,5 +197,46 @@ fn spawn_some(round: &Round, r: &mut Rng) -> (u8, u8) {
     drop(waited);
     let reaped =
         childfd_testbin::eventually(Duration::from_secs(10), || childfd::pending_reaps() == 0);
-    if reaped { (b'0', n) } else { (b'R', n) }
+    if reaped {
+        (b'0', n)
+    } else {
+        eprintln!(
+            "chaos: forked copy {} (pid in the chaos's namespace): {} pending after 10 s; {}",
+            sys::getpid(),
+            childfd::pending_reaps(),
+            copy_state()
+        );
+        (b'R', n)
+    }
+}
+
+/// The copy's own threads and children, and its fds, as /proc shows them
+/// (for the report of a late reap).
+fn copy_state() -> String {
+    let me = sys::getpid();
+    let mut s = String::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            let tid: i32 = t.file_name().to_string_lossy().parse().unwrap_or(0);
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            s += &format!("thread {tid} {}: {}; ", comm.trim(), one_process(tid));
+        }
+    }
+    for p in childfd_testbin::processes() {
+        if p.ppid == me {
+            s += &format!("child {} {} state {}; ", p.pid, p.comm, p.state);
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let mut v: Vec<String> = fds
+            .flatten()
+            .map(|f| {
+                let t = std::fs::read_link(f.path()).unwrap_or_default();
+                format!("{}={}", f.file_name().to_string_lossy(), t.display())
+            })
+            .collect();
+        v.sort();
+        s += &format!("fds {}", v.join(" "));
+    }
+    s
 }
