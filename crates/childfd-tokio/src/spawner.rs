@@ -41,7 +41,23 @@ type Reply = (Command, Result<Child, SpawnError>);
 
 struct Job {
     cmd: Command,
-    reply: oneshot::Sender<Reply>,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// A reply on its way to its task. Until the task takes it, a spawned
+/// child's tree is killed if the reply is dropped: when the send fails
+/// (the task is gone) and when the task is dropped after the send but
+/// before it polled the reply (the reply is dropped with the channel).
+struct Answer(Option<Reply>);
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some((_cmd, Ok(orphan))) = self.0.take() {
+            // Nobody will wait for it: a cancelled spawn leaves nothing
+            // behind (the dropped child goes to the background reaper).
+            let _ = orphan.kill_tree();
+        }
+    }
 }
 
 /// The spawner's queue, with the pid of the process that started it.
@@ -54,7 +70,10 @@ pub(crate) async fn spawn(cmd: Command) -> Reply {
     let (reply, rx) = oneshot::channel();
     let job = Job { cmd, reply };
     let job = match queue().send(job) {
-        Ok(()) => return rx.await.expect("a spawner thread answers every job"),
+        Ok(()) => {
+            let mut answer = rx.await.expect("a spawner thread answers every job");
+            return answer.0.take().expect("an answer is taken once");
+        }
         // No thread could be started: spawn here.
         Err(mpsc::SendError(job)) => job,
     };
@@ -106,7 +125,7 @@ fn queue() -> mpsc::Sender<Job> {
 const BATCH: usize = 8;
 
 fn run(rx: &Mutex<mpsc::Receiver<Job>>) {
-    let mut done: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::with_capacity(BATCH);
+    let mut done: Vec<(oneshot::Sender<Answer>, Answer)> = Vec::with_capacity(BATCH);
     loop {
         // Waits for a job holding the lock: the other thread waits for the
         // lock meanwhile, and takes the next job.
@@ -115,18 +134,15 @@ fn run(rx: &Mutex<mpsc::Receiver<Job>>) {
         let mut job = Some(first);
         while let Some(Job { cmd, reply }) = job.take() {
             let result = cmd.spawn();
-            done.push((reply, (cmd, result)));
+            done.push((reply, Answer(Some((cmd, result)))));
             if done.len() < BATCH {
                 // Locked by the other thread: it waits for an empty queue.
                 job = rx.try_lock().ok().and_then(|q| q.try_recv().ok());
             }
         }
         for (reply, answer) in done.drain(..) {
-            if let Err((_cmd, Ok(orphan))) = reply.send(answer) {
-                // Nobody waits for it any more: a cancelled spawn leaves
-                // nothing behind.
-                let _ = orphan.kill_tree();
-            }
+            // A failed send drops the answer, which kills its child.
+            let _ = reply.send(answer);
         }
     }
 }
