@@ -4,7 +4,7 @@
 //! - [`child_exec`]: the post-clone child code and its restrictions;
 //! - [`clone`]: clone3/clone trampolines, the child's stack, method probing;
 //! - [`pidfd`]: waitid, `PIDFD_INFO_EXIT`, pidfd_send_signal, poll;
-//! - [`signals`]: the spawning thread's signal mask;
+//! - [`signals`]: the spawning thread's signal mask, and the library threads' one;
 //! - [`sigpipe`]: writes that return `EPIPE` without raising SIGPIPE;
 //! - [`sigchld`]: the orphan reaper's SIGCHLD wake-up;
 //! - [`checked_pipe`]: a pipe used only while its numbers still name it;

@@ -1,4 +1,5 @@
-//! The spawning thread's signal mask around the clone.
+//! Signal masks: the spawning thread's around the clone, and the one the
+//! library's own threads start with.
 
 use super::raw::set_signal_mask;
 
@@ -45,4 +46,39 @@ impl Drop for BlockAll {
     fn drop(&mut self) {
         let _ = set_signal_mask(self.old);
     }
+}
+
+/// Runs `f` with every signal the C library lets a thread block blocked in
+/// the calling thread ([`pthread_sigmask(3)`] of a [`sigfillset(3)`] set),
+/// then restores the previous mask.
+///
+/// A thread that `f` creates inherits that mask ([`pthread_create(3)`]):
+/// the library's long-lived threads start this way, so that no handler of
+/// the host ever runs on them and no handled signal interrupts their
+/// blocking calls with `EINTR` (a process-directed signal goes to a thread
+/// that does not block it; one sent to such a thread by `tgkill` stays
+/// pending until the thread ends). The C library's internal signals stay
+/// unblocked (libc leaves them out of both calls): a thread that blocked
+/// glibc's `setxid` broadcast would make every `setuid(2)` of the process
+/// wait for ever.
+///
+/// [`pthread_sigmask(3)`]: https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html
+/// [`sigfillset(3)`]: https://man7.org/linux/man-pages/man3/sigfillset.3.html
+/// [`pthread_create(3)`]: https://man7.org/linux/man-pages/man3/pthread_create.3.html
+pub(crate) fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: an all-zero sigset_t is a valid (empty) set: plain data.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: fills a valid set that lives for the call.
+    unsafe { libc::sigfillset(&mut all) };
+    // SAFETY: reads `all` and writes `old`, both valid for the call; a
+    // mask affects only the calling thread.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
+    let out = f();
+    if r == 0 {
+        // SAFETY: restores the mask read above, from a valid set.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    }
+    out
 }

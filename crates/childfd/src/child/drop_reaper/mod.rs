@@ -10,6 +10,10 @@
 //! It also removes the cgroup leaves of dropped children once their tree is
 //! empty, woken by `POLLPRI` on `cgroup.events`.
 //!
+//! The thread blocks every signal the C library lets it block, so no
+//! handler of the host runs on it and no handled signal interrupts its
+//! waits.
+//!
 //! The thread and its fds exist only while something is adopted: the
 //! thread ends once nothing is pending, and a later hand-over starts a new
 //! one. So childfd keeps no fd open while nothing of it is in use.
@@ -18,8 +22,10 @@
 //! not open (`close_range(3, ~0)`) and open its own files at those
 //! numbers. The reaper therefore uses no number it has not just checked
 //! ([`held`], [`poller`]): it checks before each use, when an event is not
-//! its own, when an epoll call fails, and while idle after 1 s, then 2 s,
-//! 4 s, … up to 64 s (see `thread`: a swept pidfd gives no event). If
+//! its own, when an epoll call fails, and on a monotonic schedule: 1 s
+//! after the last event, then 2 s, 4 s, … up to 64 s while nothing happens
+//! (see `thread`: a swept pidfd gives no event), however many events or
+//! signals come meanwhile. If
 //! anything is no longer its own it rebuilds: a new epoll instance, a new
 //! pidfd for each child by `pidfd_open(pid)` (accepted only if it is the
 //! same process: on pidfs the same inode), each `cgroup.events` reopened by
@@ -312,11 +318,15 @@ fn start(st: &mut State) -> bool {
     let Ok(p) = Poller::new(st.tag) else {
         return false;
     };
-    let started = std::thread::Builder::new()
-        .name("childfd-reaper".into())
-        .stack_size(64 * 1024)
-        .spawn(thread::run)
-        .is_ok();
+    // The thread starts with every signal blocked: it never runs a host's
+    // handler, and no handled signal cuts its waits short (EINTR).
+    let started = crate::sys::signals::with_signals_blocked(|| {
+        std::thread::Builder::new()
+            .name("childfd-reaper".into())
+            .stack_size(64 * 1024)
+            .spawn(thread::run)
+            .is_ok()
+    });
     if started {
         st.poller = Some(Arc::new(p));
         st.running = true;

@@ -1,6 +1,7 @@
 //! The reaper thread's loop: wait, check, finish what is ready.
 
 use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use rustix::event::Timespec;
 
@@ -21,34 +22,85 @@ fn check(st: &mut State) -> bool {
     true
 }
 
-/// Without anything ready, the thread checks its fds and retries every
-/// entry after this long; each check that finds everything in order
-/// doubles the wait, up to [`IDLE_MAX`], and anything else (an event, a
-/// number not ours) brings it back to this.
+/// The thread checks its fds and retries every entry on a schedule kept
+/// by the monotonic clock: [`CHECK_FIRST`] after it starts or after the
+/// last event, each check that finds everything in order with no event
+/// since the one before doubles the gap, up to [`CHECK_MAX`]. Events and
+/// interrupted waits never postpone a check that is due: under a steady
+/// stream of them it still runs once per [`CHECK_FIRST`].
 ///
 /// Why not sleep until an event: a host that closes the number of an
 /// adopted pidfd (`close_range(3, ~0)`) releases that file, and epoll drops
 /// it without a word, so that child's exit would never wake the thread.
 /// Only looking finds that, and the kernel gives no notice of a `close`.
 /// So a swept pidfd's child is reaped within about as long as the thread
-/// had been idle before the sweep (at most [`IDLE_MAX`] late).
-const IDLE_FIRST: u64 = 1;
-/// The longest idle wait, in seconds.
-const IDLE_MAX: u64 = 64;
+/// had been idle before the sweep (at most [`CHECK_MAX`] late).
+const CHECK_FIRST: Duration = Duration::from_secs(1);
+/// The longest gap between two checks.
+const CHECK_MAX: Duration = Duration::from_secs(64);
 /// Entries that were ready but could not be finished (a zombie that a
 /// debugger still holds, a cgroup not removable yet) are muted in epoll
 /// and retried this often, so a level-triggered event cannot spin.
-const RETRY: Timespec = Timespec {
-    tv_sec: 0,
-    tv_nsec: 100_000_000,
-};
+const RETRY: Duration = Duration::from_millis(100);
+
+/// When the next full check is due.
+struct Schedule {
+    gap: Duration,
+    due: Instant,
+    /// An event came since the last check.
+    eventful: bool,
+}
+
+impl Schedule {
+    fn new() -> Schedule {
+        Schedule {
+            gap: CHECK_FIRST,
+            due: Instant::now() + CHECK_FIRST,
+            eventful: false,
+        }
+    }
+
+    /// The wait until the check is due (at most `cap`).
+    fn timeout(&self, cap: Option<Duration>) -> Timespec {
+        let d = self.due.saturating_duration_since(Instant::now());
+        let d = cap.map_or(d, |c| d.min(c));
+        Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
+        }
+    }
+
+    /// An event: the next check comes at most [`CHECK_FIRST`] from now.
+    fn event(&mut self) {
+        self.eventful = true;
+        self.gap = CHECK_FIRST;
+        self.due = self.due.min(Instant::now() + CHECK_FIRST);
+    }
+
+    fn is_due(&self) -> bool {
+        Instant::now() >= self.due
+    }
+
+    /// A check ran; `quiet`: it found everything in order and nothing was
+    /// pending or had happened since the one before.
+    fn checked(&mut self, quiet: bool) {
+        self.gap = if quiet && !self.eventful {
+            (self.gap * 2).min(CHECK_MAX)
+        } else {
+            CHECK_FIRST
+        };
+        self.due = Instant::now() + self.gap;
+        self.eventful = false;
+    }
+}
 
 /// The reaper thread: reaps what becomes ready; ends, closing its fds, as
-/// soon as nothing is pending.
+/// soon as nothing is pending. It runs with signals blocked (see
+/// [`super::start`]), so its waits end only by an event or a timeout.
 pub(super) fn run() {
     let mut events = Vec::with_capacity(256);
     let mut deferred: Vec<u32> = Vec::new();
-    let mut idle_secs = IDLE_FIRST;
+    let mut schedule = Schedule::new();
     loop {
         events.clear();
         let poller = {
@@ -65,20 +117,12 @@ pub(super) fn run() {
             }
             st.poller.clone()
         };
-        let idle_wait = Timespec {
-            tv_sec: idle_secs as i64,
-            tv_nsec: 0,
-        };
-        let timeout = if deferred.is_empty() {
-            &idle_wait
-        } else {
-            &RETRY
-        };
+        let timeout = schedule.timeout((!deferred.is_empty()).then_some(RETRY));
         let waited = match &poller {
-            Some(p) => p.wait(&mut events, timeout),
+            Some(p) => p.wait(&mut events, &timeout),
             None => {
                 // No instance (out of fds): tick without one.
-                std::thread::sleep(std::time::Duration::from_secs(1));
+                std::thread::sleep(CHECK_FIRST);
                 Ok(())
             }
         };
@@ -91,18 +135,19 @@ pub(super) fn run() {
                 _ => suspect = true,
             }
         }
-        let idle = waited.is_ok() && events.is_empty();
-        let in_order = !(suspect || idle) || check(&mut st);
-        idle_secs = if idle && in_order && deferred.is_empty() {
-            (idle_secs * 2).min(IDLE_MAX)
-        } else {
-            IDLE_FIRST
-        };
+        if !keys.is_empty() {
+            schedule.event();
+        }
+        let due = schedule.is_due();
+        if due || suspect {
+            let in_order = check(&mut st);
+            schedule.checked(in_order && !suspect && deferred.is_empty());
+        }
         keys.append(&mut deferred);
         keys.sort_unstable();
         keys.dedup();
         deferred = finish(&mut st, &keys, true);
-        if idle || suspect {
+        if due || suspect {
             // Everything else once more: an event may have been lost with
             // a swept fd, or missed (a cgroup not removable at its event).
             let rest: Vec<u32> = st
