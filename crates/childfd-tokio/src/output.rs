@@ -24,6 +24,12 @@ const BURST: usize = 16;
 /// After the state machine is done with the child not reaped yet, how
 /// long to wait for it (as childfd-io).
 const LAST_REAP: Duration = Duration::from_millis(100);
+/// How long a capture runs before it watches the child's exit even when
+/// nothing else asks for it: a child whose output is held open by a
+/// descendant after it exited is reaped by then, not left a zombie until
+/// the pipes close. A short job has usually exited (and is reaped by one
+/// `waitid(WNOHANG)`) by then, so its pidfd still never joins the reactor.
+const WATCH_EXIT_AFTER: Duration = Duration::from_millis(50);
 
 thread_local! {
     /// One read buffer per runtime thread, shared by every capture on it
@@ -93,6 +99,7 @@ pub(crate) async fn capture(
         // The exit matters before the pipes' EOF: the wait-delay counts
         // from it, and stdin is closed at it.
         watch_exit_early: opts.limits.wait_delay.is_some() || feed.tx.is_some(),
+        watch_exit_at: start + WATCH_EXIT_AFTER,
         watching_exit: false,
     };
     let result = run.run(&mut feed, cancel).await;
@@ -254,6 +261,8 @@ struct Run<'a> {
     sink: Option<LineSink>,
     deadline: Option<Instant>,
     watch_exit_early: bool,
+    /// When the exit is watched at the latest ([`WATCH_EXIT_AFTER`]).
+    watch_exit_at: Instant,
     /// Whether the pidfd is watched (on the reactor) yet.
     watching_exit: bool,
 }
@@ -283,6 +292,13 @@ impl Run<'_> {
             let wake = match self.life.step(core, Instant::now(), pipes_open, &inodes)? {
                 Step::Done(outcome, holders) => return Ok((outcome, holders)),
                 Step::Wait(w) => w,
+            };
+            // Not watching the exit yet: wake when it is due.
+            let exit_unwatched = !self.watching_exit && self.life.status.is_none();
+            let wake = match wake {
+                Some(w) if exit_unwatched => Some(w.min(self.watch_exit_at)),
+                None if exit_unwatched => Some(self.watch_exit_at),
+                w => w,
             };
             let room = self.sink.as_ref().is_none_or(LineSink::has_room);
             let sleep = async {
@@ -326,16 +342,21 @@ impl Run<'_> {
 
     /// Starts watching the pidfd once the exit matters: from the start
     /// with a wait-delay or input, else once the pipes are at EOF, the
-    /// deadline has come or the tree is being ended. A short job has
-    /// usually exited by the end of its output: one `waitid(WNOHANG)` then
-    /// reaps it, and its pidfd never joins the reactor (as the
-    /// Supervisor's jobs).
+    /// deadline has come, the tree is being ended or the job has run for
+    /// [`WATCH_EXIT_AFTER`] (a child that exited while a descendant holds
+    /// its pipes is then reaped, not left a zombie until they close). A
+    /// short job has usually exited by the end of its output: one
+    /// `waitid(WNOHANG)` then reaps it, and its pidfd never joins the
+    /// reactor (as the Supervisor's jobs).
     fn watch_exit_when_it_matters(&mut self, pipes_open: bool) -> Result<(), OutputError> {
         if self.watching_exit || self.life.status.is_some() {
             return Ok(());
         }
-        let due =
-            !pipes_open || self.life.ending() || self.deadline.is_some_and(|d| Instant::now() >= d);
+        let now = Instant::now();
+        let due = !pipes_open
+            || self.life.ending()
+            || self.deadline.is_some_and(|d| now >= d)
+            || now >= self.watch_exit_at;
         if due {
             // Exited already (its output ended with it), or about to be
             // signalled: know it before the state machine decides.
