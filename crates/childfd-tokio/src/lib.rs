@@ -151,7 +151,9 @@ pub trait CommandExt {
     /// give input, else `/dev/null`), spawns as
     /// [`spawn_async`](CommandExt::spawn_async), and runs [`output`].
     /// Dropping the future kills the child's tree and hands the child to
-    /// the background reaper.
+    /// the background reaper; so does an error during the capture (the
+    /// job is abandoned: nobody could wait for it). On success the child
+    /// is left as it is (its tree is not killed).
     fn output_async(
         &mut self,
         opts: Options,
@@ -181,9 +183,15 @@ impl CommandExt for childfd::Command {
         let mut guard = KillTreeOnDrop(Some(child));
         let child = guard.0.as_mut().expect("present until the end");
         let result = output(child, opts).await;
-        // Finished: the child is dropped as it is (reaped, or handed to
-        // the background reaper), its tree not killed.
-        drop(guard.0.take());
+        if result.is_ok() {
+            // Finished: the child is dropped as it is (reaped, or handed
+            // to the background reaper), its tree not killed.
+            drop(guard.0.take());
+        }
+        // Failed mid-capture (an I/O or wait error): the job is abandoned,
+        // and the guard kills its tree as it drops the child, so nothing
+        // of it runs on unwatched.
+        drop(guard);
         result
     }
 }
