@@ -56,7 +56,12 @@
 //!   child has left the caller's group in [`set_group`], before that
 //!   step, and nothing new arrives. The only signals left deadly are
 //!   `SIGKILL` and `SIGSTOP` (not catchable), and in the other modes the
-//!   caller's own parent-death signal when the parent dies;
+//!   caller's own parent-death signal when the parent dies. SIGCHLD is
+//!   the one signal the spawning thread may leave unblocked (where the
+//!   clone reset every handler: see [`super::signals::BlockAll::new`]):
+//!   until [`set_signals`] it is `SIG_DFL` or `SIG_IGN` here, so one that
+//!   arrives is dropped (not forwarded) and harms nothing; from then on
+//!   [`on_signal`] records it like the rest;
 //! - **run a signal handler other than [`on_signal`]**, which makes only
 //!   raw system calls (`getppid`, `rt_sigaction`, `exit_group`, and to die
 //!   of a fault `tgkill`) and writes only the [`SpawnBlock`], found from

@@ -7,7 +7,8 @@
 //! so the parent reads the child's report from the [`SpawnBlock`] with no
 //! pipe and no extra syscall. All signals are blocked in the spawning
 //! thread around the clone, so no parent signal handler can run on the
-//! child's side of the shared memory.
+//! child's side of the shared memory; all but SIGCHLD where the child
+//! starts with its handlers reset (see [`super::signals::BlockAll::new`]).
 //!
 //! # Methods and fallbacks
 //!
@@ -410,7 +411,14 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
     plan.reset_all_handlers = method == Method::CloneVm;
 
     let result = {
-        let mask = super::signals::BlockAll::new();
+        // The legacy clone keeps the parent's handlers in the child: only
+        // with CLONE_CLEAR_SIGHAND may SIGCHLD stay unblocked (see there).
+        let except = if method == Method::CloneVm {
+            0
+        } else {
+            super::signals::SIGCHLD_BIT
+        };
+        let mask = super::signals::BlockAll::new(except);
         plan.signal_mask = if plan.inherit_signal_mask {
             mask.previous()
         } else {
