@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use childfd::{Child, EndedBy, ExitStatus, Signal};
+use childfd::{Child, EndedBy, ExitStatus, Signal, TreeError};
 
 use crate::holders::{self, Holder};
 use crate::{Outcome, OutputError};
@@ -116,8 +116,14 @@ impl Lifecycle {
         now: Instant,
         sig: Signal,
     ) -> Result<(), OutputError> {
-        child.signal_tree(sig)?;
-        child.signal_tree(Signal::CONT)?;
+        for s in [sig, Signal::CONT] {
+            match child.signal_tree(s) {
+                // Members that could not be signalled safely: the kill at
+                // the end of the grace reaches them.
+                Ok(()) | Err(TreeError::MembersNotSignalled { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         self.phase = Phase::Ending {
             kill_at: now + self.grace,
             killed_at: None,

@@ -261,8 +261,14 @@ impl Child {
     /// [`TreeError::Survivors`] if members outlive SIGKILL for 10 s; others
     /// as [`signal_tree`](Child::signal_tree).
     pub async fn terminate(&self, grace: Duration) -> Result<Termination, TreeError> {
-        self.signal_tree(Signal::TERM)?;
-        self.signal_tree(Signal::CONT)?;
+        for s in [Signal::TERM, Signal::CONT] {
+            match self.signal_tree(s) {
+                // Members that could not be signalled safely: the kill at
+                // the end of the grace reaches them.
+                Ok(()) | Err(TreeError::MembersNotSignalled { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let ended_by = match tokio::time::timeout(grace, self.wait_tree()).await {
             Ok(gone) => {
                 gone?;

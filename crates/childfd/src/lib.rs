@@ -123,6 +123,12 @@ pub mod force_fallback {
         crate::containment::cgroup::disable_cgroup_kill();
     }
 
+    /// Behave as a cgroup whose `cgroup.freeze` cannot be written (so
+    /// signalling a cgroup tree cannot confirm it frozen).
+    pub fn no_cgroup_freeze() {
+        crate::containment::cgroup::subtree::disable_freeze();
+    }
+
     /// Behave as a kernel whose pidfds all share one inode (before 6.9):
     /// the drop reaper then checks its pidfds by the pid in
     /// `/proc/self/fdinfo`.

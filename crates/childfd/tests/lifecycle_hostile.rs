@@ -18,6 +18,9 @@ use childfd_testbin::{
     wait_tagged,
 };
 
+#[path = "lifecycle_hostile/seccomp_members.rs"]
+mod seccomp_members;
+
 const BOUND: Duration = Duration::from_secs(30);
 
 /// How a scenario process is started.
@@ -86,6 +89,14 @@ const SCENARIOS: &[(&str, Wrap)] = &[
     ),
     (
         "drop_reaper_wakes_every_second_while_a_dropped_child_runs",
+        Wrap::Plain,
+    ),
+    (
+        "unfrozen_cgroup_members_are_skipped_under_a_seccomp_filter_that_allows_pidfd_open",
+        Wrap::Plain,
+    ),
+    (
+        "unfrozen_cgroup_members_are_skipped_silently_when_seccomp_refuses_pidfd_open",
         Wrap::Plain,
     ),
 ];
@@ -196,6 +207,12 @@ fn scenario(name: &str) {
             replaced_sigchld_handler()
         }
         "drop_reaper_wakes_every_second_while_a_dropped_child_runs" => idle_drop_reaper(),
+        "unfrozen_cgroup_members_are_skipped_under_a_seccomp_filter_that_allows_pidfd_open" => {
+            seccomp_members::unfrozen_members_skipped_under_a_filter_that_allows_pidfd_open()
+        }
+        "unfrozen_cgroup_members_are_skipped_silently_when_seccomp_refuses_pidfd_open" => {
+            seccomp_members::unfrozen_members_skipped_silently_when_seccomp_refuses_pidfd_open()
+        }
         other => panic!("unknown scenario {other}"),
     }
     assert!(

@@ -15,9 +15,9 @@
 //!
 //! In cgroup mode, SIGKILL is `cgroup.kill` (the whole subtree, racing
 //! correctly with forks); other signals go to the child through its pidfd
-//! and to every other member by pid while the subtree is frozen
-//! (`cgroup.freeze`), so no listed pid can be freed and recycled before it
-//! is signalled, and no pidfd is opened. Emptiness (`populated` in
+//! and to every other member through a pidfd opened for it, while the
+//! subtree is frozen (`cgroup.freeze`) so that all get them together
+//! (see the caveats). Emptiness (`populated` in
 //! `cgroup.events`) covers the subtree, and removing the leaf removes the
 //! (empty) cgroups created below it first.
 //!
@@ -51,9 +51,14 @@
 //!   reaches each member through a pidfd (`pidfd_open(2)`, then its
 //!   membership checked again), so a member killed and reaped by an outside
 //!   parent cannot pass the signal to a process that reused its pid. Under
-//!   a seccomp filter (which may kill on `pidfd_open`) or where
-//!   `pidfd_open` is refused, members of the frozen subtree are signalled
-//!   by pid, with a window of microseconds for that reuse.
+//!   a seccomp filter, `pidfd_open` is first tried once in a throwaway copy
+//!   of the thread (a filter may kill on it) and used if it works there.
+//!   Where it is refused (or kills), members of a subtree confirmed frozen
+//!   are signalled by pid, with a window of microseconds for that reuse;
+//!   if the freeze is not confirmed either, they are not signalled and
+//!   [`signal_tree`](Child::signal_tree) returns
+//!   [`TreeError::MembersNotSignalled`] naming them
+//!   ([`terminate`](Child::terminate) goes on: its SIGKILL reaches them).
 
 pub(crate) mod cgroup;
 
@@ -162,6 +167,21 @@ pub enum TreeError {
         /// How long it was waited for.
         waited: Duration,
     },
+    /// Cgroup mode: these members got none of the signals. `pidfd_open`
+    /// was refused (a seccomp profile, an old kernel) or no fd was left,
+    /// and the subtree could not be confirmed frozen, so a member's pid
+    /// could have been freed and reused before a `kill(2)` by number. Every
+    /// other member got the signals; `kill_tree` (`cgroup.kill`) still
+    /// reaches these.
+    #[error(
+        "members {members:?} of the tree of {pid} were not signalled: no pidfd could be opened for them and the tree was not frozen, so signalling them by pid could hit a reused pid"
+    )]
+    MembersNotSignalled {
+        /// The child's pid.
+        pid: u32,
+        /// The members left out.
+        members: Vec<u32>,
+    },
     /// A system call or cgroup file operation failed.
     #[error("controlling the tree of {pid} failed")]
     Os {
@@ -239,7 +259,9 @@ impl Child {
     /// # Errors
     ///
     /// [`TreeError::GroupUnreachable`] on kernels before 6.9 once the leader
-    /// is reaped; [`TreeError::Os`].
+    /// is reaped; in cgroup mode [`TreeError::MembersNotSignalled`] naming
+    /// members that could not be signalled safely (the others were);
+    /// [`TreeError::Os`].
     pub fn signal_tree(&self, sig: Signal) -> Result<(), TreeError> {
         let _hold = self.hold_leader();
         self.signal_tree_in_order(&[sig])
@@ -262,8 +284,14 @@ impl Child {
                 .or_else(|e| self.unless_leaf_removed(leaf, e)),
             Tree::Cgroup(leaf) => {
                 let to_leader = |sig: Signal| self.signal(sig).map_err(|e| e.source);
-                leaf.signal_members(sigs, self.id() as i32, &to_leader)
-                    .or_else(|e| self.unless_leaf_removed(leaf, e))
+                match leaf.signal_members(sigs, self.id() as i32, &to_leader) {
+                    Ok(skipped) if skipped.is_empty() => Ok(()),
+                    Ok(skipped) => Err(TreeError::MembersNotSignalled {
+                        pid: self.id(),
+                        members: skipped.into_iter().map(|p| p as u32).collect(),
+                    }),
+                    Err(e) => self.unless_leaf_removed(leaf, e),
+                }
             }
         }
     }
@@ -431,7 +459,11 @@ impl Child {
         // ends the leader and orphans the group, the kernel finds no
         // stopped member to send SIGHUP to (which would kill a member that
         // handles TERM before it sees it).
-        self.signal_tree_in_order(&[Signal::CONT, Signal::TERM])?;
+        match self.signal_tree_in_order(&[Signal::CONT, Signal::TERM]) {
+            // Those members get no grace: the SIGKILL below reaches them.
+            Ok(()) | Err(TreeError::MembersNotSignalled { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let ended_by = if self.wait_tree_deadline(deadline_after(grace))? {
             EndedBy::Term
         } else {

@@ -93,6 +93,13 @@
 //! `catch_signals`: a signal to its group is meant for it, its own
 //! handlers stay in force until `execve`, and there is no parent thread
 //! to hold.
+//!
+//! # The other child: the `pidfd_open` probe
+//!
+//! [`probe_pidfd_open`] is the body of a fork-style copy (its memory is
+//! its own) that only tries `pidfd_open` under the calling thread's seccomp
+//! filters and exits; it keeps to the same rules (raw system calls, no
+//! allocation, no return).
 
 use core::ffi::c_char;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -991,4 +998,39 @@ unsafe fn exec(p: &ChildPlan<'_>) -> Result<Never, (Stage, i32)> {
         }
     }
     Err((Stage::Exec, if saw_eacces { libc::EACCES } else { last }))
+}
+
+/// The child of [`super::pidfd::probe_open_in_a_copy`]: a fork-style copy
+/// (no `CLONE_VM`: its memory is its own) of the probing thread, with that
+/// thread's seccomp filters and every signal blocked. It calls
+/// `pidfd_open(getpid(), 0)` under those filters and exits with 0 if the
+/// call worked, else with its errno; a filter that kills (or traps: the
+/// signal is blocked, so the kernel forces its default action) ends it by
+/// a signal, which the parent sees. It makes itself non-dumpable and sets
+/// `RLIMIT_CORE` to 0 first, so such a death leaves no core dump. Raw
+/// system calls only, like [`child_main`], and it never returns.
+pub(crate) fn probe_pidfd_open() -> ! {
+    let zero = [0u64; 2];
+    // SAFETY: integer arguments; affects only this copy.
+    let _ = unsafe { sc!(libc::SYS_prctl, libc::PR_SET_DUMPABLE, 0) };
+    // SAFETY: reads the two-word `zero` limit; pid 0 is this copy.
+    let _ = unsafe {
+        sc!(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_CORE,
+            zero.as_ptr(),
+            core::ptr::null_mut::<u64>()
+        )
+    };
+    // SAFETY: no arguments.
+    let pid = unsafe { sc!(libc::SYS_getpid) };
+    // SAFETY: integer arguments; the fd it may return is this copy's and
+    // goes with it.
+    let r = unsafe { sc!(libc::SYS_pidfd_open, pid, 0) };
+    let code = if r >= 0 { 0 } else { r.wrapping_neg() & 0xff };
+    loop {
+        // SAFETY: ends this copy only.
+        unsafe { sc!(libc::SYS_exit_group, code) };
+    }
 }

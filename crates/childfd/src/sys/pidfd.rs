@@ -357,16 +357,122 @@ pub(crate) fn open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
     )?)
 }
 
-/// Whether `pidfd_open` may be called here: no seccomp filter on the
-/// calling thread (`Seccomp: 0` in `/proc/thread-self/status`). A filter
-/// may kill the process on it, and what it does cannot be read, so any
-/// filter (or no `/proc`) counts as unsafe.
-pub(crate) fn open_is_safe() -> bool {
-    std::fs::read_to_string("/proc/thread-self/status").is_ok_and(|t| {
-        t.lines()
-            .find_map(|l| l.strip_prefix("Seccomp:"))
-            .is_some_and(|v| v.trim() == "0")
-    })
+/// Whether `pidfd_open` may be called on the calling thread.
+///
+/// Yes without a seccomp filter (`Seccomp: 0` in
+/// `/proc/thread-self/status`). Under a filter (a container's profile) it
+/// usually is allowed, or refused with an errno, but a filter may also
+/// kill the process on it, and what a filter does cannot be read. So the
+/// call is first tried in a throwaway copy of the thread (see
+/// [`probe_open_in_a_copy`]): allowed if it worked there, or failed with
+/// anything but a refusal ([`open_refused`]); not if it was refused or
+/// killed the copy, or the copy could not be made. The answer is kept per
+/// thread for its filters as `/proc` shows them (mode and, since 5.9,
+/// their count: filters can be added, never removed, so the same count is
+/// the same filters).
+pub(crate) fn open_allowed() -> bool {
+    thread_local! {
+        static PROBED: std::cell::Cell<Option<((u8, u32), bool)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let key = seccomp_state();
+    if key == Some((0, 0)) {
+        return true;
+    }
+    if let (Some(key), Some((k, allowed))) = (key, PROBED.get()) {
+        if k == key {
+            return allowed;
+        }
+    }
+    let allowed = match probe_open_in_a_copy() {
+        Some(result) => result,
+        None => return false, // no copy: try again next time
+    };
+    if let Some(key) = key {
+        PROBED.set(Some((key, allowed)));
+    }
+    allowed
+}
+
+/// The calling thread's seccomp mode and filter count (`u32::MAX` if the
+/// kernel does not show it, before 5.9), from `/proc/thread-self/status`.
+fn seccomp_state() -> Option<(u8, u32)> {
+    let text = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    let mode: u8 = field("Seccomp:")?.parse().ok()?;
+    let count = field("Seccomp_filters:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if mode == 0 { 0 } else { u32::MAX });
+    Some((mode, count))
+}
+
+/// Whether an error from `pidfd_open` means the call was refused (`ENOSYS`
+/// before 5.3 or from a seccomp filter, `EPERM`/`EACCES` from a filter or
+/// an LSM) rather than the process being gone or the fds running out.
+pub(crate) fn open_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSYS | libc::EPERM | libc::EACCES)
+    )
+}
+
+/// Tries `pidfd_open` in a fork-style copy of the calling thread, which
+/// has the thread's seccomp filters (see
+/// [`child_exec::probe_pidfd_open`](super::child_exec::probe_pidfd_open)).
+/// `Some(true)`: it was not refused; `Some(false)`: refused, or the copy
+/// died of a signal (a filter that kills); `None`: no copy could be made
+/// or waited for.
+///
+/// The copy is made with `clone(2)` flags 0: exit signal 0, so no SIGCHLD
+/// reaches the host and only a `__WALL` wait sees it; it is registered
+/// with the orphan reaper (under its spawn gate) until reaped, so an
+/// orphan pass never takes it. Every signal is blocked in the thread
+/// around the clone, so the copy starts with all of them blocked.
+fn probe_open_in_a_copy() -> Option<bool> {
+    let pid = {
+        let _gate = crate::reaper::spawn_gate();
+        let _mask = super::signals::BlockAll::new();
+        // SAFETY: a fork-style clone (no CLONE_VM, CLONE_FILES or
+        // CLONE_SIGHAND): the copy has its own memory, fd table and
+        // handlers, starts with every signal blocked, and runs only
+        // `probe_pidfd_open`, which never returns.
+        let r = unsafe { super::raw::syscall6(libc::SYS_clone, [0; 6]) };
+        if r == 0 {
+            super::child_exec::probe_pidfd_open();
+        }
+        if r < 0 {
+            return None;
+        }
+        crate::reaper::register(r as u32);
+        r as i32
+    };
+    // Wait without reaping, unregister (the pid is still ours), then reap.
+    let ended = loop {
+        // SAFETY: all-zero siginfo_t is valid.
+        let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOWAIT | libc::__WALL;
+        // SAFETY: valid out-pointer; `pid` is our unreaped child.
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+        if r == 0 {
+            break true;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break false;
+        }
+    };
+    crate::reaper::unregister(pid as u32);
+    let raw = if ended {
+        waitid_reap(libc::P_PID, pid as libc::id_t, libc::WEXITED | libc::__WALL).ok()?
+    } else {
+        None
+    }?;
+    // Exit code: 0, or the errno of the copy's pidfd_open.
+    let refused = open_refused(&io::Error::from_raw_os_error(libc::WEXITSTATUS(raw)));
+    Some(libc::WIFEXITED(raw) && !refused)
 }
 
 /// Waits for `POLLPRI` (a kernfs file such as `cgroup.events` changed) or

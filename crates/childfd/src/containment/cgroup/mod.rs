@@ -227,7 +227,7 @@ impl Leaf {
             // may have been reaped by an outside parent and its pid reused.
             // By number otherwise (see `subtree`'s remaining window).
             let listed = subtree::pids(&self.path)?;
-            for m in subtree::pin(&self.path, &listed, true)? {
+            for m in subtree::pin(&self.path, &listed, true)?.members {
                 m.signal(libc::SIGKILL);
             }
             if can_freeze {
@@ -249,14 +249,16 @@ impl Leaf {
     /// Sends `sigs`, in order, to every member of the leaf and of the
     /// cgroups below it: the child `leader` through `to_leader`, the others
     /// through pidfds while the subtree is frozen; see [`subtree`] for how.
+    /// Returns the members that could not be signalled safely.
     pub(crate) fn signal_members(
         &self,
         sigs: &[crate::Signal],
         leader: i32,
         to_leader: &dyn Fn(crate::Signal) -> io::Result<()>,
-    ) -> io::Result<()> {
+    ) -> io::Result<Vec<i32>> {
         if self.gone() {
-            return sigs.iter().try_for_each(|&s| to_leader(s));
+            sigs.iter().try_for_each(|&s| to_leader(s))?;
+            return Ok(Vec::new());
         }
         subtree::signal_members(&self.path, sigs, leader, to_leader)
     }

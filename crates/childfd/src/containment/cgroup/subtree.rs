@@ -20,15 +20,20 @@
 //! subreaper) may reap it and its pid be reused before a `kill(2)` by
 //! number: hence the pidfds.
 //!
-//! # Remaining window
+//! # Where `pidfd_open` cannot be used
 //!
-//! Where `pidfd_open` is refused (`ENOSYS` before 5.3, `EPERM` from a
-//! seccomp profile, out of fds), or may kill us (any seccomp filter on the
-//! calling thread: a profile may kill the process on `pidfd_open`, so it is
-//! not even tried), listed members still present at the second read are
-//! signalled by pid, and only while the subtree is confirmed frozen: a
-//! member SIGKILLed, reaped by an outside parent and its pid reused between
-//! that read and the `kill(2)` (microseconds) would still be hit.
+//! Under a seccomp filter (a container's profile) `pidfd_open` is used if
+//! a throwaway copy of the calling thread could call it (a filter may kill
+//! the process on it, so it is not tried here first; see
+//! `sys::pidfd::open_allowed`). Where it is refused (`ENOSYS` before 5.3,
+//! `EPERM`/`EACCES` from a filter, a filter that kills) or no fd is left:
+//!
+//! - if the subtree is confirmed frozen, listed members still present at
+//!   the second read are signalled by pid: a member SIGKILLed, reaped by an
+//!   outside parent and its pid reused between that read and the
+//!   `kill(2)` (microseconds) would still be hit;
+//! - if not, they are not signalled at all, and the caller is told which
+//!   (`TreeError::MembersNotSignalled`).
 
 use std::collections::HashSet;
 use std::fs;
@@ -36,6 +41,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Signal;
@@ -110,9 +116,20 @@ impl Drop for Frozen<'_> {
     }
 }
 
+/// Set by [`disable_freeze`].
+static NO_FREEZE: AtomicBool = AtomicBool::new(false);
+
+/// Behave as a cgroup whose `cgroup.freeze` cannot be written. Tests only.
+pub(crate) fn disable_freeze() {
+    NO_FREEZE.store(true, Ordering::Relaxed);
+}
+
 /// Writes `1` to `cgroup.freeze` (which freezes the whole subtree) and
 /// waits, at most `patience`, on `cgroup.events` for `frozen 1`.
 pub(crate) fn freeze(dir: &Path, patience: Duration) -> io::Result<Frozen<'_>> {
+    if NO_FREEZE.load(Ordering::Relaxed) {
+        return Err(io::Error::from_raw_os_error(libc::EACCES));
+    }
     let was_frozen = fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|t| t.trim() == "1");
     if !was_frozen {
         fs::write(dir.join("cgroup.freeze"), "1")?;
@@ -148,27 +165,31 @@ pub(crate) fn freeze(dir: &Path, patience: Duration) -> io::Result<Frozen<'_>> {
 /// Everyone is frozen while the signals are sent, so none of them acts on
 /// one before all have it: SIGCONT reaches every stopped member before a
 /// SIGTERM can end the leader (see [`Child::terminate`](crate::Child::terminate)).
+///
+/// Returns the members that could not be signalled safely (no pidfd, and
+/// the freeze not confirmed, so their pids could be reused before a
+/// `kill(2)`): the others got the signals.
 pub(crate) fn signal_members(
     dir: &Path,
     sigs: &[Signal],
     leader: i32,
     to_leader: &dyn Fn(Signal) -> io::Result<()>,
-) -> io::Result<()> {
+) -> io::Result<Vec<i32>> {
     // A freeze that cannot even be asked for (a cgroup file not writable
     // here) leaves only the pidfds.
     let frozen = freeze(dir, FREEZE_PATIENCE).ok();
     let confirmed = frozen.as_ref().is_some_and(|f| f.confirmed);
     let mut listed = pids(dir)?;
     listed.retain(|&p| p != leader);
-    let members = pin(dir, &listed, confirmed)?;
+    let pinned = pin(dir, &listed, confirmed)?;
     for &sig in sigs {
         to_leader(sig)?;
-        for m in &members {
+        for m in &pinned.members {
             m.signal(sig.as_raw());
         }
     }
     drop(frozen);
-    Ok(())
+    Ok(pinned.skipped)
 }
 
 /// A member to signal: pinned by a pidfd, or by pid where `pidfd_open`
@@ -193,15 +214,27 @@ impl Member {
     }
 }
 
+/// What [`pin`] found.
+pub(crate) struct Pinned {
+    /// The members to signal.
+    pub(crate) members: Vec<Member>,
+    /// Members still listed that have no pidfd (refused, or out of fds)
+    /// and may not be signalled by number.
+    pub(crate) skipped: Vec<i32>,
+}
+
 /// Pins each of `listed` (pids read from `dir`'s subtree) with a pidfd, then
 /// keeps those still listed in the subtree. Members whose pidfd cannot be
-/// opened are kept by number only if `numbers_ok` (the subtree is frozen).
-pub(crate) fn pin(dir: &Path, listed: &[i32], numbers_ok: bool) -> io::Result<Vec<Member>> {
+/// opened (`pidfd_open` refused, here or by the thread's seccomp filters,
+/// or no fd left) are kept by number if `numbers_ok` (the subtree is
+/// frozen), else reported as skipped.
+pub(crate) fn pin(dir: &Path, listed: &[i32], numbers_ok: bool) -> io::Result<Pinned> {
     if let Some(hook) = LISTED_HOOK.get() {
         hook(listed);
     }
-    let may_open = pidfd::open_is_safe();
-    let mut out = Vec::with_capacity(listed.len());
+    let may_open = !listed.is_empty() && pidfd::open_allowed();
+    let mut members = Vec::with_capacity(listed.len());
+    let mut unpinned = Vec::new();
     for &pid in listed {
         let opened = if may_open {
             pidfd::open(pid)
@@ -209,18 +242,22 @@ pub(crate) fn pin(dir: &Path, listed: &[i32], numbers_ok: bool) -> io::Result<Ve
             Err(io::Error::from_raw_os_error(libc::ENOSYS))
         };
         match opened {
-            Ok(fd) => out.push(Member { pid, fd: Some(fd) }),
+            Ok(fd) => members.push(Member { pid, fd: Some(fd) }),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-            Err(_) if numbers_ok => out.push(Member { pid, fd: None }),
-            Err(_) => {}
+            Err(_) if numbers_ok => members.push(Member { pid, fd: None }),
+            Err(_) => unpinned.push(pid),
         }
     }
     // A pidfd whose pid is still listed names a member: either the process
     // it was opened on is alive (so the pid is still its own), or it died
     // and the pidfd reaches nobody.
     let still: HashSet<i32> = pids(dir)?.into_iter().collect();
-    out.retain(|m| still.contains(&m.pid));
-    Ok(out)
+    members.retain(|m| still.contains(&m.pid));
+    unpinned.retain(|p| still.contains(p));
+    Ok(Pinned {
+        members,
+        skipped: unpinned,
+    })
 }
 
 /// A test hook run by [`pin`] between reading the members and opening
