@@ -435,7 +435,7 @@ pub(crate) fn open_refused(e: &io::Error) -> bool {
 fn probe_open_in_a_copy() -> Option<bool> {
     let pid = {
         let _gate = crate::reaper::spawn_gate();
-        let _mask = super::signals::BlockAll::new();
+        let _mask = super::signals::BlockAll::new(0);
         // SAFETY: a fork-style clone (no CLONE_VM, CLONE_FILES or
         // CLONE_SIGHAND): the copy has its own memory, fd table and
         // handlers, starts with every signal blocked, and runs only
