@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::lines::{LineSink, Msg, Room};
 use crate::options::Options;
 use crate::output::capture;
-use crate::{SpawnError, spawn_owned};
+use crate::{SpawnError, spawn_owned_for_capture};
 
 /// Many commands on the current runtime, at most `max_in_flight` at once,
 /// each captured by [`output`](crate::output)'s state machine; reported as
@@ -260,7 +260,7 @@ async fn run_job(
     cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match spawn_owned(cmd).await.1 {
+    let (mut child, plain) = match spawn_owned_for_capture(cmd).await.1 {
         Ok(c) => c,
         Err(SpawnError::Spawn(e)) => return failed(Outcome::SpawnFailed, OutputError::Spawn(e)),
         Err(SpawnError::Register { source }) => {
@@ -269,7 +269,7 @@ async fn run_job(
     };
     let pid = child.id();
     let _ = tx.send(Msg::Started(id, pid, tag.clone()));
-    match capture(&mut child, opts, Some(&cancel)).await {
+    match capture(&mut child, plain, opts, Some(&cancel)).await {
         Ok(out) => Report {
             id,
             tag,

@@ -47,6 +47,7 @@
 #![deny(unsafe_code)] // but in `sys`: tokio's `AsyncFd` registration is `unsafe`
 #![deny(missing_docs)]
 
+mod capture_pipe;
 mod child;
 mod jobs;
 mod lines;
@@ -66,6 +67,7 @@ pub use options::Options;
 pub use output::output;
 
 use std::future::Future;
+use std::os::fd::OwnedFd;
 
 /// Spawning or registering an async child failed.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,29 @@ pub(crate) async fn spawn_owned(
     (cmd, register(spawned))
 }
 
+/// [`spawn_owned`] for a capture: the stdout and stderr pipes are given
+/// back as plain fds, which the capture reads before they join the
+/// reactor (see [`capture_pipe`]).
+pub(crate) async fn spawn_owned_for_capture(
+    cmd: childfd::Command,
+) -> (
+    childfd::Command,
+    Result<(Child, [Option<OwnedFd>; 2]), SpawnError>,
+) {
+    if let Err(e) = check_runtime() {
+        return (cmd, Err(e));
+    }
+    let (cmd, spawned) = spawner::spawn(cmd).await;
+    let registered = spawned.map_err(SpawnError::from).and_then(|mut core| {
+        let plain = [
+            core.take_stdout().map(OwnedFd::from),
+            core.take_stderr().map(OwnedFd::from),
+        ];
+        Ok((register(Ok(core))?, plain))
+    });
+    (cmd, registered)
+}
+
 /// Async spawning and capture on [`childfd::Command`].
 pub trait CommandExt {
     /// Spawns the child and registers it with the current runtime.
@@ -178,11 +203,14 @@ impl CommandExt for childfd::Command {
         self.stdin(stdin)
             .stdout(childfd::Stdio::piped())
             .stderr(childfd::Stdio::piped());
-        let child = self.spawn_async().await.map_err(spawn_to_output_error)?;
+        let cmd = std::mem::replace(self, childfd::Command::new(""));
+        let (cmd, spawned) = spawn_owned_for_capture(cmd).await;
+        *self = cmd;
+        let (child, plain) = spawned.map_err(spawn_to_output_error)?;
         // Armed from here: a future dropped mid-capture kills the tree.
         let mut guard = KillTreeOnDrop(Some(child));
         let child = guard.0.as_mut().expect("present until the end");
-        let result = output(child, opts).await;
+        let result = output::capture(child, plain, opts, None).await;
         if result.is_ok() {
             // Finished: the child is dropped as it is (reaped, or handed
             // to the background reaper), its tree not killed.

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use childfd_io::engine::{self, Capture, Lifecycle, Step};
@@ -13,6 +13,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 
 use crate::Child;
+use crate::capture_pipe::CapturePipe;
 use crate::lines::LineSink;
 use crate::options::Options;
 
@@ -62,14 +63,17 @@ fn io_err(e: impl Into<io::Error>) -> OutputError {
 /// [`OutputError::InvalidOptions`] before anything happens; I/O, wait or
 /// tree-control errors otherwise.
 pub async fn output(child: &mut Child, opts: Options) -> Result<Output, OutputError> {
-    capture(child, opts, None).await
+    capture(child, [None, None], opts, None).await
 }
 
 /// [`output`], cancellable through `cancel` (a [`JobSet`](crate::JobSet)
 /// job): on notification the tree is killed and the pipes drained
-/// ([`Outcome::Cancelled`](crate::Outcome::Cancelled)).
+/// ([`Outcome::Cancelled`](crate::Outcome::Cancelled)). `plain` holds the
+/// stdout and stderr pipes when they come straight from the spawn, not
+/// registered yet (see [`crate::capture_pipe`]); else the child's are read.
 pub(crate) async fn capture(
     child: &mut Child,
+    plain: [Option<OwnedFd>; 2],
     mut opts: Options,
     cancel: Option<&Notify>,
 ) -> Result<Output, OutputError> {
@@ -77,9 +81,20 @@ pub(crate) async fn capture(
     let start = Instant::now();
     let sink = opts.lines.take();
     let lines = sink.is_some();
+    let [out, err] = plain.map(|fd| fd.map(CapturePipe::Plain));
     let readers = [
-        Reader::new(child.take_stdout(), Stream::Stdout, &opts, lines),
-        Reader::new(child.take_stderr(), Stream::Stderr, &opts, lines),
+        Reader::new(
+            out.or_else(|| child.take_stdout().map(CapturePipe::Polled)),
+            Stream::Stdout,
+            &opts,
+            lines,
+        ),
+        Reader::new(
+            err.or_else(|| child.take_stderr().map(CapturePipe::Polled)),
+            Stream::Stderr,
+            &opts,
+            lines,
+        ),
     ];
     let mut feed = Feed {
         // Without input, closing stdin at once gives the child EOF.
@@ -140,14 +155,14 @@ impl Drop for KillTreeIfDropped<'_> {
 
 /// One output stream being read.
 struct Reader {
-    rx: Option<pipe::Receiver>,
+    rx: Option<CapturePipe>,
     capture: Capture,
     split: Option<LineSplitter>,
     stream: Stream,
 }
 
 impl Reader {
-    fn new(rx: Option<pipe::Receiver>, stream: Stream, opts: &Options, lines: bool) -> Reader {
+    fn new(rx: Option<CapturePipe>, stream: Stream, opts: &Options, lines: bool) -> Reader {
         Reader {
             rx,
             capture: Capture::new(opts.limits.head, opts.limits.tail),
@@ -174,7 +189,7 @@ impl Reader {
         };
         for _ in 0..BURST {
             let Some(rx) = &self.rx else { return Ok(()) };
-            let got = BUF.with_borrow_mut(|buf| match rx.try_read(buf) {
+            let got = BUF.with_borrow_mut(|buf| match rx.read(buf) {
                 Ok(0) => Ok(false),
                 Ok(n) => {
                     self.capture.push(&buf[..n]);
@@ -194,7 +209,13 @@ impl Reader {
                     self.rx = None; // deregisters and closes
                     return Ok(());
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Empty: a plain pipe joins the reactor to wait.
+                    if rx.is_plain() {
+                        self.rx = self.rx.take().map(CapturePipe::registered).transpose()?;
+                    }
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
