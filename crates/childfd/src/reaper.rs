@@ -37,7 +37,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ExitStatus;
 use crate::sys::checked_pipe::CheckedPipe;
@@ -210,7 +210,8 @@ pub fn reap_orphans() -> io::Result<Vec<(u32, ExitStatus)>> {
 /// # A program that installs its own SIGCHLD handler later
 ///
 /// Our handler is then gone, and nothing tells the thread. It checks the
-/// SIGCHLD action at every wake-up and on a schedule: 1 s after start,
+/// SIGCHLD action at every wake-up and on a schedule kept by the monotonic
+/// clock, however often children wake it meanwhile: 1 s after start,
 /// then 2 s, 4 s, … later, at most every 60 s. Once it finds the
 /// program's handler, it polls (1 to 50 ms) as if that handler had been
 /// there first. So an orphan exiting after the switch waits about as long
@@ -257,7 +258,9 @@ struct Shared {
 /// orphans anyway.
 const SAFETY_SCAN: Duration = Duration::from_secs(60);
 /// The first such check after [`Reaper::start`]; each later one comes
-/// twice as late, up to [`SAFETY_SCAN`]. A program that installs its own
+/// twice as long after the one before, up to [`SAFETY_SCAN`], on the
+/// monotonic clock: wake-ups in between (children exiting) neither
+/// postpone nor stretch the schedule. A program that installs its own
 /// SIGCHLD handler right after starting the reaper (the usual order:
 /// libraries first) is noticed within about a second, one that does so
 /// at time `t` within about `t` (at most 60 s), and an idle process still
@@ -336,7 +339,8 @@ fn run(shared: &Shared, mut handler: bool) {
         sigchld::set_thread();
     }
     let mut pause = Duration::from_millis(1);
-    let mut check_in = FIRST_CHECK;
+    let mut gap = FIRST_CHECK;
+    let mut next_check = Instant::now() + gap;
     while !shared.stop.load(Ordering::Relaxed) {
         let wake = if handler {
             sigchld::checked_wake().ok()
@@ -360,7 +364,11 @@ fn run(shared: &Shared, mut handler: bool) {
             break;
         }
         let trusted = wake.is_some() && stop.is_some();
-        let timeout = if trusted { check_in } else { pause };
+        let timeout = if trusted {
+            next_check.saturating_duration_since(Instant::now())
+        } else {
+            pause
+        };
         // Each end is checked again right before the sleep.
         let fds: Vec<_> = [wake.as_ref(), stop.as_ref()]
             .into_iter()
@@ -368,7 +376,11 @@ fn run(shared: &Shared, mut handler: bool) {
             .filter_map(|p| p.reader())
             .collect();
         sleep_on(&fds, timeout);
-        check_in = (check_in * 2).min(SAFETY_SCAN);
+        let now = Instant::now();
+        if now >= next_check {
+            gap = (gap * 2).min(SAFETY_SCAN);
+            next_check = now + gap;
+        }
         // Checked at every wake-up, and so at least at each check above.
         if handler && !sigchld::still_installed() {
             handler = false;

@@ -18,6 +18,8 @@ use childfd_testbin::{
     wait_tagged,
 };
 
+#[path = "lifecycle_hostile/orphan_schedule.rs"]
+mod orphan_schedule;
 #[path = "lifecycle_hostile/seccomp_members.rs"]
 mod seccomp_members;
 
@@ -89,6 +91,10 @@ const SCENARIOS: &[(&str, Wrap)] = &[
     ),
     (
         "drop_reaper_wakes_every_second_while_a_dropped_child_runs",
+        Wrap::Plain,
+    ),
+    (
+        "orphan_reaper_handler_check_backs_off_on_every_wake_up_under_steady_traffic",
         Wrap::Plain,
     ),
     (
@@ -207,6 +213,9 @@ fn scenario(name: &str) {
             replaced_sigchld_handler()
         }
         "drop_reaper_wakes_every_second_while_a_dropped_child_runs" => idle_drop_reaper(),
+        "orphan_reaper_handler_check_backs_off_on_every_wake_up_under_steady_traffic" => {
+            orphan_schedule::handler_check_backs_off_on_every_wake_up_under_steady_traffic()
+        }
         "unfrozen_cgroup_members_are_skipped_under_a_seccomp_filter_that_allows_pidfd_open" => {
             seccomp_members::unfrozen_members_skipped_under_a_filter_that_allows_pidfd_open()
         }
