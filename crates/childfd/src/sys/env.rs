@@ -63,14 +63,29 @@ pub(crate) fn cloexec_fallback_bound() -> i32 {
 ///
 /// The pid is kept in a private anonymous page marked `MADV_WIPEONFORK`
 /// ([`madvise(2)`], Linux 4.14): in a child made by any clone without
-/// `CLONE_VM` (libc's `fork`, or a raw `fork`/`clone` system call that
-/// runs no `pthread_atfork` handler) the page reads as zeros, so the first
-/// call there asks the kernel again and keeps the answer. A process that
-/// shares our memory (`CLONE_VM` without `CLONE_THREAD`) shares the page
-/// too; childfd's own such children never call this, and a process that
-/// shares every byte of our memory has no per-process state of its own
-/// anyway. Where the page cannot be made (`madvise` refused, say under an
-/// emulator) every call is a real [`getpid(2)`].
+/// `CLONE_VM` (libc's `fork`, a raw `fork`/`clone` system call that runs
+/// no `pthread_atfork` handler, or childfd's own fork-style spawn, the only
+/// one that runs `pre_exec` closures) the page reads as zeros, so the
+/// first call there asks the kernel again and keeps the answer.
+///
+/// A process that shares our memory (`CLONE_VM` without `CLONE_THREAD`)
+/// shares the page too: it would read our pid, and on a page still zero
+/// it would store its own pid where we read ours. childfd's own such
+/// children (the `CLONE_VM | CLONE_VFORK` spawn) never call this: the code
+/// between their clone and `execve` makes only raw system calls, and
+/// `pre_exec` closures, the one place for a caller's code, force the
+/// fork-style spawn. A caller's own `CLONE_VM` child must not call into
+/// childfd before it execs, as for anything that keeps per-process state.
+///
+/// # Caveats
+///
+/// `madvise` can report success without doing anything: qemu-user
+/// accepts any advice, and a seccomp filter can answer `0` for the call
+/// (`SECCOMP_RET_ERRNO` with errno 0). The page is therefore trusted only
+/// if the kernel refuses an advice value that does not exist (`EINVAL`),
+/// as BoringSSL checks before it relies on `MADV_WIPEONFORK`. Where the
+/// page is not trusted or cannot be made, every call is a real
+/// [`getpid(2)`], which no kind of fork can fool.
 ///
 /// This is the fork check of every process-wide registry ([`super::fork`])
 /// and of every `Child` drop: one load instead of a system call each.
@@ -139,6 +154,29 @@ const SLOT_BYTES: usize = 4096;
 
 /// One private anonymous page the kernel zeroes in a forked child.
 fn wipe_on_fork_page() -> Option<*mut AtomicI32> {
+    wipe_on_fork_page_with(sys_madvise)
+}
+
+/// The signature of [`madvise(2)`](https://man7.org/linux/man-pages/man2/madvise.2.html).
+type Madvise = unsafe fn(*mut libc::c_void, usize, libc::c_int) -> libc::c_int;
+
+/// The real `madvise`.
+///
+/// # Safety
+///
+/// As [`libc::madvise`]: `addr` and `len` describe a mapping of ours.
+unsafe fn sys_madvise(addr: *mut libc::c_void, len: usize, advice: libc::c_int) -> libc::c_int {
+    // SAFETY: the caller's contract.
+    unsafe { libc::madvise(addr, len, advice) }
+}
+
+/// An advice value no kernel defines: a real `madvise` fails with `EINVAL`.
+const NO_SUCH_ADVICE: libc::c_int = -1;
+
+/// [`wipe_on_fork_page`] through `madvise`; `None` unless `madvise` is
+/// real (it refuses [`NO_SUCH_ADVICE`] with `EINVAL`) and accepts
+/// `MADV_WIPEONFORK`.
+fn wipe_on_fork_page_with(madvise: Madvise) -> Option<*mut AtomicI32> {
     let size = SLOT_BYTES;
     // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
     let p = unsafe {
@@ -154,8 +192,12 @@ fn wipe_on_fork_page() -> Option<*mut AtomicI32> {
     if p == libc::MAP_FAILED {
         return None;
     }
-    // SAFETY: `p` is the mapping just made, of `size` bytes.
-    if unsafe { libc::madvise(p, size, libc::MADV_WIPEONFORK) } != 0 {
+    // SAFETY: `p` is the mapping just made, of `size` bytes; an invalid
+    // advice changes nothing.
+    let refuses_nonsense = unsafe { madvise(p, size, NO_SUCH_ADVICE) } == -1
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL);
+    // SAFETY: as above.
+    if !refuses_nonsense || unsafe { madvise(p, size, libc::MADV_WIPEONFORK) } != 0 {
         // SAFETY: as above; nothing refers to it yet.
         unsafe { libc::munmap(p, size) };
         return None;
@@ -165,6 +207,25 @@ fn wipe_on_fork_page() -> Option<*mut AtomicI32> {
 
 #[cfg(test)]
 mod tests {
+    /// A `madvise` that answers 0 to everything (qemu-user, a seccomp
+    /// filter returning errno 0) is not trusted to mark the page: a page
+    /// it "marked" would keep the parent's pid in a forked copy.
+    #[test]
+    fn a_madvise_that_accepts_any_advice_is_not_trusted_to_wipe() {
+        /// # Safety
+        ///
+        /// Touches nothing.
+        unsafe fn accepts_anything(_: *mut libc::c_void, _: usize, _: libc::c_int) -> libc::c_int {
+            0
+        }
+        assert!(super::wipe_on_fork_page_with(accepts_anything).is_none());
+        // The real one passes the probe on this kernel (4.14+).
+        let real = super::wipe_on_fork_page_with(super::sys_madvise)
+            .expect("this kernel refuses MADV_WIPEONFORK or accepts a bogus advice");
+        // SAFETY: the page just made; nothing refers to it.
+        unsafe { libc::munmap(real.cast(), super::SLOT_BYTES) };
+    }
+
     /// The cached pid is the real one, and a copy made by a raw `fork`
     /// system call (no `pthread_atfork` handler runs) gets its own, not
     /// the parent's.

@@ -18,7 +18,9 @@
 //! since 2.25, and a raw `fork`/`clone` syscall would bypass
 //! `pthread_atfork` handlers, so childfd keeps it in a page the kernel
 //! wipes in every forked copy (`MADV_WIPEONFORK`): one load per check,
-//! and a copy however made asks the kernel afresh.
+//! and a copy however made asks the kernel afresh. Where `madvise` only
+//! pretends to work (qemu-user, some seccomp profiles) each check is a
+//! `getpid` system call instead.
 //!
 //! [`fork(2)`]: https://man7.org/linux/man-pages/man2/fork.2.html
 

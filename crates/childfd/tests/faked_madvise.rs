@@ -1,0 +1,85 @@
+//! childfd's fork check where `madvise` only pretends to work.
+//!
+//! childfd answers "which process am I?" from a page marked
+//! `MADV_WIPEONFORK`, which the kernel zeroes in a forked copy. qemu-user
+//! and some sandboxes answer `0` to any `madvise` without doing anything;
+//! a seccomp filter returning errno 0 for `madvise` does exactly that
+//! here. The page is then never wiped, and a copy made by `fork()` read the
+//! parent's pid from it: it took itself for the parent.
+//!
+//! `harness = false`: the filter must be in force before childfd's first
+//! look at the pid in this process, on the thread that spawns.
+
+use std::time::Duration;
+
+use childfd::Command;
+use childfd_testbin::PAUSE;
+
+fn main() {
+    childfd_testbin::seccomp_deny(libc::SYS_madvise, 0);
+    assert!(
+        madvise_is_faked(),
+        "premise: the seccomp filter should make madvise answer 0 to any advice"
+    );
+    a_forked_copy_under_a_faked_madvise_does_not_take_itself_for_the_parent();
+    println!("ok: a_forked_copy_under_a_faked_madvise_does_not_take_itself_for_the_parent");
+}
+
+/// Whether `madvise` accepts an advice value that does not exist.
+fn madvise_is_faked() -> bool {
+    // SAFETY: a fresh private anonymous page, unmapped again below.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        let faked = libc::madvise(p, 4096, -1) == 0;
+        libc::munmap(p, 4096);
+        faked
+    }
+}
+
+/// A copy made by a raw `fork` system call (no `pthread_atfork` handler
+/// runs) drops an inherited `kill_on_drop` handle. The copy must see that
+/// the child is not its own and leave it running; with the pid cached on a
+/// page the faked `madvise` never marked, it killed the parent's child.
+fn a_forked_copy_under_a_faked_madvise_does_not_take_itself_for_the_parent() {
+    let fds = childfd_testbin::open_fds();
+    let child = Command::new(PAUSE).kill_on_drop(true).spawn().unwrap();
+    // SAFETY: the process has one thread (harness = false, nothing started
+    // one); the copy drops a handle and ends with _exit.
+    let pid = unsafe { libc::syscall(libc::SYS_fork) } as i32;
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: alarm(2) has no memory effects; SIGALRM ends a hung copy.
+        unsafe { libc::alarm(20) };
+        drop(child);
+        // SAFETY: ends the copy without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    let status = childfd_testbin::waitpid(pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked copy failed (status {status:#x})"
+    );
+    // A kill by the copy would end the child within this bound.
+    let after_copy = child.wait_timeout(Duration::from_millis(500)).unwrap();
+    child.kill().unwrap();
+    let end = child.wait_timeout(Duration::from_secs(10)).unwrap();
+    assert!(end.is_some(), "the child did not end after SIGKILL");
+    drop(child);
+    assert_eq!(
+        after_copy, None,
+        "the forked copy took itself for the parent (pid cached on a page \
+         madvise never marked wipe-on-fork) and killed the parent's child"
+    );
+    assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
+        childfd_testbin::children().is_empty()
+    }));
+    assert_eq!(childfd_testbin::leaked_fds_since(&fds), Vec::<i32>::new());
+}
