@@ -27,21 +27,23 @@ fn main() {
 
 /// Whether `madvise` accepts an advice value that does not exist.
 fn madvise_is_faked() -> bool {
-    // SAFETY: a fresh private anonymous page, unmapped again below.
-    unsafe {
-        let p = libc::mmap(
+    // SAFETY: a fresh private anonymous page; nothing else refers to it.
+    let p = unsafe {
+        libc::mmap(
             std::ptr::null_mut(),
             4096,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
-        );
-        assert_ne!(p, libc::MAP_FAILED);
-        let faked = libc::madvise(p, 4096, -1) == 0;
-        libc::munmap(p, 4096);
-        faked
-    }
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    // SAFETY: the page just made; a bogus advice changes nothing.
+    let faked = unsafe { libc::madvise(p, 4096, -1) } == 0;
+    // SAFETY: the page just made; nothing refers to it.
+    unsafe { libc::munmap(p, 4096) };
+    faked
 }
 
 /// A copy made by a raw `fork` system call (no `pthread_atfork` handler
