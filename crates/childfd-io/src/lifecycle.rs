@@ -1,6 +1,12 @@
 //! When a child's capture is done, and what to do meanwhile: the deadline
 //! (terminate the tree: TERM + CONT, KILL after the grace), the wait-delay
-//! after exit (stop and name the pipe holders), cancellation (KILL now).
+//! after exit (stop and name the pipe holders, and with
+//! `kill_tree_on_held_pipes` KILL the tree), cancellation (KILL now).
+//!
+//! Whenever it kills the tree, the capture ends only once the tree is gone
+//! (or a bound has passed): the caller then drops a `Child` whose tree is
+//! empty, so a cgroup leaf is removed at once, not later by the background
+//! reaper, which a process that exits right after never gives the chance.
 //! Shared by [`output`](crate::output) and the
 //! [`Supervisor`](crate::Supervisor); it only decides and signals, the
 //! caller does the I/O.
@@ -22,15 +28,27 @@ pub const DRAIN_AFTER_TREE_GONE: Duration = Duration::from_millis(250);
 /// While terminating, how often to check whether the tree is gone.
 const TREE_CHECK: Duration = Duration::from_millis(10);
 
+/// Why the tree is being ended.
+#[derive(Debug)]
+enum Why {
+    /// The deadline, or [`Lifecycle::terminate`].
+    Deadline,
+    /// [`Lifecycle::cancel`].
+    Cancelled,
+    /// The wait-delay passed with these processes holding a pipe, and
+    /// `kill_tree_on_held_pipes` is set.
+    HeldPipes(Vec<Holder>),
+}
+
 #[derive(Debug)]
 enum Phase {
     Running,
-    /// TERM sent (deadline) or KILL sent (cancel); KILL at `kill_at`
-    /// unless the tree is gone.
+    /// TERM sent (deadline) or KILL sent (cancel, held pipes); KILL at
+    /// `kill_at` unless the tree is gone.
     Ending {
         kill_at: Instant,
         killed_at: Option<Instant>,
-        cancelled: bool,
+        why: Why,
         /// When the child and its whole tree were seen gone while a pipe
         /// was still open (held by a process outside the tree).
         tree_gone_at: Option<Instant>,
@@ -127,7 +145,7 @@ impl Lifecycle {
         self.phase = Phase::Ending {
             kill_at: now + self.grace,
             killed_at: None,
-            cancelled: false,
+            why: Why::Deadline,
             tree_gone_at: None,
         };
         Ok(())
@@ -155,23 +173,29 @@ impl Lifecycle {
             && self.deadline.is_some_and(|d| now >= d)
     }
 
-    /// Cancel: SIGKILL the tree now, then drain.
+    /// Cancel: SIGKILL the tree now, then drain. Does nothing once the
+    /// tree was killed for holding a pipe open.
     pub fn cancel(&mut self, child: &Child) -> Result<(), OutputError> {
         if matches!(
             self.phase,
             Phase::Ending {
-                cancelled: true,
+                why: Why::Cancelled | Why::HeldPipes(_),
                 ..
             }
         ) {
             return Ok(());
         }
+        self.kill_now(child, Why::Cancelled)
+    }
+
+    /// SIGKILL the tree now; the capture ends once it is gone.
+    fn kill_now(&mut self, child: &Child, why: Why) -> Result<(), OutputError> {
         child.kill_tree()?;
         let now = Instant::now();
         self.phase = Phase::Ending {
             kill_at: now,
             killed_at: Some(now),
-            cancelled: true,
+            why,
             tree_gone_at: None,
         };
         Ok(())
@@ -182,7 +206,8 @@ impl Lifecycle {
         match self.phase {
             Phase::Running
             | Phase::Ending {
-                cancelled: true, ..
+                why: Why::Cancelled | Why::HeldPipes(_),
+                ..
             } => None,
             Phase::Ending {
                 killed_at: Some(_), ..
@@ -228,7 +253,9 @@ impl Lifecycle {
                         if now >= e + delay {
                             let held = holders::find(&inodes());
                             if self.kill_on_held {
-                                child.kill_tree()?;
+                                // Done once the killed tree is gone.
+                                self.kill_now(child, Why::HeldPipes(held))?;
+                                continue;
                             }
                             return Ok(Step::Done(Outcome::PipesHeldOpen, held));
                         }
@@ -237,12 +264,28 @@ impl Lifecycle {
                     return Ok(Step::Wait(wake));
                 }
                 Phase::Ending {
+                    why: Why::HeldPipes(held),
+                    killed_at,
+                    ..
+                } => {
+                    // The wait-delay is over: done once the killed tree is
+                    // gone, whatever outside it still holds a pipe.
+                    let bound =
+                        killed_at.unwrap_or(now) + self.wait_delay.unwrap_or(DRAIN_AFTER_KILL);
+                    if now >= bound || child.wait_tree_deadline(now)? {
+                        return Ok(Step::Done(Outcome::PipesHeldOpen, std::mem::take(held)));
+                    }
+                    at(bound);
+                    at(now + TREE_CHECK);
+                    return Ok(Step::Wait(wake));
+                }
+                Phase::Ending {
                     kill_at,
                     killed_at,
-                    cancelled,
+                    why,
                     tree_gone_at,
                 } => {
-                    let outcome = if *cancelled {
+                    let outcome = if matches!(why, Why::Cancelled) {
                         Outcome::Cancelled
                     } else {
                         Outcome::TimedOut

@@ -125,7 +125,10 @@ macro_rules! limits_builder {
         }
 
         /// When the wait-delay expires with pipes held, kill the child's
-        /// tree (after naming the holders).
+        /// tree (after naming the holders), and end the capture once the
+        /// tree is gone (or after another wait-delay, if a member cannot
+        /// die): a cgroup leaf is then removed as soon as the `Child` is
+        /// dropped, even by a program that exits right after.
         pub fn kill_tree_on_held_pipes(mut self, yes: bool) -> Self {
             self.limits.kill_tree_on_held_pipes = yes;
             self
