@@ -122,23 +122,33 @@ fn queue() -> mpsc::Sender<Job> {
 /// wait for spawns would pay that per child. Waking the tasks of a few
 /// spawns at once lets one worker take them all. Only jobs already queued
 /// are batched: an idle spawner answers at once.
+///
+/// The spawns of a batch share one copy of the environment
+/// ([`childfd::EnvSnapshot`], the most costly step of preparing a spawn),
+/// taken once every job of the batch has been received: whatever a task
+/// did before queuing its spawn (`std::env::set_var`) is in it.
 const BATCH: usize = 8;
 
 fn run(rx: &Mutex<mpsc::Receiver<Job>>) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(BATCH);
     let mut done: Vec<(oneshot::Sender<Answer>, Answer)> = Vec::with_capacity(BATCH);
     loop {
         // Waits for a job holding the lock: the other thread waits for the
         // lock meanwhile, and takes the next job.
         let first = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(first) = first else { return };
-        let mut job = Some(first);
-        while let Some(Job { cmd, reply }) = job.take() {
-            let result = cmd.spawn();
-            done.push((reply, Answer(Some((cmd, result)))));
-            if done.len() < BATCH {
-                // Locked by the other thread: it waits for an empty queue.
-                job = rx.try_lock().ok().and_then(|q| q.try_recv().ok());
+        jobs.push(first);
+        while jobs.len() < BATCH {
+            // Locked by the other thread: it waits for an empty queue.
+            match rx.try_lock().ok().and_then(|q| q.try_recv().ok()) {
+                Some(job) => jobs.push(job),
+                None => break,
             }
+        }
+        let env = childfd::EnvSnapshot::capture();
+        for Job { cmd, reply } in jobs.drain(..) {
+            let result = cmd.spawn_with_env(&env);
+            done.push((reply, Answer(Some((cmd, result)))));
         }
         for (reply, answer) in done.drain(..) {
             // A failed send drops the answer, which kills its child.

@@ -54,7 +54,7 @@ pub use child::{
     Child, ChildStderr, ChildStdin, ChildStdout, Output, StdinSlot, pending_reaps,
     recovered_statuses,
 };
-pub use command::{Command, Resource, Stdio, StdioKind};
+pub use command::{Command, EnvSnapshot, Resource, Stdio, StdioKind};
 pub use containment::{CgroupParent, Containment, EndedBy, Termination, TreeError};
 pub use error::{InvalidCommand, SignalError, SpawnError, SpawnStage, WaitError};
 pub use signal::{ParseSignalError, Signal};

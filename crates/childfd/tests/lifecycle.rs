@@ -403,6 +403,42 @@ fn env_clear_gives_an_empty_environment_and_default_path() {
 }
 
 #[test]
+fn spawn_with_env_passes_the_snapshot_with_the_commands_changes() {
+    let h = Hygiene::start();
+    let snapshot = childfd::EnvSnapshot::capture();
+    let lines = |c: &mut Command| {
+        let mut child = c.stdout(Stdio::piped()).spawn_with_env(&snapshot).unwrap();
+        let mut out = String::new();
+        child
+            .take_stdout()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(wait_bounded(&child).success());
+        let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    // As `env` prints them, one line each (a value may hold a newline).
+    let text: String = std::env::vars()
+        .filter(|(k, _)| k != "HOME")
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .chain(["CHILDFD_SNAPSHOT_ADDED=1\n".to_string()])
+        .collect();
+    let mut expected: Vec<String> = text.lines().map(str::to_string).collect();
+    expected.sort();
+    let got = lines(
+        Command::new("env")
+            .env("CHILDFD_SNAPSHOT_ADDED", "1")
+            .env_remove("HOME"),
+    );
+    assert_eq!(got, expected);
+    let got = lines(Command::new("env").env_clear().env("ONLY", "1"));
+    assert_eq!(got, ["ONLY=1"]);
+    h.finish(1);
+}
+
+#[test]
 fn fd_mappings_that_overlap_each_other_are_shuffled_correctly() {
     let h = Hygiene::start();
     // Source fds that are each other's targets: a naive dup2 sequence would

@@ -5,11 +5,13 @@
 //! any process exists, never as a panic.
 
 mod child_setup;
+mod env_snapshot;
 mod plan;
 mod std_compat;
 mod stdio;
 
 pub use child_setup::Resource;
+pub use env_snapshot::EnvSnapshot;
 pub use stdio::{Stdio, StdioKind};
 
 use std::collections::BTreeMap;
@@ -397,7 +399,7 @@ impl Command {
     ///   failing with `ETXTBSY` (another thread's child still holding the
     ///   script's write fd for a moment) is retried for up to 127 ms.
     pub fn spawn(&self) -> Result<Child, SpawnError> {
-        plan::spawn(self)
+        plan::spawn(self, None)
     }
 
     /// Spawns and waits for the child to end; stdio is as configured

@@ -18,6 +18,7 @@ use std::ptr;
 use std::sync::PoisonError;
 
 use super::Command;
+use super::EnvSnapshot;
 use crate::child::{Child, ChildStderr, ChildStdin, ChildStdout};
 use crate::containment::cgroup::{self, Leaf};
 use crate::containment::{Containment, Tree};
@@ -51,11 +52,12 @@ fn hooks_ptr(hooks: &mut PreExecHooks) -> *mut PreExecHooks {
     }
 }
 
-pub(super) fn spawn(cmd: &Command) -> Result<Child, SpawnError> {
+/// `env`: the environment to inherit, else a copy taken now.
+pub(super) fn spawn(cmd: &Command, env: Option<&EnvSnapshot>) -> Result<Child, SpawnError> {
     check_valid(cmd)?;
     // Held until the child has exec'd: the child runs its own copy.
     let mut hooks = cmd.pre_exec.lock().unwrap_or_else(PoisonError::into_inner);
-    let exec = prepare::Exec::new(cmd);
+    let exec = prepare::Exec::new(cmd, env);
     let use_close_range = env::close_range_cloexec();
     // With close_range (5.11+) the child shares our fd table (CLONE_FILES)
     // and unshares only the bottom of it, unless this spawn names an fd by
@@ -91,7 +93,7 @@ pub(super) fn exec_in_place(cmd: &Command) -> SpawnError {
         );
     }
     let mut hooks = cmd.pre_exec.lock().unwrap_or_else(PoisonError::into_inner);
-    let exec = prepare::Exec::new(cmd);
+    let exec = prepare::Exec::new(cmd, None);
     let mut fds = match fds::FdPlan::new(cmd, false) {
         Ok(f) => f,
         Err(e) => return e,

@@ -10,6 +10,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::command::Command;
+use crate::command::EnvSnapshot;
 
 /// `PATH` when none is set, as glibc's execvp.
 const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
@@ -27,11 +28,12 @@ pub(super) struct Exec {
 }
 
 impl Exec {
-    pub(super) fn new(cmd: &Command) -> Exec {
+    /// `snapshot`: the environment to inherit, else a copy taken now.
+    pub(super) fn new(cmd: &Command, snapshot: Option<&EnvSnapshot>) -> Exec {
         let mut argv: Vec<*const libc::c_char> = Vec::with_capacity(cmd.args.len() + 1);
         argv.extend(cmd.args.iter().map(|a| a.as_ptr()));
         argv.push(ptr::null());
-        let env = environment(cmd);
+        let env = environment(cmd, snapshot);
         let path = env
             .path
             .map_or(DEFAULT_PATH, |(s, e)| &env.buf.strings[s..e]);
@@ -111,8 +113,9 @@ static LAST_COUNT: AtomicUsize = AtomicUsize::new(64);
 /// `environ` pointer, its entries' pointers or lengths) proves it
 /// unchanged (glibc's `setenv` frees the array it grows, `unsetenv`
 /// shifts entries in place, a `putenv` string can change in place), and
-/// std runs no caller code under the lock.
-fn environment(cmd: &Command) -> Environment {
+/// std runs no caller code under the lock. A caller spawning several
+/// commands together can share one copy ([`EnvSnapshot`]).
+fn environment(cmd: &Command, snapshot: Option<&EnvSnapshot>) -> Environment {
     let changes = &cmd.env.vars;
     let mut env = Environment {
         buf: Strings::with_capacity(
@@ -128,13 +131,16 @@ fn environment(cmd: &Command) -> Environment {
         }
         env.buf.push(&[key, b"=", value]);
     };
-    if !cmd.env.clear {
-        for (k, v) in std::env::vars_os() {
-            // A variable the command sets or removes is not inherited.
-            if changes.is_empty() || !changes.contains_key(&k) {
-                add(&mut env, k.as_bytes(), v.as_bytes());
-            }
+    // A variable the command sets or removes is not inherited.
+    let mut inherit = |k: &std::ffi::OsStr, v: &std::ffi::OsStr| {
+        if changes.is_empty() || !changes.contains_key(k) {
+            add(&mut env, k.as_bytes(), v.as_bytes());
         }
+    };
+    match snapshot {
+        _ if cmd.env.clear => {}
+        Some(s) => s.vars().for_each(|(k, v)| inherit(k, v)),
+        None => std::env::vars_os().for_each(|(k, v)| inherit(&k, &v)),
     }
     for (k, v) in changes {
         if let Some(v) = v {
