@@ -18,6 +18,8 @@ use childfd_testbin::{
     wait_tagged,
 };
 
+#[path = "lifecycle_hostile/fd_pressure.rs"]
+mod fd_pressure;
 #[path = "lifecycle_hostile/orphan_schedule.rs"]
 mod orphan_schedule;
 #[path = "lifecycle_hostile/seccomp_members.rs"]
@@ -95,6 +97,10 @@ const SCENARIOS: &[(&str, Wrap)] = &[
     ),
     (
         "orphan_reaper_handler_check_backs_off_on_every_wake_up_under_steady_traffic",
+        Wrap::Plain,
+    ),
+    (
+        "pinning_a_tree_bigger_than_the_fd_limit_leaves_members_unsignalled",
         Wrap::Plain,
     ),
     (
@@ -215,6 +221,9 @@ fn scenario(name: &str) {
         "drop_reaper_wakes_every_second_while_a_dropped_child_runs" => idle_drop_reaper(),
         "orphan_reaper_handler_check_backs_off_on_every_wake_up_under_steady_traffic" => {
             orphan_schedule::handler_check_backs_off_on_every_wake_up_under_steady_traffic()
+        }
+        "pinning_a_tree_bigger_than_the_fd_limit_leaves_members_unsignalled" => {
+            fd_pressure::pinning_a_tree_bigger_than_the_fd_limit_leaves_members_unsignalled()
         }
         "unfrozen_cgroup_members_are_skipped_under_a_seccomp_filter_that_allows_pidfd_open" => {
             seccomp_members::unfrozen_members_skipped_under_a_filter_that_allows_pidfd_open()

@@ -227,9 +227,7 @@ impl Leaf {
             // may have been reaped by an outside parent and its pid reused.
             // By number otherwise (see `subtree`'s remaining window).
             let listed = subtree::pids(&self.path)?;
-            for m in subtree::pin(&self.path, &listed, true)?.members {
-                m.signal(libc::SIGKILL);
-            }
+            subtree::pin_each(&self.path, &listed, true, &mut |m| m.signal(libc::SIGKILL))?;
             if can_freeze {
                 let _ = fs::write(&freeze, "0");
             }

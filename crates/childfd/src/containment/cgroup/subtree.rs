@@ -10,7 +10,8 @@
 //!   (`rmdir(2)` refuses a cgroup that has children).
 //!
 //! Members are signalled through pidfds (`pidfd_open(2)` on each listed
-//! pid, then `cgroup.procs` read again): a pidfd names the process that
+//! pid, then `cgroup.procs` read again; a batch of at most 64 at a time,
+//! see [`pin_each`]): a pidfd names the process that
 //! held the pid when it was opened, so a pid still listed after the open
 //! is that process, in the tree; if the process died and the pid went to
 //! another one meanwhile, the pidfd's signal goes nowhere (`ESRCH`). The
@@ -181,15 +182,17 @@ pub(crate) fn signal_members(
     let confirmed = frozen.as_ref().is_some_and(|f| f.confirmed);
     let mut listed = pids(dir)?;
     listed.retain(|&p| p != leader);
-    let pinned = pin(dir, &listed, confirmed)?;
+    let mut skipped = Vec::new();
     for &sig in sigs {
         to_leader(sig)?;
-        for m in &pinned.members {
-            m.signal(sig.as_raw());
-        }
+        skipped.extend(pin_each(dir, &listed, confirmed, &mut |m| {
+            m.signal(sig.as_raw())
+        })?);
     }
     drop(frozen);
-    Ok(pinned.skipped)
+    skipped.sort_unstable();
+    skipped.dedup();
+    Ok(skipped)
 }
 
 /// A member to signal: pinned by a pidfd, or by pid where `pidfd_open`
@@ -214,53 +217,110 @@ impl Member {
     }
 }
 
-/// What [`pin`] found.
-pub(crate) struct Pinned {
-    /// The members to signal.
-    pub(crate) members: Vec<Member>,
-    /// Members still listed that have no pidfd (refused, or out of fds)
-    /// and may not be signalled by number.
-    pub(crate) skipped: Vec<i32>,
-}
+/// How many members hold a pidfd at once (see [`pin_each`]).
+const PIN_BATCH: usize = 64;
 
-/// Pins each of `listed` (pids read from `dir`'s subtree) with a pidfd, then
-/// keeps those still listed in the subtree. Members whose pidfd cannot be
-/// opened (`pidfd_open` refused, here or by the thread's seccomp filters,
-/// or no fd left) are kept by number if `numbers_ok` (the subtree is
-/// frozen), else reported as skipped.
-pub(crate) fn pin(dir: &Path, listed: &[i32], numbers_ok: bool) -> io::Result<Pinned> {
+/// Calls `each` for every member of `listed` (pids read from `dir`'s
+/// subtree) still in the subtree, each pinned by a pidfd, and returns the
+/// members that could not be reached safely.
+///
+/// A batch at a time: up to [`PIN_BATCH`] pidfds are opened, `dir`'s
+/// subtree is read again (a pidfd whose pid is still listed names a
+/// member: the process it was opened on is alive, so the pid is still its
+/// own, or it died and the pidfd reaches nobody), `each` runs for the
+/// batch's members still listed, and the pidfds are closed. So a tree of
+/// thousands needs only a few dozen free fds, and never takes those the
+/// host's other threads need; a batch that runs out of fds
+/// (`EMFILE`/`ENFILE`) ends early and the next one starts with them free.
+///
+/// A member whose pidfd cannot be opened at all (`pidfd_open` refused,
+/// here or by the thread's seccomp filters, or no fd free even for one)
+/// is reached by number if `numbers_ok` (the subtree is frozen), else
+/// returned as skipped.
+pub(crate) fn pin_each(
+    dir: &Path,
+    listed: &[i32],
+    numbers_ok: bool,
+    each: &mut dyn FnMut(&Member),
+) -> io::Result<Vec<i32>> {
     if let Some(hook) = LISTED_HOOK.get() {
         hook(listed);
     }
     let may_open = !listed.is_empty() && pidfd::open_allowed();
-    let mut members = Vec::with_capacity(listed.len());
+    let mut skipped = Vec::new();
+    let mut rest = listed;
+    while !rest.is_empty() {
+        let (mut members, mut unpinned, mut taken) = pin_batch(rest, may_open, numbers_ok);
+        let still = loop {
+            match pids(dir) {
+                Ok(p) => break p.into_iter().collect::<HashSet<i32>>(),
+                // The batch took the fds the read needs: give half back
+                // (those members come again in the next batch).
+                Err(e) if is_out_of_fds(&e) && members.len() > 1 => {
+                    let cut = members[members.len() / 2].0;
+                    members.retain(|(i, _)| *i < cut);
+                    unpinned.retain(|(i, _)| *i < cut);
+                    taken = cut;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        rest = &rest[taken..];
+        for (_, m) in members.iter().filter(|(_, m)| still.contains(&m.pid)) {
+            each(m);
+        }
+        skipped.extend(
+            unpinned
+                .into_iter()
+                .map(|(_, p)| p)
+                .filter(|p| still.contains(p)),
+        );
+    }
+    Ok(skipped)
+}
+
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Opens pidfds for the first of `pids`, at most [`PIN_BATCH`], and stops
+/// early when the fds run out after one was opened. The members (by
+/// number where allowed) and the pids left unpinned, each with its index
+/// in `pids`, and how many of `pids` were dealt with.
+#[allow(clippy::type_complexity)]
+fn pin_batch(
+    pids: &[i32],
+    may_open: bool,
+    numbers_ok: bool,
+) -> (Vec<(usize, Member)>, Vec<(usize, i32)>, usize) {
+    let mut members = Vec::new();
     let mut unpinned = Vec::new();
-    for &pid in listed {
+    let mut opened_any = false;
+    let mut taken = 0;
+    for (i, &pid) in pids.iter().enumerate().take(PIN_BATCH) {
         let opened = if may_open {
             pidfd::open(pid)
         } else {
             Err(io::Error::from_raw_os_error(libc::ENOSYS))
         };
         match opened {
-            Ok(fd) => members.push(Member { pid, fd: Some(fd) }),
+            Ok(fd) => {
+                opened_any = true;
+                members.push((i, Member { pid, fd: Some(fd) }));
+            }
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-            Err(_) if numbers_ok => members.push(Member { pid, fd: None }),
-            Err(_) => unpinned.push(pid),
+            // Out of fds with some held: this batch ends; the next one
+            // starts with them closed.
+            Err(e) if opened_any && is_out_of_fds(&e) => break,
+            Err(_) if numbers_ok => members.push((i, Member { pid, fd: None })),
+            Err(_) => unpinned.push((i, pid)),
         }
+        taken = i + 1;
     }
-    // A pidfd whose pid is still listed names a member: either the process
-    // it was opened on is alive (so the pid is still its own), or it died
-    // and the pidfd reaches nobody.
-    let still: HashSet<i32> = pids(dir)?.into_iter().collect();
-    members.retain(|m| still.contains(&m.pid));
-    unpinned.retain(|p| still.contains(p));
-    Ok(Pinned {
-        members,
-        skipped: unpinned,
-    })
+    (members, unpinned, taken)
 }
 
-/// A test hook run by [`pin`] between reading the members and opening
+/// A test hook run by [`pin_each`] between reading the members and opening
 /// their pidfds (see `childfd::test_hooks`).
 static LISTED_HOOK: OnceLock<fn(&[i32])> = OnceLock::new();
 
