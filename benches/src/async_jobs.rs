@@ -166,9 +166,20 @@ async fn tokio_job() {
 /// Every way at every size, repetitions interleaved across the ways (so
 /// drifts of the machine hit all alike); the run with the median jobs/s
 /// is kept.
+///
+/// Each size starts with one unmeasured run of every way: the first run
+/// in the process would otherwise pay alone for what later ones reuse
+/// (the heap grown to hold the jobs in flight, first-touch page faults
+/// included; each library's threads and one-time probes), and the way
+/// that happens to come first would carry it (in a `--quick` run, one
+/// repetition, that was childfd-tokio's multi-thread run: peak RSS 5.6 MiB
+/// above the start against tokio's 0.0 right after it).
 pub fn scenario(sizes: &[usize], reps: usize) -> Vec<(usize, AsyncWay, AsyncRun)> {
     let mut out = Vec::new();
     for &n in sizes {
+        for way in AsyncWay::ALL {
+            run(way, n);
+        }
         let mut runs: Vec<Vec<AsyncRun>> = vec![Vec::new(); AsyncWay::ALL.len()];
         for _ in 0..reps {
             for (i, way) in AsyncWay::ALL.iter().enumerate() {
