@@ -22,6 +22,8 @@ use childfd_testbin::{
 mod fd_pressure;
 #[path = "lifecycle_hostile/orphan_schedule.rs"]
 mod orphan_schedule;
+#[path = "lifecycle_hostile/remount.rs"]
+mod remount;
 #[path = "lifecycle_hostile/seccomp_members.rs"]
 mod seccomp_members;
 
@@ -102,6 +104,10 @@ const SCENARIOS: &[(&str, Wrap)] = &[
     (
         "pinning_a_tree_bigger_than_the_fd_limit_leaves_members_unsignalled",
         Wrap::Plain,
+    ),
+    (
+        "cgroupfs_remounted_elsewhere_after_the_mounts_were_read_fails_cgroup_containment",
+        Wrap::MountNs,
     ),
     (
         "unfrozen_cgroup_members_are_skipped_under_a_seccomp_filter_that_allows_pidfd_open",
@@ -224,6 +230,9 @@ fn scenario(name: &str) {
         }
         "pinning_a_tree_bigger_than_the_fd_limit_leaves_members_unsignalled" => {
             fd_pressure::pinning_a_tree_bigger_than_the_fd_limit_leaves_members_unsignalled()
+        }
+        "cgroupfs_remounted_elsewhere_after_the_mounts_were_read_fails_cgroup_containment" => {
+            remount::cgroupfs_remounted_elsewhere_after_the_mounts_were_read_fails_cgroup_containment()
         }
         "unfrozen_cgroup_members_are_skipped_under_a_seccomp_filter_that_allows_pidfd_open" => {
             seccomp_members::unfrozen_members_skipped_under_a_filter_that_allows_pidfd_open()

@@ -54,10 +54,10 @@ pub enum CgroupParent {
 
 /// The process's own cgroup v2 directory (`0::/path` in
 /// `/proc/self/cgroup`, through the mount that shows it).
-fn own_cgroup_dir() -> Option<PathBuf> {
+fn own_cgroup_dir(mounts: &[mount::Mount]) -> Option<PathBuf> {
     let text = fs::read_to_string("/proc/self/cgroup").ok()?;
     let cg = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    mount::dir_of(mount::mounts(), Path::new(cg))
+    mount::dir_of(mounts, Path::new(cg))
 }
 
 /// Why a cgroup leaf could not be made.
@@ -65,15 +65,26 @@ pub(crate) fn no_cgroup_error(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, what.to_string())
 }
 
-/// Resolves the parent directory for new leaves.
+/// `CGROUP2_SUPER_MAGIC`, statfs(2)'s `f_type` of a cgroup2 file system.
+const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+
+/// Resolves the parent directory for new leaves. If that fails with the
+/// mounts as last read, they are read again (a cgroup2 mount may have
+/// been unmounted or mounted elsewhere since) and it is tried once more.
 pub(crate) fn resolve_parent(parent: &CgroupParent) -> io::Result<PathBuf> {
-    let mounts = mount::mounts();
+    match resolve_parent_in(&mount::mounts(), parent) {
+        Err(_) if mount::reload() => resolve_parent_in(&mount::mounts(), parent),
+        r => r,
+    }
+}
+
+fn resolve_parent_in(mounts: &[mount::Mount], parent: &CgroupParent) -> io::Result<PathBuf> {
     if mounts.is_empty() {
         return Err(no_cgroup_error("no cgroup v2 hierarchy is mounted"));
     }
     let dir = match parent {
         CgroupParent::Dir(d) => d.clone(),
-        CgroupParent::Auto => own_cgroup_dir().ok_or_else(|| {
+        CgroupParent::Auto => own_cgroup_dir(mounts).ok_or_else(|| {
             no_cgroup_error("this process's cgroup v2 directory is unknown or not mounted here")
         })?,
     };
@@ -90,6 +101,22 @@ pub(crate) fn resolve_parent(parent: &CgroupParent) -> io::Result<PathBuf> {
                     .join(", ")
             ),
         ));
+    }
+    // A directory of a cgroup2 mount that is gone is a plain one now.
+    match rustix::fs::statfs(&dir) {
+        Ok(st) if st.f_type as u64 == CGROUP2_SUPER_MAGIC => {}
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not in a cgroup v2 file system", dir.display()),
+            ));
+        }
+        Err(e) => {
+            return Err(io::Error::new(
+                io::Error::from(e).kind(),
+                format!("cgroup directory {}: {e}", dir.display()),
+            ));
+        }
     }
     rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).map_err(|e| {
         io::Error::new(

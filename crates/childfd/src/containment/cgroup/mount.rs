@@ -16,14 +16,16 @@
 //! top of it at the same point (a line whose parent is it). A mount made
 //! on a directory *below* a mount point hides that directory only: a
 //! cgroup path is mapped only through a mount that still shows it there.
-//! Mounts are read once per process: a cgroup2 mount made or removed later
-//! is not seen.
+//! Mounts are read at the first use, and read again when what they gave
+//! does not hold any more ([`reload`]: the directory they map to is not in
+//! a cgroup2 file system, after a cgroup2 mount was unmounted, or mounted
+//! again elsewhere).
 //!
 //! See [proc_pid_mountinfo(5)](https://man7.org/linux/man-pages/man5/proc_pid_mountinfo.5.html)
 //! and [cgroups(7)](https://man7.org/linux/man-pages/man7/cgroups.7.html).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, RwLock};
 
 /// One cgroup2 mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,20 +41,37 @@ pub(crate) struct Mount {
 }
 
 /// Every visible cgroup2 mount of this process, from
-/// `/proc/self/mountinfo`, read once.
-pub(crate) fn mounts() -> &'static [Mount] {
-    static MOUNTS: OnceLock<Vec<Mount>> = OnceLock::new();
-    MOUNTS.get_or_init(|| {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let all = parse_mountinfo(&info);
-        let covered = covered_ids(&info);
-        all.into_iter()
-            .filter(|m| match mount_id_at(&m.point) {
-                Some(id) => id == m.id,
-                None => !covered.contains(&m.id),
-            })
-            .collect()
-    })
+/// `/proc/self/mountinfo`, as last read.
+pub(crate) fn mounts() -> Arc<Vec<Mount>> {
+    if let Some(m) = MOUNTS.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return m.clone();
+    }
+    let mut slot = MOUNTS.write().unwrap_or_else(|e| e.into_inner());
+    slot.get_or_insert_with(|| Arc::new(read_mounts())).clone()
+}
+
+/// Reads `/proc/self/mountinfo` again; true if the visible cgroup2 mounts
+/// changed since the last read.
+pub(crate) fn reload() -> bool {
+    let fresh = read_mounts();
+    let mut slot = MOUNTS.write().unwrap_or_else(|e| e.into_inner());
+    let changed = slot.as_deref().is_none_or(|old| *old != fresh);
+    *slot = Some(Arc::new(fresh));
+    changed
+}
+
+static MOUNTS: RwLock<Option<Arc<Vec<Mount>>>> = RwLock::new(None);
+
+fn read_mounts() -> Vec<Mount> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let all = parse_mountinfo(&info);
+    let covered = covered_ids(&info);
+    all.into_iter()
+        .filter(|m| match mount_id_at(&m.point) {
+            Some(id) => id == m.id,
+            None => !covered.contains(&m.id),
+        })
+        .collect()
 }
 
 /// `statx(path, STATX_MNT_ID)`: the id of the mount that `path` shows, if
