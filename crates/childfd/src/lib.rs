@@ -81,6 +81,11 @@ pub fn hold_orphan_pass() -> impl Drop {
     reaper::orphan_pass_gate()
 }
 
+/// One value per process, made afresh in a `fork()`ed copy (lock-free):
+/// for childfd's sibling crates' process-wide state. Not a stable API.
+#[doc(hidden)]
+pub use sys::fork::PerProcess;
+
 /// Hooks that let tests act at a chosen point inside the library.
 /// Process-wide; not for production use.
 #[doc(hidden)]

@@ -203,6 +203,18 @@ impl Command {
         self
     }
 
+    /// Whether [`pre_exec`](Command::pre_exec) closures are set: such a
+    /// spawn may take as long as they do (for childfd-tokio's spawner,
+    /// which never holds other replies across one). Not a stable API.
+    #[doc(hidden)]
+    pub fn has_pre_exec(&self) -> bool {
+        !self
+            .pre_exec
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty()
+    }
+
     /// Replaces the current process with the command, as std's
     /// `CommandExt::exec`: the same preparation as a spawn (fds, process
     /// group or session, signals, attributes, credentials, working

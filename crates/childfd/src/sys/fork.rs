@@ -31,21 +31,35 @@ struct Slot<T> {
     value: T,
 }
 
-/// One `T` per process: see the module docs.
-pub(crate) struct PerProcess<T: 'static> {
+/// One `T` per process: see the module docs. Lock-free: finding the
+/// instance is an atomic load and a pid compare, so a `fork()` while
+/// another thread uses it leaves the copy nothing locked.
+pub struct PerProcess<T: 'static> {
     current: AtomicPtr<Slot<T>>,
+}
+
+impl<T: Send + Sync + 'static> Default for PerProcess<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> std::fmt::Debug for PerProcess<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerProcess").finish_non_exhaustive()
+    }
 }
 
 impl<T: Send + Sync + 'static> PerProcess<T> {
     /// Empty; the first [`get`](Self::get) makes the instance.
-    pub(crate) const fn new() -> Self {
+    pub const fn new() -> Self {
         PerProcess {
             current: AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 
     /// The calling process's instance, if made already.
-    pub(crate) fn peek(&'static self) -> Option<&'static T> {
+    pub fn peek(&'static self) -> Option<&'static T> {
         let p = self.current.load(Ordering::Acquire);
         // SAFETY: a published slot is never freed (see `get`).
         let slot = unsafe { p.as_ref() }?;
@@ -56,7 +70,7 @@ impl<T: Send + Sync + 'static> PerProcess<T> {
     /// process. `stale` is given the instance a parent process made before
     /// it forked us (once, by the thread that replaces it), to tidy up what
     /// it safely can; it stays allocated.
-    pub(crate) fn get(&'static self, init: impl Fn() -> T, stale: impl Fn(&T)) -> &'static T {
+    pub fn get(&'static self, init: impl Fn() -> T, stale: impl Fn(&T)) -> &'static T {
         let pid = crate::sys::env::getpid();
         loop {
             let p = self.current.load(Ordering::Acquire);
