@@ -44,6 +44,34 @@
 //! ```
 //!
 //! The runtime must have I/O and time enabled (`enable_all`).
+//!
+//! # Which thread clones the child
+//!
+//! A child inherits what Linux keeps per thread from the thread that
+//! clones it. [`spawn`] clones on the calling thread. [`CommandExt::spawn_async`],
+//! [`CommandExt::output_async`] and [`JobSet`] clone on one of two
+//! spawner threads per process, unless the calling thread's security
+//! state differs from theirs:
+//!
+//! - **Compared on every spawn:** seccomp filters and `no_new_privs`
+//!   (`prctl(PR_GET_SECCOMP)` and `prctl(PR_GET_NO_NEW_PRIVS)`; under
+//!   seccomp filters also the filter count of `/proc/thread-self/status`).
+//!   When they differ, or cannot be read, the child is cloned on the
+//!   calling thread, as [`spawn`] does, and is confined exactly as its
+//!   caller. The spawner threads are started by the first caller whose
+//!   state is the main thread's, never by a thread that confined itself
+//!   further (they would pass its filter to every later child).
+//! - **Not compared, taken from the spawner thread:** namespaces one
+//!   thread joined (`setns`) or made (`unshare`), such as its network
+//!   or mount namespace; the LSM exec context
+//!   (`/proc/thread-self/attr/exec`); CPU affinity, the nice value and
+//!   other scheduling attributes. A thread that changed any of these for
+//!   its children must spawn with [`spawn`].
+//!
+//! A `fork()`ed copy of the process starts spawner threads of its own
+//! (found without a lock, so a fork while other threads spawn leaves the
+//! copy able to spawn). A panic while spawning on a spawner thread is
+//! resumed in the task that asked for the spawn; the thread serves on.
 #![deny(unsafe_code)] // but in `sys`: tokio's `AsyncFd` registration is `unsafe`
 #![deny(missing_docs)]
 
@@ -95,7 +123,11 @@ pub enum SpawnError {
 /// (`clone3(CLONE_VFORK)`): a few dozen microseconds on an idle machine,
 /// as long as the child waits for a CPU on a loaded one. On a runtime
 /// worker that delays every task queued behind it, timers included:
-/// prefer [`CommandExt::spawn_async`], which clones on a spawner thread.
+/// prefer [`CommandExt::spawn_async`], which clones on a spawner thread,
+/// unless the child must inherit per-thread state of the calling thread
+/// that the spawner does not compare (see the
+/// [crate docs](crate#which-thread-clones-the-child)): namespaces the
+/// thread joined, its LSM exec context, CPU affinity or nice value.
 ///
 /// # Errors
 ///
@@ -162,7 +194,9 @@ pub trait CommandExt {
     ///
     /// The clone runs on a spawner thread (two per process, see
     /// [`spawn`] for why): the task sleeps until the child has exec'd,
-    /// and the worker runs other tasks meanwhile. The command is moved
+    /// and the worker runs other tasks meanwhile. A calling thread whose
+    /// seccomp filters or `no_new_privs` differ from the spawner
+    /// threads' clones itself (see the [crate docs](crate#which-thread-clones-the-child)). The command is moved
     /// there and back; if the future is dropped before it resolves, the
     /// command is left empty (its program `""`) and a child already
     /// created has its tree killed.

@@ -61,7 +61,9 @@
 //! with `pre_exec` closures (which may wait for anything, even for an
 //! earlier child's task), and once the batch has run for more than
 //! [`HOLD_AT_MOST`] (the machine is slow now, so the next spawn may be),
-//! the replies so far are sent first.
+//! the replies so far are sent first. A command with `pre_exec` closures
+//! is the last of its batch: the jobs queued behind it are left to the
+//! other thread.
 //!
 //! # Panics
 //!
@@ -220,31 +222,57 @@ fn start(confinement: Confinement) -> Spawners {
 /// wait for spawns would pay that per child. Waking the tasks of a few
 /// spawns at once lets one worker take them all. Only jobs already queued
 /// are batched: an idle spawner answers at once.
+///
+/// The spawns of a batch share one copy of the environment
+/// ([`childfd::EnvSnapshot`], the most costly step of preparing a spawn),
+/// taken once every job of the batch has been received: whatever a task
+/// did before queuing its spawn (`std::env::set_var`) is in it.
 const BATCH: usize = 8;
 
-/// How long a batch may hold replies already made: past it, they are
-/// sent before the next spawn (a few fast spawns take less).
-const HOLD_AT_MOST: Duration = Duration::from_micros(100);
+/// How long a batch may run while holding replies already made: past
+/// it, they are sent before the next spawn. A millisecond, tokio's timer
+/// resolution: a static child's spawn takes 60 to 90 µs on a two-core
+/// machine, so 100 µs cut every batch after two spawns and gave up most
+/// of batching's saving (`cargo xtask bench --async --quick`, three runs
+/// each: CPU per job 0.64× tokio's on a current-thread runtime against
+/// 0.50–0.59× with a millisecond).
+const HOLD_AT_MOST: Duration = Duration::from_millis(1);
 
 fn run(rx: &Mutex<mpsc::Receiver<Job>>) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(BATCH);
     let mut pending = Pending::default();
     loop {
         // Waits for a job holding the lock: the other thread waits for the
         // lock meanwhile, and takes the next job.
         let first = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(first) = first else { return };
-        let mut job = Some(first);
-        while let Some(Job { cmd, reply }) = job.take() {
+        let mut last = first.cmd.has_pre_exec();
+        jobs.push(first);
+        // A job with `pre_exec` closures ends the batch: the jobs queued
+        // behind it go to the other thread rather than wait for it.
+        while jobs.len() < BATCH && !last {
+            // Locked by the other thread: it waits for an empty queue.
+            match rx.try_lock().ok().and_then(|q| q.try_recv().ok()) {
+                Some(job) => {
+                    last = job.cmd.has_pre_exec();
+                    jobs.push(job);
+                }
+                None => break,
+            }
+        }
+        // Nothing here is expected to panic; if it did, each job spawns
+        // with its own copy of the environment.
+        let env = catch_unwind(childfd::EnvSnapshot::capture).ok();
+        for Job { cmd, reply } in jobs.drain(..) {
             pending.before_spawn(&cmd);
             // The core crate's spawn panics only on a broken invariant or
             // when it cannot start its own thread (`pdeathsig`): the
             // panic goes to the job's task, this thread goes on.
-            let spawned = catch_unwind(AssertUnwindSafe(|| cmd.spawn()));
+            let spawned = catch_unwind(AssertUnwindSafe(|| match &env {
+                Some(env) => cmd.spawn_with_env(env),
+                None => cmd.spawn(),
+            }));
             pending.replies.push((reply, Answer(Some((cmd, spawned)))));
-            if pending.replies.len() < BATCH {
-                // Locked by the other thread: it waits for an empty queue.
-                job = rx.try_lock().ok().and_then(|q| q.try_recv().ok());
-            }
         }
         pending.send();
     }

@@ -2,6 +2,8 @@
 //! left nothing behind.
 #![allow(dead_code)]
 
+pub mod confinement;
+
 use std::future::Future;
 use std::sync::Once;
 use std::time::Duration;
