@@ -234,14 +234,13 @@ pub fn json(figs: &[(usize, AsyncWay, AsyncRun)]) -> Value {
     )
 }
 
-/// `(target, measured, pass)`: at the largest size, per runtime,
-/// childfd-tokio ≥ 1.0× tokio's jobs/s at ≤ 0.6× its CPU per job.
+/// `(target, measured, pass)`: at every size, per runtime, childfd-tokio
+/// ≥ 1.0× tokio's jobs/s at ≤ 0.6× its CPU per job.
 pub fn targets(figs: &[(usize, AsyncWay, AsyncRun)]) -> Vec<(String, String, bool)> {
-    let Some(n) = figs.iter().map(|f| f.0).max() else {
-        return Vec::new();
-    };
+    let mut sizes: Vec<usize> = figs.iter().map(|f| f.0).collect();
+    sizes.dedup();
     let mut t = Vec::new();
-    for multi in [true, false] {
+    for (n, multi) in sizes.into_iter().flat_map(|n| [(n, true), (n, false)]) {
         let Some((c, k)) = vs_tokio(figs, n, multi) else {
             continue;
         };
