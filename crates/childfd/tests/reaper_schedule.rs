@@ -59,7 +59,7 @@ fn a_swept_pidfd_is_noticed_while_handled_signals_hit_the_reaper_thread() {
             done.store(sent, Ordering::Relaxed);
             std::thread::sleep(Duration::from_micros(100));
         }
-        assert!(sent > 1000, "only {sent} signals sent to the reaper thread");
+        assert!(sent > 50, "only {sent} signals sent to the reaper thread");
         println!("  {sent} SIGUSR1 sent to the reaper thread");
     });
     let on_reaper = ON_REAPER.load(Ordering::Relaxed);
