@@ -19,37 +19,43 @@ use childfd::{Command, Containment, SpawnStage, Stdio};
 use childfd_io::{CommandExt, Options, Outcome, OutputError, output};
 use childfd_testbin::{assert_no_survivors, new_tag};
 
-/// Makes this binary the holder (see the module docs).
+/// Makes this binary the holder (see the module docs); its value is the
+/// file the holder creates once it is ready.
 const HOLDER: &str = "CHILDFD_TEST_HOLDER";
 /// Makes this binary the program that exits right after its capture.
 const EXIT_RIGHT_AFTER: &str = "CHILDFD_TEST_EXIT_RIGHT_AFTER";
-/// Ample time for the holder to touch its memory before it is killed
-/// (checked: it says so on the pipe).
-const WAIT_DELAY: Duration = Duration::from_secs(1);
+/// After the child's exit (the holder is ready by then).
+const WAIT_DELAY: Duration = Duration::from_millis(200);
 
-/// The holder: touch 256 MiB, say so, wait to be killed.
-fn be_the_holder() -> ! {
+/// The holder: touch 256 MiB, say so, create the `ready` file, wait to be
+/// killed.
+fn be_the_holder(ready: &std::ffi::OsStr) -> ! {
     let mut v = vec![0u8; 256 << 20];
     for i in (0..v.len()).step_by(4096) {
         v[i] = 1;
     }
     std::hint::black_box(&v);
     println!("holder ready");
+    std::fs::write(ready, "").unwrap();
     loop {
         std::thread::sleep(Duration::from_secs(300));
     }
 }
 
-/// `sh`, which starts the holder (inheriting its stdout) and exits.
+/// `sh`, which starts the holder (inheriting its stdout) and exits once it
+/// is ready (bounded: 30 s).
 fn child_command(tag: &str) -> Command {
+    let ready = std::env::temp_dir().join(format!("{tag}.ready"));
     let mut c = Command::new("sh");
     c.args([
         "-c",
         "\"$0\" --exact a_tree_killed_for_holding_its_pipes_is_gone_when_output_returns \
-         --nocapture --test-threads=1 & exit 0",
+         --nocapture --test-threads=1 &
+         i=0; while [ ! -e \"$CHILDFD_TEST_HOLDER\" ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i + 1)); done
+         rm -f \"$CHILDFD_TEST_HOLDER\"",
     ])
     .arg(std::env::current_exe().unwrap())
-    .env(HOLDER, "1")
+    .env(HOLDER, ready)
     .env_remove(EXIT_RIGHT_AFTER)
     .env("CHILDFD_TEST_TAG", tag)
     .containment(Containment::cgroup())
@@ -93,8 +99,8 @@ fn remove(leaf: &std::path::Path) {
 
 #[test]
 fn a_tree_killed_for_holding_its_pipes_is_gone_when_output_returns() {
-    if std::env::var_os(HOLDER).is_some() {
-        be_the_holder();
+    if let Some(ready) = std::env::var_os(HOLDER) {
+        be_the_holder(&ready);
     }
     if !cgroups_here() {
         return;
