@@ -110,6 +110,10 @@ const SCENARIOS: &[(&str, Wrap)] = &[
         Wrap::MountNs,
     ),
     (
+        "a_tree_running_across_a_cgroupfs_remount_is_taken_for_removed",
+        Wrap::MountNs,
+    ),
+    (
         "unfrozen_cgroup_members_are_skipped_under_a_seccomp_filter_that_allows_pidfd_open",
         Wrap::Plain,
     ),
@@ -233,6 +237,9 @@ fn scenario(name: &str) {
         }
         "cgroupfs_remounted_elsewhere_after_the_mounts_were_read_fails_cgroup_containment" => {
             remount::cgroupfs_remounted_elsewhere_after_the_mounts_were_read_fails_cgroup_containment()
+        }
+        "a_tree_running_across_a_cgroupfs_remount_is_taken_for_removed" => {
+            remount::a_tree_running_across_a_cgroupfs_remount_is_taken_for_removed()
         }
         "unfrozen_cgroup_members_are_skipped_under_a_seccomp_filter_that_allows_pidfd_open" => {
             seccomp_members::unfrozen_members_skipped_under_a_filter_that_allows_pidfd_open()

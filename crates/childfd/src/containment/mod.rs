@@ -300,10 +300,12 @@ impl Child {
     /// removed meanwhile (another thread's `terminate` or `wait_tree` found
     /// the tree empty and cleaned up: `ENOENT` opening a file of the leaf,
     /// `ENODEV` writing one already open), the tree is empty for good (a
-    /// removed cgroup takes no new member): not an error.
+    /// removed cgroup takes no new member): not an error. A path gone
+    /// because the cgroup2 file system was mounted elsewhere is not that:
+    /// the leaf itself, reached through its directory fd, must be gone too.
     fn unless_leaf_removed(&self, leaf: &Leaf, e: io::Error) -> Result<(), TreeError> {
         let vanished = matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV));
-        if vanished && !leaf.path().exists() {
+        if vanished && !leaf.path().exists() && leaf.deleted() {
             return Ok(());
         }
         Err(self.tree_err(e))

@@ -145,10 +145,20 @@ pub(crate) fn name_nonce() -> u32 {
 }
 
 /// One child's cgroup.
+///
+/// Its own files (`cgroup.kill`, `cgroup.events`) are opened through the
+/// directory's fd, which names the cgroup wherever its file system is
+/// mounted now. What needs paths (the subtree below it, removal) goes
+/// through [`Leaf::live_path`]: the path it was made at, or, once that is
+/// gone (the cgroup2 file system was unmounted, lazily under our fd, and
+/// mounted elsewhere), its cgroup's directory in the mounts read again.
 #[derive(Debug)]
 pub(crate) struct Leaf {
     path: PathBuf,
-    /// The directory, for `CLONE_INTO_CGROUP`.
+    /// Its cgroup path (as `/proc/<pid>/cgroup` prints it), to find it in
+    /// another mount.
+    cgroup: Option<PathBuf>,
+    /// The directory, for `CLONE_INTO_CGROUP` and its own files.
     dir: OwnedFd,
     removed: AtomicBool,
 }
@@ -183,6 +193,7 @@ impl Leaf {
             Mode::empty(),
         ) {
             Ok(dir) => Ok(Leaf {
+                cgroup: mount::cgroup_path_of(&mount::mounts(), &path),
                 path,
                 dir,
                 removed: AtomicBool::new(false),
@@ -194,8 +205,47 @@ impl Leaf {
         }
     }
 
+    /// The path it was made at.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Opens the leaf's own file `name` through its directory fd.
+    fn open_own(&self, name: &str, write: bool) -> io::Result<File> {
+        let mode = if write {
+            OFlags::WRONLY
+        } else {
+            OFlags::RDONLY
+        };
+        let fd = rustix::fs::openat(&self.dir, name, mode | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(File::from(fd))
+    }
+
+    /// Whether the cgroup was removed (its directory fd names a deleted
+    /// cgroup), as opposed to its path going stale.
+    pub(crate) fn deleted(&self) -> bool {
+        matches!(
+            self.open_own("cgroup.events", false)
+                .map_err(|e| e.raw_os_error()),
+            Err(Some(libc::ENOENT | libc::ENODEV))
+        )
+    }
+
+    /// Where the leaf's directory is now: [`path`](Self::path) while it
+    /// shows the leaf, else its cgroup mapped through the mounts read
+    /// again (a cgroup2 file system mounted elsewhere since).
+    fn live_path(&self) -> PathBuf {
+        if self.path.join("cgroup.events").exists() || self.deleted() {
+            return self.path.clone();
+        }
+        let Some(cg) = &self.cgroup else {
+            return self.path.clone();
+        };
+        mount::reload();
+        match mount::dir_of(&mount::mounts(), cg) {
+            Some(dir) if dir.join("cgroup.events").exists() => dir,
+            _ => self.path.clone(),
+        }
     }
 
     pub(crate) fn dir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -206,7 +256,7 @@ impl Leaf {
     pub(crate) fn open_procs(&self) -> io::Result<OwnedFd> {
         Ok(OpenOptions::new()
             .write(true)
-            .open(self.path.join("cgroup.procs"))?
+            .open(self.live_path().join("cgroup.procs"))?
             .into())
     }
 
@@ -221,12 +271,16 @@ impl Leaf {
         if self.gone() {
             return Ok(false);
         }
-        read_populated(&self.path)
+        let events = self.open_own("cgroup.events", false)?;
+        read_populated_from(&events)
     }
 
     /// Kills every member: `cgroup.kill`, or freeze-and-kill without it.
     pub(crate) fn kill(&self) -> io::Result<()> {
-        match fs::write(self.path.join("cgroup.kill"), "1") {
+        match self
+            .open_own("cgroup.kill", true)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"1"))
+        {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound || force_no_cgroup_kill() => {
                 self.freeze_and_kill()
@@ -239,22 +293,23 @@ impl Leaf {
     /// nobody forks, SIGKILL each member listed in the `cgroup.procs` of
     /// the leaf and of every cgroup below it, thaw, and repeat until empty.
     fn freeze_and_kill(&self) -> io::Result<()> {
-        let freeze = self.path.join("cgroup.freeze");
+        let path = self.live_path();
+        let freeze = path.join("cgroup.freeze");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let can_freeze = fs::write(&freeze, "1").is_ok();
             if can_freeze {
                 // Wait (bounded) for "frozen 1"; killing works regardless.
                 let until = Instant::now() + Duration::from_millis(100);
-                while Instant::now() < until && !read_key(&self.path, "frozen").unwrap_or(true) {
+                while Instant::now() < until && !read_key(&path, "frozen").unwrap_or(true) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
             // Pinned by pidfd where possible: a member SIGKILLed earlier
             // may have been reaped by an outside parent and its pid reused.
             // By number otherwise (see `subtree`'s remaining window).
-            let listed = subtree::pids(&self.path)?;
-            subtree::pin_each(&self.path, &listed, true, &mut |m| m.signal(libc::SIGKILL))?;
+            let listed = subtree::pids(&path)?;
+            subtree::pin_each(&path, &listed, true, &mut |m| m.signal(libc::SIGKILL))?;
             if can_freeze {
                 let _ = fs::write(&freeze, "0");
             }
@@ -285,7 +340,7 @@ impl Leaf {
             sigs.iter().try_for_each(|&s| to_leader(s))?;
             return Ok(Vec::new());
         }
-        subtree::signal_members(&self.path, sigs, leader, to_leader)
+        subtree::signal_members(&self.live_path(), sigs, leader, to_leader)
     }
 
     /// Waits until the leaf is empty or `deadline` passes; true if empty.
@@ -294,7 +349,7 @@ impl Leaf {
         if self.gone() {
             return Ok(true);
         }
-        let mut events = File::open(self.path.join("cgroup.events"))?;
+        let mut events = self.open_own("cgroup.events", false)?;
         loop {
             let mut text = String::new();
             events.rewind()?;
@@ -322,7 +377,7 @@ impl Leaf {
         if self.removed.load(Ordering::Acquire) {
             return true;
         }
-        let removed = remove_tree(&self.path);
+        let removed = remove_tree(&self.live_path());
         if removed {
             self.removed.store(true, Ordering::Release);
         }
@@ -331,7 +386,7 @@ impl Leaf {
 
     /// The path to remove later, unless already removed.
     pub(crate) fn pending_path(&self) -> Option<PathBuf> {
-        (!self.removed.load(Ordering::Acquire)).then(|| self.path.clone())
+        (!self.removed.load(Ordering::Acquire)).then(|| self.live_path())
     }
 }
 
@@ -350,12 +405,6 @@ fn key_in(text: &str, key: &str) -> Option<bool> {
 
 fn read_key(dir: &Path, key: &str) -> Option<bool> {
     key_in(&fs::read_to_string(dir.join("cgroup.events")).ok()?, key)
-}
-
-/// `populated` of the cgroup at `dir`.
-pub(crate) fn read_populated(dir: &Path) -> io::Result<bool> {
-    let text = fs::read_to_string(dir.join("cgroup.events"))?;
-    Ok(key_in(&text, "populated").unwrap_or(true))
 }
 
 /// `populated` read through an open `cgroup.events` (from its start).
