@@ -28,7 +28,10 @@ use crate::{SpawnError, spawn_owned_for_capture};
 /// start as events are taken: a set nobody polls starts nothing new (the
 /// running ones keep running, their deadlines firing). Dropping the set
 /// aborts its tasks; each kills its job's tree when the runtime drops it
-/// (at its next turn, on the thread that runs it).
+/// (at its next turn, on the thread that runs it). A runtime that shuts
+/// down drops the tasks it runs, killing their trees too: a set that
+/// outlives it reports those jobs `Cancelled` (with an error saying why)
+/// and runs its queued jobs on the runtime that polls it next.
 ///
 /// Per job, the events are `Started`, then its `Line`s (with
 /// [`Options::line_events`]), then one report: `Exited`, `TimedOut`,
@@ -61,7 +64,9 @@ pub struct JobSet {
     next_id: JobId,
     queue: VecDeque<(JobId, Command, Options)>,
     tasks: JoinSet<Report>,
-    cancels: HashMap<JobId, Arc<Notify>>,
+    /// The running jobs, and which task runs which.
+    running: HashMap<JobId, Running>,
+    job_of_task: HashMap<tokio::task::Id, JobId>,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     room: Arc<Room>,
@@ -78,7 +83,8 @@ impl JobSet {
             next_id: 0,
             queue: VecDeque::new(),
             tasks: JoinSet::new(),
-            cancels: HashMap::new(),
+            running: HashMap::new(),
+            job_of_task: HashMap::new(),
             tx,
             rx,
             room: Arc::new(Room::default()),
@@ -126,8 +132,8 @@ impl JobSet {
             if let Some((_, _, opts)) = self.queue.remove(i) {
                 self.report(Report::empty(id, opts.tag, Outcome::Cancelled));
             }
-        } else if let Some(n) = self.cancels.get(&id) {
-            n.notify_one(); // kept as a permit if the task is not waiting yet
+        } else if let Some(job) = self.running.get(&id) {
+            job.cancel.notify_one(); // kept as a permit if the task is not waiting yet
         }
     }
 
@@ -136,8 +142,8 @@ impl JobSet {
         for (id, _, opts) in std::mem::take(&mut self.queue) {
             self.report(Report::empty(id, opts.tag, Outcome::Cancelled));
         }
-        for n in self.cancels.values() {
-            n.notify_one();
+        for job in self.running.values() {
+            job.cancel.notify_one();
         }
     }
 
@@ -157,7 +163,7 @@ impl JobSet {
                 self.take_msg(msg);
                 continue;
             }
-            match self.tasks.poll_join_next(cx) {
+            match self.tasks.poll_join_next_with_id(cx) {
                 Poll::Ready(Some(done)) => {
                     // Its lines were sent before it finished: report them first.
                     while let Ok(msg) = self.rx.try_recv() {
@@ -185,9 +191,15 @@ impl JobSet {
                 });
             }
             let cancel = Arc::new(Notify::new());
-            self.cancels.insert(id, cancel.clone());
+            let job = Running {
+                cancel: cancel.clone(),
+                tag: opts.tag.clone(),
+                pid: None,
+            };
             let tx = self.tx.clone();
-            self.tasks.spawn(run_job(id, cmd, opts, cancel, tx));
+            let task = self.tasks.spawn(run_job(id, cmd, opts, cancel, tx));
+            self.running.insert(id, job);
+            self.job_of_task.insert(task.id(), id);
             self.summary.max_in_flight = self.summary.max_in_flight.max(self.tasks.len());
         }
     }
@@ -196,6 +208,9 @@ impl JobSet {
         match msg {
             Msg::Started(id, pid, tag) => {
                 self.summary.started += 1;
+                if let Some(job) = self.running.get_mut(&id) {
+                    job.pid = Some(pid);
+                }
                 self.ready.push_back(Event::Started { id, pid, tag });
             }
             Msg::Line(id, stream, line, tag) => {
@@ -210,14 +225,25 @@ impl JobSet {
         }
     }
 
-    fn take_finished(&mut self, done: Result<Report, tokio::task::JoinError>) {
+    fn take_finished(&mut self, done: Result<(tokio::task::Id, Report), tokio::task::JoinError>) {
+        let task = match &done {
+            Ok((task, _)) => *task,
+            Err(e) => e.id(),
+        };
+        let job = self.job_of_task.remove(&task);
+        let job = job.and_then(|id| Some((id, self.running.remove(&id)?)));
         match done {
-            Ok(report) => {
-                self.cancels.remove(&report.id);
-                self.report(report);
+            Ok((_, report)) => self.report(report),
+            // A job task panicked (a bug, or a panic of its spawn):
+            // resumed here, as if the job had run inline.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Dropped unfinished by its runtime's shutdown (the set
+            // outlived it): the task's drop killed the tree.
+            Err(_) => {
+                if let Some((id, job)) = job {
+                    self.report(job.dropped_by_the_runtime(id));
+                }
             }
-            // A job task panicked (a bug): the id is not known here.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
 
@@ -226,6 +252,29 @@ impl JobSet {
     fn report(&mut self, r: Report) {
         let ev = self.summary.record(r);
         self.ready.push_back(ev);
+    }
+}
+
+/// A job whose task runs.
+#[derive(Debug)]
+struct Running {
+    cancel: Arc<Notify>,
+    tag: Option<Arc<str>>,
+    pid: Option<u32>,
+}
+
+impl Running {
+    /// The report of a job whose task was dropped unfinished by the
+    /// runtime's shutdown.
+    fn dropped_by_the_runtime(self, id: JobId) -> Report {
+        let why = "the runtime running the job shut down: its tree was killed";
+        Report {
+            pid: self.pid,
+            error: Some(Arc::new(OutputError::Io {
+                source: std::io::Error::other(why),
+            })),
+            ..Report::empty(id, self.tag, Outcome::Cancelled)
+        }
     }
 }
 
