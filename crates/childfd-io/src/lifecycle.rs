@@ -167,7 +167,7 @@ impl Lifecycle {
     /// terminate the tree, the caller should [`poll_exit`](Self::poll_exit)
     /// and read the pipes, so that a child that exited just before is
     /// reported exited.
-    pub(crate) fn deadline_due(&self, now: Instant) -> bool {
+    pub fn deadline_due(&self, now: Instant) -> bool {
         matches!(self.phase, Phase::Running)
             && self.status.is_none()
             && self.deadline.is_some_and(|d| now >= d)

@@ -238,6 +238,9 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
 
     let mut poll = register(child, &readers, feed.fd.as_ref())?;
     life.poll_exit(child)?;
+    // Exited before we looked: what it wrote is read before the
+    // wait-delay (which may be zero) is judged, as after a pidfd event.
+    let mut exit_unread = life.status.is_some();
 
     let mut events = Events::with_capacity(16);
     let mut buf = vec![0u8; CHUNK];
@@ -258,13 +261,16 @@ pub fn output(child: &mut Child, mut opts: Options<'_>) -> Result<Output, Output
     // is writable until proven otherwise.
     let mut hot = [false, false, feed.fd.is_some()];
     let (outcome, holders) = loop {
-        if life.deadline_due(Instant::now()) {
+        if std::mem::take(&mut exit_unread) || life.deadline_due(Instant::now()) {
             // Exit first: the kernel closes the child's fds before its
             // exit is visible, so the reads after it see its EOF.
             life.poll_exit(child)?;
             for (k, r) in readers.iter_mut().enumerate() {
                 hot[k] = read_turn(r, &poll, &mut buf, &mut emit, &mut chunk)?;
             }
+            // An exited child's stdin is closed (input left: closed early)
+            // before the state machine may end the capture.
+            hot[2] = feed.turn(hot[2], life.status.is_some(), &poll, &mut buf)?;
         }
         let pipes_open = readers.iter().any(|r| r.fd.is_some());
         let inodes = || readers.iter().filter_map(Reader::open_inode).collect();

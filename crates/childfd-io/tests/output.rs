@@ -273,3 +273,29 @@ fn output_on_a_child_without_pipes_just_waits_for_it() {
     drop(c);
     h.finish(1);
 }
+
+#[test]
+fn a_zero_wait_delay_reads_what_an_exited_child_left_in_its_pipes() {
+    let h = Hygiene::start();
+    let mut child = Command::new("sh")
+        .args(["-c", "echo out; echo err >&2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Exited (and reaped) before the capture looks.
+    assert!(child.wait_timeout(SLACK).unwrap().unwrap().success());
+    let out = childfd_io::output(&mut child, Options::new().wait_delay(Duration::ZERO)).unwrap();
+    assert_eq!(
+        out.outcome,
+        Outcome::Exited,
+        "nobody holds the pipes: {out:?}"
+    );
+    assert!(out.holders.is_empty());
+    assert_eq!(
+        (out.stdout.text(), out.stderr.text()),
+        ("out\n".into(), "err\n".into())
+    );
+    drop(child);
+    h.finish(0);
+}

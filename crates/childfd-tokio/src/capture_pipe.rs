@@ -57,6 +57,22 @@ impl CapturePipe {
             CapturePipe::Polled(rx) => return rx.try_read(buf),
             CapturePipe::Plain(fd) => fd,
         };
+        Self::read_plain(fd, buf)
+    }
+
+    /// As [`read`](Self::read), but a registered pipe is read whatever
+    /// the reactor last said of it (its readiness may not have caught up
+    /// with an exit seen just now). The readiness is left as it is: at
+    /// worst the next [`readable`](Self::readable) wakes for a read that
+    /// finds nothing (and clears it).
+    pub(crate) fn read_regardless(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            CapturePipe::Polled(rx) => Ok(rustix::io::read(rx, buf)?),
+            CapturePipe::Plain(fd) => Self::read_plain(fd, buf),
+        }
+    }
+
+    fn read_plain(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
         if NOWAIT_REFUSED.load(Ordering::Relaxed) {
             return Err(io::ErrorKind::WouldBlock.into());
         }

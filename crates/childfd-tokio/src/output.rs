@@ -116,6 +116,7 @@ pub(crate) async fn capture(
         watch_exit_early: opts.limits.wait_delay.is_some() || feed.tx.is_some(),
         watch_exit_at: start + WATCH_EXIT_AFTER,
         watching_exit: false,
+        read_after_exit: false,
     };
     let result = run.run(&mut feed, cancel).await;
     guard.0 = None; // finished (or failed): not a cancellation
@@ -179,8 +180,9 @@ impl Reader {
     }
 
     /// Reads what the pipe holds now (at most [`BURST`] chunks), closing it
-    /// at EOF.
-    fn read_now(&mut self, sink: Option<&LineSink>) -> io::Result<()> {
+    /// at EOF; `regardless` of what the reactor last said of a registered
+    /// pipe's readiness (see [`Run::read_after_exit_or_deadline`]).
+    fn read_now(&mut self, sink: Option<&LineSink>, regardless: bool) -> io::Result<()> {
         let stream = self.stream;
         let mut emit = |l: &[u8]| {
             if let Some(s) = sink {
@@ -189,7 +191,12 @@ impl Reader {
         };
         for _ in 0..BURST {
             let Some(rx) = &self.rx else { return Ok(()) };
-            let got = BUF.with_borrow_mut(|buf| match rx.read(buf) {
+            let read = if regardless {
+                CapturePipe::read_regardless
+            } else {
+                CapturePipe::read
+            };
+            let got = BUF.with_borrow_mut(|buf| match read(rx, buf) {
                 Ok(0) => Ok(false),
                 Ok(n) => {
                     self.capture.push(&buf[..n]);
@@ -286,6 +293,8 @@ struct Run<'a> {
     watch_exit_at: Instant,
     /// Whether the pidfd is watched (on the reactor) yet.
     watching_exit: bool,
+    /// Whether the pipes were read since the exit was seen.
+    read_after_exit: bool,
 }
 
 impl Run<'_> {
@@ -303,6 +312,11 @@ impl Run<'_> {
         loop {
             let pipes_open = self.readers.iter().any(|r| r.rx.is_some());
             self.watch_exit_when_it_matters(pipes_open)?;
+            self.read_after_exit_or_deadline()?;
+            // An exited child's stdin is closed (input left: closed early)
+            // before the state machine may end the capture.
+            feed.feed(self.life.status.is_some()).map_err(io_err)?;
+            let pipes_open = self.readers.iter().any(|r| r.rx.is_some());
             let readers = &self.readers;
             let inodes = || {
                 readers
@@ -346,11 +360,11 @@ impl Run<'_> {
                 }
                 r = out.readable(), if room && out.rx.is_some() => {
                     r.map_err(io_err)?;
-                    out.read_now(self.sink.as_ref()).map_err(io_err)?;
+                    out.read_now(self.sink.as_ref(), false).map_err(io_err)?;
                 }
                 r = err.readable(), if room && err.rx.is_some() => {
                     r.map_err(io_err)?;
-                    err.read_now(self.sink.as_ref()).map_err(io_err)?;
+                    err.read_now(self.sink.as_ref(), false).map_err(io_err)?;
                 }
                 r = feed.writable(), if feed.tx.is_some() => r.map_err(io_err)?,
                 () = async { self.sink.as_ref().expect("checked").wait_room().await }, if !room => {}
@@ -359,6 +373,34 @@ impl Run<'_> {
             // Feed stdin after any event: room in the pipe, or the exit.
             feed.feed(self.life.status.is_some()).map_err(io_err)?;
         }
+    }
+
+    /// Before the state machine decides, as childfd-io does in the turn
+    /// that sees the pidfd event or the deadline: once the exit is first
+    /// seen, and when the deadline is due (the exit looked up first), the
+    /// pipes are read. A `select!` takes one event per turn, so without
+    /// this an exit seen in one turn was judged before the output waiting
+    /// beside it was read: a wait-delay of zero reported the pipes held
+    /// (with nobody holding them), and a task that ran late (a busy
+    /// runtime) found its child, which had exited before the deadline,
+    /// timed out.
+    fn read_after_exit_or_deadline(&mut self) -> Result<(), OutputError> {
+        let core = self.child.inner();
+        let deadline_due = self.life.deadline_due(Instant::now());
+        if deadline_due {
+            // The kernel closes the child's fds before its exit shows:
+            // reads after it see its EOF.
+            self.life.poll_exit(core)?;
+        }
+        let exit_unread = self.life.status.is_some() && !self.read_after_exit;
+        if !(deadline_due || exit_unread) {
+            return Ok(());
+        }
+        self.read_after_exit |= self.life.status.is_some();
+        for r in &mut self.readers {
+            r.read_now(self.sink.as_ref(), true).map_err(io_err)?;
+        }
+        Ok(())
     }
 
     /// Starts watching the pidfd once the exit matters: from the start
