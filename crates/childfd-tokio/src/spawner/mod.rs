@@ -75,6 +75,10 @@
 //!
 //! # Caveats
 //!
+//! Where not one spawner thread can be started (the user's process limit
+//! is reached, or memory is short), the spawn runs on the caller's
+//! thread, and the next spawn tries to start them again.
+//!
 //! A parent-death signal is tied to the thread that clones (the core
 //! crate moves such spawns to a thread of its own that lives as long as
 //! the process). Two children slow to reach `execve` (a `pre_exec`
@@ -85,7 +89,7 @@ mod confinement;
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use childfd::{Child, Command, SpawnError};
@@ -155,8 +159,8 @@ const THREADS: usize = 2;
 
 /// This process's spawner threads.
 struct Spawners {
-    /// Their queue; `None` if no thread could be started.
-    queue: Option<mpsc::Sender<Job>>,
+    /// Their queue.
+    queue: mpsc::Sender<Job>,
     /// What their children inherit from them.
     confinement: Confinement,
 }
@@ -166,6 +170,10 @@ struct Spawners {
 #[derive(Default)]
 struct Process {
     spawners: OnceLock<Spawners>,
+    /// Held while starting them, so that callers arriving meanwhile wait
+    /// for the threads instead of starting more. Per process like the
+    /// rest: a `fork()` while it is held leaves the copy a fresh one.
+    starting: Mutex<()>,
     baseline: OnceLock<Option<Confinement>>,
 }
 
@@ -188,18 +196,31 @@ fn queue_for_this_thread() -> Option<&'static mpsc::Sender<Job>> {
             if *baseline != Some(here) {
                 return None; // confined further than the process: not from here
             }
-            process.spawners.get_or_init(|| start(here))
+            let _one = process
+                .starting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match process.spawners.get() {
+                Some(started) => started,
+                // No thread could be started (a process or memory limit,
+                // maybe only for a moment): this spawn runs here, and the
+                // next one tries again.
+                None => {
+                    let started = start(here)?;
+                    process.spawners.get_or_init(|| started)
+                }
+            }
         }
     };
     if spawners.confinement != here {
         return None;
     }
-    spawners.queue.as_ref()
+    Some(&spawners.queue)
 }
 
 /// Starts the spawner threads from this thread, whose `confinement`
-/// they inherit.
-fn start(confinement: Confinement) -> Spawners {
+/// they inherit; `None` if not one could be started.
+fn start(confinement: Confinement) -> Option<Spawners> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
     let mut started = 0;
@@ -210,10 +231,10 @@ fn start(confinement: Confinement) -> Spawners {
             .spawn(move || run(&rx));
         started += usize::from(thread.is_ok());
     }
-    Spawners {
-        queue: (started > 0).then_some(tx),
+    (started > 0).then_some(Spawners {
+        queue: tx,
         confinement,
-    }
+    })
 }
 
 /// Spawns queued one after the other before their tasks are woken: each
