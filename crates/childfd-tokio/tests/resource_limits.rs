@@ -223,3 +223,71 @@ fn a_process_limit_hit_by_the_first_spawn_leaves_no_spawner_threads_for_good() {
         childfd_testbin::thread_names()
     );
 }
+
+const PDEATHSIG: &str =
+    "a_parent_death_signal_job_against_an_exhausted_process_limit_panics_the_job_set";
+
+/// A job with a parent-death signal is spawned from the core crate's own
+/// long-lived thread, started at the first such spawn. Against a reached
+/// process limit, that start fails: the job must be refused (EAGAIN), not
+/// panic (the panic is resumed in the task polling the `JobSet`, which
+/// loses every other job with it), and once the limit is lifted such
+/// jobs must run.
+#[test]
+fn a_parent_death_signal_job_against_an_exhausted_process_limit_panics_the_job_set() {
+    if !is_copy_for(PDEATHSIG) {
+        if !childfd_testbin::is_root() {
+            eprintln!("NOT ROOT: cannot run a copy as another user, RLIMIT_NPROC not tested");
+            return;
+        }
+        return rerun(PDEATHSIG, &[], COPY_LIMIT, |c| {
+            std::os::unix::process::CommandExt::uid(c, UNPRIVILEGED);
+            std::os::unix::process::CommandExt::gid(c, UNPRIVILEGED);
+        });
+    }
+    let nproc = rustix::process::Resource::Nproc;
+    let soft = rustix::process::getrlimit(nproc).current;
+    let job = || {
+        let mut c = sh("echo ran", "pdeathsig");
+        c.pdeathsig(childfd::Signal::KILL);
+        c
+    };
+    let rt = runtime(Flavor::CurrentThread);
+    rt.block_on(async {
+        let mut jobs = JobSet::new(2);
+        set_limit(nproc, Some(tasks_of_this_user()));
+        jobs.push(job(), Options::new());
+        // On a task of its own, so that a panic is caught.
+        let refused = tokio::spawn(async move {
+            let r = next_report(&mut jobs).await;
+            (jobs, r)
+        })
+        .await;
+        set_limit(nproc, soft);
+        let (mut jobs, r) = refused.expect("the job set panicked");
+        assert_eq!(r.outcome, Outcome::SpawnFailed, "{r:?}");
+        let e = format!("{:?}", r.error.expect("why"));
+        assert!(e.contains("WouldBlock"), "{e}");
+        jobs.push(job(), Options::new());
+        let r = next_report(&mut jobs).await;
+        assert_eq!(
+            (r.outcome, r.stdout.text()),
+            (Outcome::Exited, "ran\n".to_string()),
+            "{r:?}"
+        );
+    });
+}
+
+/// The next job's report.
+async fn next_report(jobs: &mut JobSet) -> Report {
+    loop {
+        match tokio::time::timeout(SLACK, jobs.next())
+            .await
+            .expect("hung")
+        {
+            Some(Event::Started { .. }) => {}
+            Some(Event::Exited(r) | Event::SpawnFailed(r) | Event::Failed(r)) => return r,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -286,9 +286,8 @@ fn run(rx: &Mutex<mpsc::Receiver<Job>>) {
         let env = catch_unwind(childfd::EnvSnapshot::capture).ok();
         for Job { cmd, reply } in jobs.drain(..) {
             pending.before_spawn(&cmd);
-            // The core crate's spawn panics only on a broken invariant or
-            // when it cannot start its own thread (`pdeathsig`): the
-            // panic goes to the job's task, this thread goes on.
+            // The core crate's spawn panics only on a broken invariant:
+            // the panic goes to the job's task, this thread goes on.
             let spawned = catch_unwind(AssertUnwindSafe(|| match &env {
                 Some(env) => cmd.spawn_with_env(env),
                 None => cmd.spawn(),

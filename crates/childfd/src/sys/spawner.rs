@@ -9,6 +9,7 @@
 //! run on this thread, which lives as long as the process (and a
 //! `fork()`ed copy of the process starts its own).
 
+use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -27,10 +28,13 @@ struct Job {
 unsafe impl Send for Job {}
 
 /// One spawner per process: after a `fork()` the copy has none (only the
-/// forking thread survives), so it starts its own.
-static SPAWNER: PerProcess<Mutex<SyncSender<Job>>> = PerProcess::new();
+/// forking thread survives), so it starts its own. `None` until a spawn
+/// needs it (and again after a start that failed: the next one retries).
+static SPAWNER: PerProcess<Mutex<Option<SyncSender<Job>>>> = PerProcess::new();
 
-fn start() -> Mutex<SyncSender<Job>> {
+/// Starts the spawner thread; fails if no thread can be started (the
+/// user's process limit, memory).
+fn start() -> io::Result<SyncSender<Job>> {
     let (tx, rx): (SyncSender<Job>, Receiver<Job>) = sync_channel(0);
     std::thread::Builder::new()
         .name("childfd-spawner".into())
@@ -42,9 +46,8 @@ fn start() -> Mutex<SyncSender<Job>> {
                 let _ = catch_unwind(AssertUnwindSafe(f));
                 let _ = job.done.send(());
             }
-        })
-        .expect("cannot start the childfd-spawner thread");
-    Mutex::new(tx)
+        })?;
+    Ok(tx)
 }
 
 /// Whether the calling thread is the process's main thread (its tid is
@@ -55,7 +58,12 @@ pub(crate) fn on_main_thread() -> bool {
 
 /// Runs `f` on the spawner thread and returns its result, blocking until
 /// it has run.
-pub(crate) fn run_on_spawner<R>(f: impl FnOnce() -> R) -> R {
+///
+/// # Errors
+///
+/// If the spawner thread is not running yet and cannot be started; `f`
+/// was not called.
+pub(crate) fn run_on_spawner<R>(f: impl FnOnce() -> R) -> io::Result<R> {
     let mut f = Some(f);
     let mut result: Option<std::thread::Result<R>> = None;
     let mut call = || {
@@ -69,14 +77,19 @@ pub(crate) fn run_on_spawner<R>(f: impl FnOnce() -> R) -> R {
     let erased: *mut (dyn FnMut() + 'static) =
         unsafe { core::mem::transmute(dyn_call as *mut dyn FnMut()) };
     let (done_tx, done_rx) = sync_channel(1);
-    let sent = SPAWNER
-        .get(start, |_| {})
+    let mut spawner = SPAWNER
+        .get(|| Mutex::new(None), |_| {})
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(Job {
-            f: erased,
-            done: done_tx,
-        });
+        .unwrap_or_else(|e| e.into_inner());
+    let tx = match &mut *spawner {
+        Some(tx) => tx,
+        empty => empty.insert(start()?),
+    };
+    let sent = tx.send(Job {
+        f: erased,
+        done: done_tx,
+    });
+    drop(spawner);
     if sent.is_ok() {
         // The spawner always answers (it catches panics), so this returns.
         let _ = done_rx.recv();
@@ -85,7 +98,7 @@ pub(crate) fn run_on_spawner<R>(f: impl FnOnce() -> R) -> R {
         call();
     }
     match result.expect("spawner ran the job") {
-        Ok(r) => r,
+        Ok(r) => Ok(r),
         Err(p) => resume_unwind(p),
     }
 }

@@ -46,7 +46,9 @@ pub(super) fn clone_with_fallbacks(
     let on_spawner = cmd.pdeathsig.is_some() && !crate::sys::spawner::on_main_thread();
     let run = |plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>| {
         if on_spawner {
+            // No thread for it (a process limit): the clone's failure.
             crate::sys::spawner::run_on_spawner(|| clone::spawn(plan, opts))
+                .unwrap_or_else(|error| Err(clone::Failure { stage: None, error }))
         } else {
             clone::spawn(plan, opts)
         }
