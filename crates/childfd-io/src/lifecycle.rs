@@ -28,6 +28,16 @@ pub const DRAIN_AFTER_TREE_GONE: Duration = Duration::from_millis(250);
 /// While terminating, how often to check whether the tree is gone.
 const TREE_CHECK: Duration = Duration::from_millis(10);
 
+/// Far enough to be never for a capture, near enough to add to any
+/// `Instant` (about a century).
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `t + d`, or about a century after `t` when that overflows: a grace or
+/// wait-delay of [`Duration::MAX`] means "never", not a panic.
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d.min(NEVER)).unwrap_or(t)
+}
+
 /// Why the tree is being ended.
 #[derive(Debug)]
 enum Why {
@@ -143,7 +153,7 @@ impl Lifecycle {
             }
         }
         self.phase = Phase::Ending {
-            kill_at: now + self.grace,
+            kill_at: after(now, self.grace),
             killed_at: None,
             why: Why::Deadline,
             tree_gone_at: None,
@@ -250,7 +260,7 @@ impl Lifecycle {
                         at(d);
                     }
                     if let (Some(e), Some(delay)) = (self.exited_at, self.wait_delay) {
-                        if now >= e + delay {
+                        if now >= after(e, delay) {
                             let held = holders::find(&inodes());
                             if self.kill_on_held {
                                 // Done once the killed tree is gone.
@@ -259,7 +269,7 @@ impl Lifecycle {
                             }
                             return Ok(Step::Done(Outcome::PipesHeldOpen, held));
                         }
-                        at(e + delay);
+                        at(after(e, delay));
                     }
                     return Ok(Step::Wait(wake));
                 }
@@ -270,8 +280,10 @@ impl Lifecycle {
                 } => {
                     // The wait-delay is over: done once the killed tree is
                     // gone, whatever outside it still holds a pipe.
-                    let bound =
-                        killed_at.unwrap_or(now) + self.wait_delay.unwrap_or(DRAIN_AFTER_KILL);
+                    let bound = after(
+                        killed_at.unwrap_or(now),
+                        self.wait_delay.unwrap_or(DRAIN_AFTER_KILL),
+                    );
                     if now >= bound || child.wait_tree_deadline(now)? {
                         return Ok(Step::Done(Outcome::PipesHeldOpen, std::mem::take(held)));
                     }
@@ -306,10 +318,10 @@ impl Lifecycle {
                             return Ok(Step::Done(outcome, Vec::new()));
                         }
                         let drain = self.wait_delay.unwrap_or(DRAIN_AFTER_TREE_GONE);
-                        if now >= gone + drain {
+                        if now >= after(gone, drain) {
                             return Ok(Step::Done(outcome, holders::find(&inodes())));
                         }
-                        at(gone + drain);
+                        at(after(gone, drain));
                         return Ok(Step::Wait(wake));
                     }
                     match killed_at {
@@ -321,10 +333,10 @@ impl Lifecycle {
                         None => at(*kill_at),
                         Some(k) => {
                             let drain = self.wait_delay.unwrap_or(DRAIN_AFTER_KILL);
-                            if now >= *k + drain {
+                            if now >= after(*k, drain) {
                                 return Ok(Step::Done(outcome, holders::find(&inodes())));
                             }
-                            at(*k + drain);
+                            at(after(*k, drain));
                         }
                     }
                     at(now + TREE_CHECK);

@@ -299,3 +299,32 @@ fn a_zero_wait_delay_reads_what_an_exited_child_left_in_its_pipes() {
     drop(child);
     h.finish(0);
 }
+
+#[test]
+fn a_wait_delay_or_grace_of_duration_max_never_fires_and_never_panics() {
+    let h = Hygiene::start();
+    let tag = new_tag("max-delay");
+    let out = Command::new("sh")
+        .args(["-c", "echo hi; sleep 0.3 & exit 0"])
+        .env("CHILDFD_TEST_TAG", &tag)
+        .output_with(Options::new().wait_delay(Duration::MAX))
+        .unwrap();
+    assert_eq!(
+        (out.outcome, out.stdout.text()),
+        (Outcome::Exited, "hi\n".into())
+    );
+    assert_no_survivors(&tag);
+    let out = Command::new("sleep")
+        .arg("1000")
+        .output_with(
+            Options::new()
+                .deadline(Duration::from_millis(50))
+                .grace(Duration::MAX),
+        )
+        .unwrap();
+    assert_eq!(
+        (out.outcome, out.ended_by),
+        (Outcome::TimedOut, Some(EndedBy::Term))
+    );
+    h.finish(0);
+}
