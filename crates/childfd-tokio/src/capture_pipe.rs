@@ -22,6 +22,7 @@ use std::io;
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use tokio::net::unix::pipe;
 
@@ -113,6 +114,20 @@ impl CapturePipe {
         }
     }
 
+    /// A registered pipe whose runtime was shut down (a child spawned on
+    /// a runtime dropped since), registered with the current runtime
+    /// instead; checked when a capture starts.
+    pub(crate) fn on_this_runtime(self) -> io::Result<CapturePipe> {
+        match self {
+            CapturePipe::Polled(rx) if runtime_gone(|cx| rx.poll_read_ready(cx)) => {
+                Ok(CapturePipe::Polled(
+                    pipe::Receiver::from_owned_fd_unchecked(rx.into_nonblocking_fd()?)?,
+                ))
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Whether the pipe is still plain (not registered).
     pub(crate) fn is_plain(&self) -> bool {
         matches!(self, CapturePipe::Plain(_))
@@ -126,4 +141,14 @@ impl AsFd for CapturePipe {
             CapturePipe::Polled(rx) => rx.as_fd(),
         }
     }
+}
+
+/// Whether a registration's runtime was shut down: its readiness poll
+/// fails (tokio fails it for that reason only). Polled once with a waker
+/// that does nothing: a pending poll is left for the real waits to wake.
+pub(crate) fn runtime_gone(poll: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<()>>) -> bool {
+    matches!(
+        poll(&mut Context::from_waker(Waker::noop())),
+        Poll::Ready(Err(_))
+    )
 }

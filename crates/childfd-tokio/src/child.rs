@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use childfd::{EndedBy, ExitStatus, Signal, SignalError, Termination, TreeError, WaitError};
@@ -42,6 +42,13 @@ const REAP_PAUSE: Duration = Duration::from_millis(100);
 /// future is cancel-safe: dropping it loses nothing, and awaiting again
 /// continues (the status is cached once reaped).
 ///
+/// A `Child` may outlive the runtime that spawned it or first waited for
+/// it: the next wait, on another runtime, registers the pidfd with that
+/// one, and an [`output`](crate::output) started there moves the pipes it
+/// reads there too (pipes taken with [`take_stdout`](Child::take_stdout)
+/// and the like are tokio's own types, bound to the runtime they were made
+/// on, as is a capture future: polling one on another runtime fails).
+///
 /// Dropping a `Child` never blocks and never leaves a zombie: the pidfd is
 /// deregistered (if it was registered) and handed to the core crate's
 /// background reaper. With
@@ -63,11 +70,11 @@ const REAP_PAUSE: Duration = Duration::from_millis(100);
 /// ```
 #[derive(Debug)]
 pub struct Child {
-    /// The pidfd on the reactor, from the first wait on. Declared before
-    /// `inner`: dropped (deregistered) before the core child closes it.
-    exit: OnceLock<AsyncFd<Pidfd>>,
-    /// Held while registering, so that two tasks never register it twice.
-    registering: Mutex<()>,
+    /// The pidfd on the reactor of the runtime that last waited for it,
+    /// from the first wait on (see [`Child::exit_fd`]). Declared before
+    /// `inner`: dropped (deregistered) before the core child closes it;
+    /// other references live only in futures that borrow the `Child`.
+    exit: Mutex<Option<Arc<AsyncFd<Pidfd>>>>,
     /// Owns the core child, and so its pidfd.
     inner: childfd::Child,
     stdin: Option<ChildStdin>,
@@ -105,8 +112,7 @@ impl Child {
             stderr: stderr
                 .map(|fd| pipe::Receiver::from_owned_fd_unchecked(nonblocking(fd)?))
                 .transpose()?,
-            exit: OnceLock::new(),
-            registering: Mutex::new(()),
+            exit: Mutex::new(None),
             inner: child,
         })
     }
@@ -117,19 +123,35 @@ impl Child {
         &self.inner
     }
 
-    /// The pidfd on the reactor, registered now if not yet.
-    fn exit_fd(&self) -> io::Result<&AsyncFd<Pidfd>> {
-        if let Some(fd) = self.exit.get() {
-            return Ok(fd);
+    /// The pidfd on the reactor, registered with the current runtime now
+    /// if not yet, or if it is still the registration `gone`, whose
+    /// runtime was shut down: a `Child` may outlive the runtime that first
+    /// waited for it (a wait under a timeout, then the runtime dropped),
+    /// and must not be left unwaitable.
+    fn exit_fd(&self, gone: Option<&Arc<AsyncFd<Pidfd>>>) -> io::Result<Arc<AsyncFd<Pidfd>>> {
+        let mut exit = self.exit.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*exit {
+            Some(fd) if !gone.is_some_and(|g| Arc::ptr_eq(g, fd)) => return Ok(fd.clone()),
+            _ => {}
         }
-        let _one = self
-            .registering
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.exit.get().is_none() {
-            let _ = self.exit.set(crate::sys::register_pidfd(&self.inner)?);
+        // A shut-down runtime's registration is in its own epoll set, not
+        // in the current runtime's: registering again cannot collide.
+        let fd = Arc::new(crate::sys::register_pidfd(&self.inner)?);
+        *exit = Some(fd.clone());
+        Ok(fd)
+    }
+
+    /// Waits until the pidfd is readable (the child exited), on the
+    /// current runtime's reactor. A registration whose runtime was shut
+    /// down (its readiness fails, and only then) is replaced once.
+    async fn exit_readable(&self) -> io::Result<()> {
+        let exit = self.exit_fd(None)?;
+        match exit.readable().await {
+            Ok(_ready) => return Ok(()),
+            Err(_runtime_gone) => {}
         }
-        Ok(self.exit.get().expect("registered above"))
+        let exit = self.exit_fd(Some(&exit))?;
+        exit.readable().await.map(drop)
     }
 
     /// The child's pid, for display and logs only (see
@@ -171,8 +193,7 @@ impl Child {
             }
             // A pidfd turns readable at exit and stays so: readiness is
             // never cleared, so a second pass does not wait for an edge.
-            let exit = self.exit_fd().map_err(|e| self.os(e))?;
-            let _ready = exit.readable().await.map_err(|e| self.os(e))?;
+            self.exit_readable().await.map_err(|e| self.os(e))?;
             if let Some(status) = self.inner().try_wait()? {
                 return Ok(status);
             }
@@ -297,7 +318,7 @@ impl Child {
     /// Waits for the pidfd to be readable without reaping (for the output
     /// loop, which reaps through the shared state machine).
     pub(crate) async fn exited(&self) -> io::Result<()> {
-        self.exit_fd()?.readable().await.map(drop)
+        self.exit_readable().await
     }
 
     fn os(&self, source: io::Error) -> WaitError {

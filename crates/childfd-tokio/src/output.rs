@@ -13,7 +13,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 
 use crate::Child;
-use crate::capture_pipe::CapturePipe;
+use crate::capture_pipe::{CapturePipe, runtime_gone};
 use crate::lines::LineSink;
 use crate::options::Options;
 
@@ -84,13 +84,19 @@ pub(crate) async fn capture(
     let [out, err] = plain.map(|fd| fd.map(CapturePipe::Plain));
     let readers = [
         Reader::new(
-            out.or_else(|| child.take_stdout().map(CapturePipe::Polled)),
+            out.or_else(|| child.take_stdout().map(CapturePipe::Polled))
+                .map(CapturePipe::on_this_runtime)
+                .transpose()
+                .map_err(io_err)?,
             Stream::Stdout,
             &opts,
             lines,
         ),
         Reader::new(
-            err.or_else(|| child.take_stderr().map(CapturePipe::Polled)),
+            err.or_else(|| child.take_stderr().map(CapturePipe::Polled))
+                .map(CapturePipe::on_this_runtime)
+                .transpose()
+                .map_err(io_err)?,
             Stream::Stderr,
             &opts,
             lines,
@@ -98,7 +104,12 @@ pub(crate) async fn capture(
     ];
     let mut feed = Feed {
         // Without input, closing stdin at once gives the child EOF.
-        tx: child.take_stdin().filter(|_| opts.input.is_some()),
+        tx: child
+            .take_stdin()
+            .filter(|_| opts.input.is_some())
+            .map(stdin_on_this_runtime)
+            .transpose()
+            .map_err(io_err)?,
         data: opts.input.take().unwrap_or_default(),
         off: 0,
         closed_early: false,
@@ -273,6 +284,14 @@ impl Feed {
         }
         Ok(())
     }
+}
+
+/// As [`CapturePipe::on_this_runtime`], for stdin.
+fn stdin_on_this_runtime(tx: pipe::Sender) -> io::Result<pipe::Sender> {
+    if !runtime_gone(|cx| tx.poll_write_ready(cx)) {
+        return Ok(tx);
+    }
+    pipe::Sender::from_owned_fd_unchecked(tx.into_nonblocking_fd()?)
 }
 
 /// `EPIPE` (32 on every Linux architecture).

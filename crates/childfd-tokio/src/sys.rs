@@ -22,9 +22,9 @@ impl AsRawFd for Pidfd {
 /// Registers the pidfd of `child` for readability (the kernel's exit
 /// notification) with the current runtime's reactor.
 ///
-/// The caller keeps the returned `AsyncFd` in the same struct as `child`,
-/// dropped before it (declared before it, never moved out): see the
-/// safety comment.
+/// The caller keeps the returned `AsyncFd` (in an `Arc`) in the same
+/// struct as `child`, dropped before it, and lends it only to futures that
+/// borrow that struct: see the safety comment.
 ///
 /// # Panics
 ///
@@ -35,10 +35,12 @@ pub(crate) fn register_pidfd(child: &childfd::Child) -> io::Result<AsyncFd<Pidfd
     // and to be the same, for as long as the `AsyncFd` lives.
     // `childfd::Child::as_raw_fd` returns its pidfd, which the `Child`
     // owns from spawn until its own `drop` (nothing else can take or
-    // replace it). The only caller, `crate::child::Child`, owns both the
-    // core child and this `AsyncFd`, declares the `AsyncFd` first (so it
-    // is dropped, and the fd deregistered, before the core child closes
-    // the pidfd) and never moves either out.
+    // replace it). The only caller, `crate::child::Child`, owns the core
+    // child and keeps this `AsyncFd` in an `Arc` in a field declared
+    // before it (dropped, and the fd deregistered, before the core child
+    // closes the pidfd); the other clones of that `Arc` live only in
+    // futures that borrow the `crate::child::Child`, so they are gone
+    // before it can be dropped. Neither is ever moved out.
     let registered = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
     registered.map_err(|e| e.into_parts().1)
 }
