@@ -7,6 +7,10 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use childfd_testbin::{Hygiene, assert_no_survivors, new_tag};
 use childfd_tokio::{CommandExt, Event, JobSet, Options};
 use common::{Flavor, LIBRARY_THREADS, SLACK, runtime, sh};
@@ -56,6 +60,77 @@ fn runtimes_dropped_in_a_loop_with_jobs_running_leak_no_thread_fd_or_child() {
         drop(rt);
         drop(kept);
     }
+    assert_no_survivors(&tag);
+    h.finish(LIBRARY_THREADS);
+}
+
+/// Samples the process's thread count until `stop`; the peak.
+fn sample_threads(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !stop.load(Ordering::Relaxed) {
+            peak = peak.max(childfd_testbin::thread_count());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        peak
+    })
+}
+
+/// Many current-thread runtimes at once, each on a thread of its own
+/// with a `JobSet` whose jobs have `pre_exec` closures (each ends its
+/// spawner batch): the process gains the runtimes' threads and nothing
+/// per runtime or per job.
+#[test]
+fn many_runtimes_at_once_share_the_spawner_threads() {
+    const RUNTIMES: usize = 8;
+    const JOBS: usize = 40;
+    common::warm_up();
+    let h = Hygiene::start();
+    let tag = new_tag("rt-many");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_threads(stop.clone());
+    let base = childfd_testbin::thread_count(); // with the sampler
+    let start = Arc::new(std::sync::Barrier::new(RUNTIMES));
+    let threads: Vec<_> = (0..RUNTIMES)
+        .map(|_| {
+            let (tag, start) = (tag.clone(), start.clone());
+            std::thread::spawn(move || {
+                let rt = runtime(Flavor::CurrentThread);
+                start.wait();
+                rt.block_on(async {
+                    let mut jobs = JobSet::new(JOBS);
+                    for _ in 0..JOBS {
+                        let mut cmd = sh("echo ok", &tag);
+                        // SAFETY: the closure calls nothing.
+                        unsafe { cmd.pre_exec(|| Ok(())) };
+                        jobs.push(cmd, Options::new());
+                    }
+                    let mut ok = 0;
+                    while let Some(ev) = tokio::time::timeout(SLACK, jobs.next())
+                        .await
+                        .expect("hung")
+                    {
+                        if let Event::Exited(r) = ev {
+                            assert_eq!(r.stdout.text(), "ok\n");
+                            ok += 1;
+                        }
+                    }
+                    assert_eq!(ok, JOBS);
+                });
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a runtime's thread");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.join().expect("sampler");
+    // The runtimes' threads, and the core crate's background reaper if it
+    // was not running at the start.
+    assert!(
+        peak <= base + RUNTIMES + 1,
+        "threads peaked at {peak}: {base} + {RUNTIMES} runtimes"
+    );
     assert_no_survivors(&tag);
     h.finish(LIBRARY_THREADS);
 }

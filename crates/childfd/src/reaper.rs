@@ -30,6 +30,11 @@
 //!   [`reap_orphans`] from its own handler loop to do better.
 //! - A pid still registered to a `Child` handle that was leaked
 //!   (`mem::forget`) is never reaped by the orphan pass.
+//! - Children started by other means (`std::process`, `tokio::process`,
+//!   a C library's `fork`) are not registered: once one has exited, the
+//!   orphan pass may reap it before its owner waits, whose wait then
+//!   fails (`ECHILD`, "no child processes"). Where this reaper runs,
+//!   start children with childfd, or have their owners expect that.
 
 use std::collections::HashMap;
 use std::io;

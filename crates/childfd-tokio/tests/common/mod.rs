@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod confinement;
+pub mod gate;
 pub mod rerun;
 
 use std::future::Future;
