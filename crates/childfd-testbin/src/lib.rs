@@ -431,6 +431,51 @@ pub unsafe fn in_forked_child(f: fn()) -> i32 {
     waitpid(pid)
 }
 
+/// How [`a_forked_copy_drops`] makes its copy.
+#[derive(Debug, Clone, Copy)]
+pub enum Fork {
+    /// glibc's `fork()` (runs the `pthread_atfork` handlers).
+    Libc,
+    /// The raw `fork` system call (no handler runs: a copy the library
+    /// hears nothing about).
+    RawSyscall,
+}
+
+/// Forks a copy of this process that drops its copy of `child` (a library
+/// forking and then returning normally, running destructors) and exits 0;
+/// then checks from the parent, within 500 ms, whether the child is still
+/// running, kills and reaps it, and returns whether it had survived the
+/// copy's drop. The copy arms `alarm(20)`, so a hang in it fails instead of
+/// hanging the test.
+///
+/// # Safety
+///
+/// The calling process must be single-threaded (after a fork only the
+/// calling thread exists; locks held by others would never be released).
+pub unsafe fn a_forked_copy_drops(child: childfd::Child, how: Fork) -> bool {
+    let pid = match how {
+        Fork::Libc => unsafe { libc::fork() },
+        Fork::RawSyscall => unsafe { libc::syscall(libc::SYS_fork) as i32 },
+    };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        unsafe { libc::alarm(20) };
+        drop(child);
+        unsafe { libc::_exit(0) };
+    }
+    let status = waitpid(pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked copy failed (status {status:#x})"
+    );
+    // A kill by the copy would end the child within this bound.
+    let after_copy = child.wait_timeout(Duration::from_millis(500)).unwrap();
+    child.kill().unwrap();
+    let end = child.wait_timeout(Duration::from_secs(10)).unwrap();
+    assert!(end.is_some(), "the child did not end after SIGKILL");
+    after_copy.is_none()
+}
+
 /// `fork()`s a copy of this process that holds every fd the caller had
 /// (a fork of the host, as a library might make) and only sleeps `d`, then
 /// exits 0; returns its pid (reap it with [`waitpid`]). The copy calls

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use childfd::Command;
-use childfd_testbin::PAUSE;
+use childfd_testbin::{Fork, PAUSE};
 
 fn main() {
     childfd_testbin::seccomp_deny(libc::SYS_madvise, 0);
@@ -54,29 +54,10 @@ fn a_forked_copy_under_a_faked_madvise_does_not_take_itself_for_the_parent() {
     let fds = childfd_testbin::open_fds();
     let child = Command::new(PAUSE).kill_on_drop(true).spawn().unwrap();
     // SAFETY: the process has one thread (harness = false, nothing started
-    // one); the copy drops a handle and ends with _exit.
-    let pid = unsafe { libc::syscall(libc::SYS_fork) } as i32;
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        // SAFETY: alarm(2) has no memory effects; SIGALRM ends a hung copy.
-        unsafe { libc::alarm(20) };
-        drop(child);
-        // SAFETY: ends the copy without running the parent's destructors.
-        unsafe { libc::_exit(0) };
-    }
-    let status = childfd_testbin::waitpid(pid);
+    // one).
+    let survived = unsafe { childfd_testbin::a_forked_copy_drops(child, Fork::RawSyscall) };
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the forked copy failed (status {status:#x})"
-    );
-    // A kill by the copy would end the child within this bound.
-    let after_copy = child.wait_timeout(Duration::from_millis(500)).unwrap();
-    child.kill().unwrap();
-    let end = child.wait_timeout(Duration::from_secs(10)).unwrap();
-    assert!(end.is_some(), "the child did not end after SIGKILL");
-    drop(child);
-    assert_eq!(
-        after_copy, None,
+        survived,
         "the forked copy took itself for the parent (pid cached on a page \
          madvise never marked wipe-on-fork) and killed the parent's child"
     );
