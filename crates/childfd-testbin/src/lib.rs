@@ -360,6 +360,33 @@ fn seccomp_install(nr: i64, flag: Option<(u32, u32)>, action: u32) {
     }
 }
 
+/// Installs `handler` for `sig` with `SA_RESTART` and an empty mask, as a
+/// host program installs its own; the handler must be async-signal-safe.
+pub fn install_handler(sig: i32, handler: extern "C" fn(libc::c_int)) {
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = handler as usize;
+    sa.sa_flags = libc::SA_RESTART;
+    let r = unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
+    assert_eq!(
+        r,
+        0,
+        "sigaction({sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Puts `sig` back to `SIG_DFL`.
+pub fn default_handler(sig: i32) {
+    let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
+    assert_eq!(
+        r,
+        0,
+        "sigaction({sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 /// `kill(pid, sig)`; whether it succeeded. Only for pids the test owns.
 pub fn kill(pid: i32, sig: i32) -> bool {
     unsafe { libc::kill(pid, sig) == 0 }

@@ -89,13 +89,7 @@ fn kill_own_children() {
 extern "C" fn ignore(_: libc::c_int) {}
 
 fn install_noop_handler(sig: i32) {
-    // SAFETY: sigaction is plain data; all-zero is valid.
-    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-    sa.sa_sigaction = ignore as *const () as usize;
-    sa.sa_flags = libc::SA_RESTART;
-    // SAFETY: a handler that touches nothing.
-    let r = unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
-    assert_eq!(r, 0);
+    childfd_testbin::install_handler(sig, ignore);
 }
 
 /// Runs `f` on a thread; panics if it does not finish within `limit`

@@ -1008,13 +1008,7 @@ extern "C" fn program_sigchld(_: libc::c_int) {}
 fn replaced_sigchld_handler() {
     childfd::reaper::become_subreaper().unwrap();
     let reaper = childfd::reaper::Reaper::start().unwrap();
-    // SAFETY: plain data, all-zero is valid; the fields are set below.
-    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-    act.sa_sigaction = program_sigchld as extern "C" fn(libc::c_int) as usize;
-    act.sa_flags = libc::SA_RESTART;
-    // SAFETY: a fully initialised action for a valid signal.
-    let r = unsafe { libc::sigaction(libc::SIGCHLD, &act, std::ptr::null_mut()) };
-    assert_eq!(r, 0);
+    childfd_testbin::install_handler(libc::SIGCHLD, program_sigchld);
     // Spawned by childfd (a `Child` is never reaped by the orphan pass; a
     // std child of ours would be, as any child no `Child` owns).
     let sh = Command::new("sh")
@@ -1027,10 +1021,7 @@ fn replaced_sigchld_handler() {
     let reaped = eventually(Duration::from_secs(10), || reaper.reaped() >= 1);
     let took = started.elapsed();
     drop(reaper);
-    // SAFETY: plain data, all-zero is SIG_DFL with an empty mask.
-    let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut()) };
+    childfd_testbin::default_handler(libc::SIGCHLD);
     assert!(
         reaped,
         "the orphan was not reaped within 10 s of its exit after the program replaced SIGCHLD's handler"

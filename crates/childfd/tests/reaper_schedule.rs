@@ -186,11 +186,5 @@ extern "C" fn counting_handler(_: libc::c_int) {
 /// A host's handler for `sig` (`SA_RESTART`, as most hosts install them;
 /// `epoll_wait` is never restarted after a handler anyway).
 fn install_counting_handler(sig: i32) {
-    // SAFETY: an all-zero sigaction is a valid starting point.
-    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-    sa.sa_sigaction = counting_handler as *const () as usize;
-    sa.sa_flags = libc::SA_RESTART;
-    // SAFETY: installs an async-signal-safe handler.
-    let r = unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "sigaction: {}", std::io::Error::last_os_error());
+    childfd_testbin::install_handler(sig, counting_handler);
 }

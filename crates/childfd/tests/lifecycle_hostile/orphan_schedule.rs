@@ -33,13 +33,7 @@ pub(crate) fn handler_check_backs_off_on_every_wake_up_under_steady_traffic() {
         exits += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: plain data, all-zero is valid; the fields are set below.
-    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-    act.sa_sigaction = program_sigchld as extern "C" fn(libc::c_int) as usize;
-    act.sa_flags = libc::SA_RESTART;
-    // SAFETY: a fully initialised action for a valid signal.
-    let r = unsafe { libc::sigaction(libc::SIGCHLD, &act, std::ptr::null_mut()) };
-    assert_eq!(r, 0);
+    childfd_testbin::install_handler(libc::SIGCHLD, program_sigchld);
     let sh = Command::new("sh")
         .args(["-c", "sleep 0.1 & exit 0"])
         .spawn()
@@ -49,10 +43,7 @@ pub(crate) fn handler_check_backs_off_on_every_wake_up_under_steady_traffic() {
     let reaped = eventually(REAP_BOUND, || reaper.reaped() >= 1);
     let took = replaced.elapsed();
     drop(reaper);
-    // SAFETY: plain data, all-zero is SIG_DFL with an empty mask.
-    let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut()) };
+    childfd_testbin::default_handler(libc::SIGCHLD);
     // The orphan, if the reaper did not take it.
     while childfd_testbin::reap_any_nohang().is_some() {}
     assert!(
