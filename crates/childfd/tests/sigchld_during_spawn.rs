@@ -16,10 +16,16 @@ use std::time::Duration;
 use childfd::Command;
 use childfd_testbin::{EXIT0, PAUSE};
 
-const SCENARIOS: &[(&str, fn())] = &[(
-    "a_child_exiting_during_another_spawn_queues_no_sigchld_for_the_process",
-    a_child_exiting_during_another_spawn_queues_no_sigchld_for_the_process,
-)];
+const SCENARIOS: &[(&str, fn())] = &[
+    (
+        "a_child_exiting_during_another_spawn_queues_no_sigchld_for_the_process",
+        a_child_exiting_during_another_spawn_queues_no_sigchld_for_the_process,
+    ),
+    (
+        "a_sigchld_the_spawning_thread_blocks_is_not_discarded_by_a_spawn",
+        a_sigchld_the_spawning_thread_blocks_is_not_discarded_by_a_spawn,
+    ),
+];
 
 /// Longest the scenario may take before it counts as hung.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(60);
@@ -178,6 +184,98 @@ fn a_child_exiting_during_another_spawn_queues_no_sigchld_for_the_process() {
         "a SIGCHLD (from pid {from:?}, the first child is {}) was queued for the process \
          while its spawning thread was inside another spawn",
         first.id()
+    );
+    assert!(childfd_testbin::children().is_empty(), "no child left");
+}
+
+/// The host's own child (std's, from a thread of the host's) whose exit
+/// the host learns from a `signalfd` on SIGCHLD, blocked in every thread.
+/// It exits while a childfd spawn holds the main thread (a `pre_exec`
+/// step). The spawning thread must not unblock SIGCHLD for the spawn:
+/// the kernel would hand the queued signal to it, where `SIG_DFL` drops
+/// it, and the host would never hear of its child's exit.
+fn a_sigchld_the_spawning_thread_blocks_is_not_discarded_by_a_spawn() {
+    let set = sigchld_set();
+    // SAFETY: a valid set; this thread's mask (inherited by the watcher).
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "pthread_sigmask");
+    // SAFETY: a valid set; a new fd.
+    let sfd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    assert!(sfd >= 0, "signalfd: {}", std::io::Error::last_os_error());
+    // SAFETY: signalfd returned a fresh fd nothing else owns.
+    let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
+
+    let (started_r, started_w) = pipe();
+    let (gate_r, gate_w) = pipe();
+    let watcher = std::thread::spawn(move || {
+        let mut own = std::process::Command::new(PAUSE)
+            .spawn()
+            .expect("spawn the host's own child");
+        assert!(
+            readable_within(started_r.as_fd(), PATIENCE),
+            "the childfd child never reached its pre_exec step"
+        );
+        own.kill().expect("kill the host's own child");
+        // Wait (without reaping) until it has exited: its SIGCHLD is sent.
+        // SAFETY: all-zero siginfo_t is valid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOWAIT;
+        // SAFETY: a valid out-pointer; `own` is this process's unreaped child.
+        let r = unsafe { libc::waitid(libc::P_PID, own.id(), &mut info, flags) };
+        assert_eq!(r, 0, "waitid: {}", std::io::Error::last_os_error());
+        // SAFETY: writes one byte from a live buffer.
+        let n = unsafe { libc::write(gate_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+        assert_eq!(n, 1, "gate write");
+        own
+    });
+
+    let (sw, gr) = (started_w.as_raw_fd(), gate_r.as_raw_fd());
+    let mut cmd = Command::new(PAUSE);
+    let hold = move || {
+        let mut byte = 0u8;
+        // SAFETY: a raw write on an fd this forked child inherited, from a
+        // live buffer.
+        let wrote = unsafe { libc::write(sw, b"s".as_ptr().cast(), 1) } == 1;
+        // SAFETY: a raw read into a live byte.
+        let ok = wrote && unsafe { libc::read(gr, (&mut byte as *mut u8).cast(), 1) } == 1;
+        if ok {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("the gate failed"))
+        }
+    };
+    // SAFETY: the closure makes only raw write/read calls.
+    unsafe { cmd.pre_exec(hold) };
+    let spawned = cmd.spawn().expect("spawn the childfd child");
+    let mut own = watcher.join().expect("watcher");
+    drop((started_w, gate_r));
+
+    let from = readable_within(sfd.as_fd(), SIGNAL_SLACK).then(|| {
+        // SAFETY: signalfd_siginfo is plain data.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reads at most `size` bytes into `info`.
+        let n = unsafe {
+            libc::read(
+                sfd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
+        assert_eq!(n, size as isize, "signalfd read");
+        info.ssi_pid
+    });
+    spawned.kill().expect("kill the childfd child");
+    let status = spawned.wait().expect("wait for the childfd child");
+    assert_eq!(status.signal(), Some(childfd::Signal::KILL));
+    let own_pid = own.id();
+    let own_status = own.wait().expect("reap the host's own child");
+    assert!(own_status.code().is_none(), "killed: {own_status:?}");
+    assert_eq!(
+        from,
+        Some(own_pid),
+        "the SIGCHLD of the host's own child (pid {own_pid}), blocked in every thread, \
+         never reached its signalfd: a spawn unblocked SIGCHLD and the kernel dropped it there"
     );
     assert!(childfd_testbin::children().is_empty(), "no child left");
 }

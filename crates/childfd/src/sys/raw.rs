@@ -111,6 +111,19 @@ pub(crate) const KERNEL_SIGSET_SIZE: usize = 8;
 /// [`rt_sigprocmask(2)`]: https://man7.org/linux/man-pages/man2/rt_sigprocmask.2.html
 #[inline(always)]
 pub(crate) fn set_signal_mask(new: u64) -> Result<u64, isize> {
+    change_signal_mask(libc::SIG_SETMASK, new)
+}
+
+/// Adds `set` to the calling thread's signal mask (`SIG_BLOCK`: a signal
+/// blocked before stays blocked) and returns the mask it replaces; as
+/// [`set_signal_mask`] otherwise.
+pub(crate) fn block_signals(set: u64) -> Result<u64, isize> {
+    change_signal_mask(libc::SIG_BLOCK, set)
+}
+
+/// `rt_sigprocmask(how, set)`, returning the previous mask.
+#[inline(always)]
+fn change_signal_mask(how: libc::c_int, new: u64) -> Result<u64, isize> {
     let mut old: u64 = 0;
     // SAFETY: reads `new` and writes `old`, both 8-byte kernel sigsets that
     // live for the whole call; a mask affects only this thread (the kernel
@@ -118,7 +131,7 @@ pub(crate) fn set_signal_mask(new: u64) -> Result<u64, isize> {
     let r = unsafe {
         sc!(
             libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
+            how,
             &new as *const u64,
             &mut old as *mut u64,
             KERNEL_SIGSET_SIZE

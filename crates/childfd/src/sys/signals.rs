@@ -1,7 +1,7 @@
 //! Signal masks: the spawning thread's around the clone, and the one the
 //! library's own threads start with.
 
-use super::raw::set_signal_mask;
+use super::raw::{block_signals, set_signal_mask};
 
 /// Blocks every signal in the calling thread until dropped, then restores
 /// the previous mask exactly.
@@ -50,8 +50,15 @@ impl BlockAll {
     /// `SIG_IGN` there, never a parent's handler, until the child's own
     /// steps set its dispositions and mask. The legacy `clone` path keeps
     /// the parent's handlers in the child and must block everything.
+    ///
+    /// A signal of `except` that the thread blocked already stays blocked
+    /// (the new mask is added to the old one, `SIG_BLOCK`): a host that
+    /// blocks SIGCHLD in every thread and reads it from a `signalfd` (or
+    /// `sigwaitinfo`) would otherwise lose the SIGCHLD of its own children
+    /// to a spawn, the kernel handing the queued signal to the one thread
+    /// that does not block it, where `SIG_DFL` discards it.
     pub(crate) fn new(except: u64) -> BlockAll {
-        let old = set_signal_mask(!except);
+        let old = block_signals(!except);
         // rt_sigprocmask fails only for a bad `how`, size or pointer.
         debug_assert!(old.is_ok(), "rt_sigprocmask: {old:?}");
         BlockAll {
