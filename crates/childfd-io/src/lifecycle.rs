@@ -1,5 +1,5 @@
 //! When a child's capture is done, and what to do meanwhile: the deadline
-//! (terminate the tree: TERM + CONT, KILL after the grace), the wait-delay
+//! (terminate the tree: CONT + TERM, KILL after the grace), the wait-delay
 //! after exit (stop and name the pipe holders, and with
 //! `kill_tree_on_held_pipes` KILL the tree), cancellation (KILL now).
 //!
@@ -144,7 +144,11 @@ impl Lifecycle {
         now: Instant,
         sig: Signal,
     ) -> Result<(), OutputError> {
-        for s in [sig, Signal::CONT] {
+        // CONT first: sent after the TERM, it could come too late for a
+        // stopped member once the leader died of the TERM (its orphaned
+        // group gets SIGHUP + SIGCONT from the kernel, and the SIGHUP ends
+        // a member that handles TERM before it ever sees it).
+        for s in [Signal::CONT, sig] {
             match child.signal_tree(s) {
                 // Members that could not be signalled safely: the kill at
                 // the end of the grace reaches them.

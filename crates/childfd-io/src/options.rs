@@ -98,7 +98,7 @@ macro_rules! limits_builder {
     () => {
         /// When this much time has passed since the child started (for
         /// [`output`](crate::output): since it was called), its tree is
-        /// terminated: SIGTERM and SIGCONT, then SIGKILL after the
+        /// terminated: SIGCONT and SIGTERM, then SIGKILL after the
         /// [grace](Self::grace); the outcome is
         /// [`Outcome::TimedOut`](crate::Outcome::TimedOut).
         pub fn deadline(mut self, after: std::time::Duration) -> Self {

@@ -270,7 +270,7 @@ impl Child {
         Ok(status)
     }
 
-    /// Ends the tree gracefully: SIGTERM and SIGCONT to the tree (stopped
+    /// Ends the tree gracefully: SIGCONT then SIGTERM to the tree (stopped
     /// members must see the TERM), up to `grace` on the runtime's timer for
     /// the child and every member to end, then SIGKILL to the tree. Reaps
     /// the child. As [`childfd::Child::terminate`], without blocking a
@@ -282,7 +282,11 @@ impl Child {
     /// [`TreeError::Survivors`] if members outlive SIGKILL for 10 s; others
     /// as [`signal_tree`](Child::signal_tree).
     pub async fn terminate(&self, grace: Duration) -> Result<Termination, TreeError> {
-        for s in [Signal::TERM, Signal::CONT] {
+        // CONT first: sent after the TERM, it could come too late for a
+        // stopped member once the leader died of the TERM (its orphaned
+        // group gets SIGHUP + SIGCONT, and the SIGHUP ends a member that
+        // handles TERM before it sees it).
+        for s in [Signal::CONT, Signal::TERM] {
             match self.signal_tree(s) {
                 // Members that could not be signalled safely: the kill at
                 // the end of the grace reaches them.
