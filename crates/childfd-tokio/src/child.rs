@@ -77,7 +77,9 @@ pub struct Child {
     exit: Mutex<Option<Arc<AsyncFd<Pidfd>>>>,
     /// Owns the core child, and so its pidfd.
     inner: childfd::Child,
-    stdin: Option<ChildStdin>,
+    /// Behind a lock so that [`wait`](Child::wait), taking `&self`, can
+    /// close it (as `std`, `tokio::process` and the core crate do).
+    stdin: Mutex<Option<ChildStdin>>,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
 }
@@ -103,9 +105,11 @@ impl Child {
         // The core crate made these pipes (`pipe2(O_CLOEXEC)`): one
         // `fcntl` makes each non-blocking, no type check needed.
         Ok(Child {
-            stdin: stdin
-                .map(|fd| pipe::Sender::from_owned_fd_unchecked(nonblocking(fd)?))
-                .transpose()?,
+            stdin: Mutex::new(
+                stdin
+                    .map(|fd| pipe::Sender::from_owned_fd_unchecked(nonblocking(fd)?))
+                    .transpose()?,
+            ),
             stdout: stdout
                 .map(|fd| pipe::Receiver::from_owned_fd_unchecked(nonblocking(fd)?))
                 .transpose()?,
@@ -162,7 +166,10 @@ impl Child {
 
     /// Takes the parent's end of the stdin pipe (with `Stdio::piped()`).
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
-        self.stdin.take()
+        self.stdin
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Takes the parent's end of the stdout pipe (with `Stdio::piped()`).
@@ -175,7 +182,10 @@ impl Child {
         self.stderr.take()
     }
 
-    /// Waits for the child to exit and returns its status.
+    /// Waits for the child to exit and returns its status. Closes the
+    /// stdin pipe first if it was not taken (as `std`, `tokio::process`
+    /// and [`childfd::Child::wait`]): a child reading its stdin to the end
+    /// would otherwise wait for an EOF that never comes.
     ///
     /// Sleeps until the pidfd is readable (the kernel's exit notification,
     /// [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)),
@@ -186,6 +196,12 @@ impl Child {
     ///
     /// As [`childfd::Child::wait`].
     pub async fn wait(&self) -> Result<ExitStatus, WaitError> {
+        drop(
+            self.stdin
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         let mut pause = FIRST_PAUSE;
         loop {
             if let Some(status) = self.inner().try_wait()? {
