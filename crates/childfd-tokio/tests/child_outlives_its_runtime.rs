@@ -12,15 +12,24 @@ use childfd_testbin::{Hygiene, assert_no_survivors, eventually, new_tag};
 use childfd_tokio::{Child, Options, Outcome, output, spawn};
 use common::{Flavor, LIBRARY_THREADS, SLACK, runtime, sh, wait_tagged};
 
-/// Spawns `cmd` on a runtime of `flavor`, starts a wait that times out
-/// (the pidfd joins that runtime's reactor), and drops the runtime.
-fn spawned_on_a_dropped_runtime(flavor: Flavor, cmd: &mut childfd::Command, tag: &str) -> Child {
+/// Spawns `cmd` on a runtime of `flavor` (its pipes join that runtime's
+/// reactor); with `wait_first`, starts a wait that times out (so does its
+/// pidfd: the child must not exit by itself before the test lets it).
+/// Then drops the runtime.
+fn spawned_on_a_dropped_runtime(
+    flavor: Flavor,
+    cmd: &mut childfd::Command,
+    tag: &str,
+    wait_first: bool,
+) -> Child {
     let rt = runtime(flavor);
     let child = rt.block_on(async {
         let child = spawn(cmd).unwrap();
         wait_tagged(tag, 1).await;
-        let r = tokio::time::timeout(Duration::from_millis(10), child.wait()).await;
-        assert!(r.is_err(), "still running");
+        if wait_first {
+            let r = tokio::time::timeout(Duration::from_millis(10), child.wait()).await;
+            assert!(r.is_err(), "still running");
+        }
         child
     });
     drop(rt);
@@ -42,8 +51,11 @@ fn each_flavor(body: impl Fn(Flavor)) {
 fn a_child_first_waited_on_a_runtime_since_dropped_can_be_waited_on_the_next() {
     each_flavor(|flavor| {
         let tag = new_tag("next-rt");
-        let child = spawned_on_a_dropped_runtime(flavor, &mut sh("sleep 0.2", &tag), &tag);
+        let gate = common::Gate::new(&tag);
+        let mut cmd = sh(&gate.then("exit 0"), &tag);
+        let child = spawned_on_a_dropped_runtime(flavor, &mut cmd, &tag, true);
         let rt = runtime(flavor);
+        gate.open();
         rt.block_on(async {
             let st = tokio::time::timeout(SLACK, child.wait()).await.unwrap();
             assert!(st.unwrap().success(), "{flavor:?}");
@@ -57,7 +69,7 @@ fn a_child_first_waited_on_a_runtime_since_dropped_can_be_waited_on_the_next() {
         // terminate, on a tree that ignores TERM.
         let tag = new_tag("next-rt-term");
         let script = "trap '' TERM; sleep 1000 & sleep 1000";
-        let child = spawned_on_a_dropped_runtime(flavor, &mut sh(script, &tag), &tag);
+        let child = spawned_on_a_dropped_runtime(flavor, &mut sh(script, &tag), &tag, true);
         rt.block_on(async {
             let t = tokio::time::timeout(SLACK, child.terminate(Duration::from_millis(100)))
                 .await
@@ -78,7 +90,7 @@ fn output_on_a_child_spawned_on_a_runtime_since_dropped_reads_all_its_output() {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = spawned_on_a_dropped_runtime(flavor, &mut cmd, &tag);
+        let mut child = spawned_on_a_dropped_runtime(flavor, &mut cmd, &tag, false);
         let rt = runtime(flavor);
         let out = rt.block_on(async {
             let opts = Options::new().stdin_bytes(&b"it\n"[..]).deadline(SLACK);
@@ -103,13 +115,13 @@ fn a_kill_on_drop_child_dropped_after_its_runtime_or_on_another_thread_kills_its
         };
         // Dropped with no runtime at all.
         let tag = new_tag("kod-no-rt");
-        let child = spawned_on_a_dropped_runtime(flavor, &mut tree(&tag), &tag);
+        let child = spawned_on_a_dropped_runtime(flavor, &mut tree(&tag), &tag, true);
         drop(child);
         assert_no_survivors(&tag);
 
         // Dropped inside another runtime's block_on.
         let tag = new_tag("kod-other-rt");
-        let child = spawned_on_a_dropped_runtime(flavor, &mut tree(&tag), &tag);
+        let child = spawned_on_a_dropped_runtime(flavor, &mut tree(&tag), &tag, true);
         runtime(flavor).block_on(async move { drop(child) });
         assert_no_survivors(&tag);
 

@@ -56,19 +56,19 @@ fn a_child_that_exited_before_its_deadline_is_not_timed_out_when_the_runtime_run
 #[test]
 fn a_zero_wait_delay_reads_what_an_exited_child_left_in_its_pipes() {
     on_both(|_| async {
-        // The child waits for its stdin to close, so that its pidfd is on
-        // the reactor (a wait was started) before it exits.
+        // The child waits for a gate, so that its pidfd is on the reactor
+        // (a wait was started) before it exits.
+        let tag = childfd_testbin::new_tag("zero-delay");
+        let gate = common::Gate::new(&tag);
         let mut child = spawn(
-            Command::new("sh")
-                .args(["-c", "read x; echo out; echo err >&2"])
-                .stdin(Stdio::piped())
+            common::sh(&gate.then("echo out; echo err >&2"), &tag)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped()),
         )
         .unwrap();
         let running = tokio::time::timeout(Duration::from_millis(10), child.wait()).await;
-        assert!(running.is_err(), "sh waits for its stdin");
-        drop(child.take_stdin());
+        assert!(running.is_err(), "sh waits for its gate");
+        gate.open();
         let st = tokio::time::timeout(SLACK, child.wait()).await.unwrap();
         assert!(st.unwrap().success());
 
@@ -113,8 +113,9 @@ fn input_left_for_a_child_that_exited_before_the_capture_is_reported_closed_earl
                 .stderr(Stdio::piped()),
         )
         .unwrap();
-        let st = tokio::time::timeout(SLACK, child.wait()).await.unwrap();
-        assert!(st.unwrap().success());
+        // Exited, not reaped, its stdin still open here (a wait would
+        // close it).
+        block_until_exited(&child.as_fd().try_clone_to_owned().unwrap());
         let input = vec![b'x'; 8 << 20];
         let out = output(&mut child, Options::new().stdin_bytes(input.clone()))
             .await

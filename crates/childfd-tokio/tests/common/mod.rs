@@ -129,3 +129,28 @@ where
         h.finish(LIBRARY_THREADS);
     }
 }
+
+/// A file a child waits for before it goes on.
+pub struct Gate(std::path::PathBuf);
+
+impl Gate {
+    pub fn new(tag: &str) -> Gate {
+        Gate(std::env::temp_dir().join(format!("childfd-tokio-gate-{tag}")))
+    }
+
+    /// `rest`, run once the gate is open.
+    pub fn then(&self, rest: &str) -> String {
+        let p = self.0.display();
+        format!("while [ ! -e '{p}' ]; do sleep 0.01; done; {rest}")
+    }
+
+    pub fn open(&self) {
+        std::fs::write(&self.0, b"").unwrap();
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
