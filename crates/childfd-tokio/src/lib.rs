@@ -61,6 +61,9 @@
 //!   caller. The spawner threads are started by the first caller whose
 //!   state is the main thread's, never by a thread that confined itself
 //!   further (they would pass its filter to every later child).
+//! - **Taken from the caller:** the signal mask, for a command with
+//!   [`inherit_signal_mask(true)`](childfd::Command::inherit_signal_mask)
+//!   (read when the spawn is queued).
 //! - **Not compared, taken from the spawner thread:** namespaces one
 //!   thread joined (`setns`) or made (`unshare`), such as its network
 //!   or mount namespace; the LSM exec context

@@ -54,6 +54,8 @@ pub use child::{
     Child, ChildStderr, ChildStdin, ChildStdout, Output, StdinSlot, pending_reaps,
     recovered_statuses,
 };
+#[doc(hidden)]
+pub use command::CallerSignalMask;
 pub use command::{Command, EnvSnapshot, Resource, Stdio, StdioKind};
 pub use containment::{CgroupParent, Containment, EndedBy, Termination, TreeError};
 pub use error::{InvalidCommand, SignalError, SpawnError, SpawnStage, WaitError};

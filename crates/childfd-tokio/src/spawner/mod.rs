@@ -38,6 +38,11 @@
 //! `/proc/self/status`), never by a thread that confined itself further:
 //! they inherit their starter's state for the life of the process.
 //!
+//! The signal mask a child of `inherit_signal_mask(true)` starts with is
+//! the caller's, read when the spawn is queued and handed to the core
+//! crate with the job ([`childfd::CallerSignalMask`]), not the spawner
+//! thread's.
+//!
 //! Other per-thread state is **not** compared, and a child of
 //! `spawn_async`, `output_async` or a `JobSet` has the spawner thread's:
 //! namespaces joined with `setns` or made with `unshare` by one thread
@@ -106,6 +111,8 @@ type Answered = (Command, std::thread::Result<Result<Child, SpawnError>>);
 
 struct Job {
     cmd: Command,
+    /// The caller's signal mask, for a child that inherits it.
+    mask: Option<childfd::CallerSignalMask>,
     reply: oneshot::Sender<Answer>,
 }
 
@@ -136,7 +143,11 @@ pub(crate) async fn spawn(cmd: Command) -> Reply {
         return (cmd, result);
     };
     let (reply, rx) = oneshot::channel();
-    let job = match queue.send(Job { cmd, reply }) {
+    // The child is cloned on another thread, but its mask is this one's.
+    let mask = cmd
+        .inherits_signal_mask()
+        .then(childfd::CallerSignalMask::of_this_thread);
+    let job = match queue.send(Job { cmd, mask, reply }) {
         Ok(()) => {
             // `run` sends every answer, panics included (`Pending`).
             let mut answer = rx.await.expect("a spawner thread answers every job");
@@ -284,14 +295,11 @@ fn run(rx: &Mutex<mpsc::Receiver<Job>>) {
         // Nothing here is expected to panic; if it did, each job spawns
         // with its own copy of the environment.
         let env = catch_unwind(childfd::EnvSnapshot::capture).ok();
-        for Job { cmd, reply } in jobs.drain(..) {
+        for Job { cmd, mask, reply } in jobs.drain(..) {
             pending.before_spawn(&cmd);
             // The core crate's spawn panics only on a broken invariant:
             // the panic goes to the job's task, this thread goes on.
-            let spawned = catch_unwind(AssertUnwindSafe(|| match &env {
-                Some(env) => cmd.spawn_with_env(env),
-                None => cmd.spawn(),
-            }));
+            let spawned = catch_unwind(AssertUnwindSafe(|| cmd.spawn_for(env.as_ref(), mask)));
             pending.replies.push((reply, Answer(Some((cmd, spawned)))));
         }
         pending.send();

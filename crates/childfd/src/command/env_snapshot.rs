@@ -53,6 +53,48 @@ impl Command {
     ///
     /// As [`spawn`](Command::spawn).
     pub fn spawn_with_env(&self, env: &EnvSnapshot) -> Result<Child, SpawnError> {
-        super::plan::spawn(self, Some(env))
+        super::plan::spawn(self, Some(env), None)
+    }
+}
+
+/// The calling thread's signal mask, taken for a spawn another thread
+/// makes on its behalf (childfd-tokio's spawner): a child of
+/// [`inherit_signal_mask(true)`](Command::inherit_signal_mask) gets it
+/// instead of the spawning thread's. Not a stable API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerSignalMask(pub(crate) u64);
+
+impl CallerSignalMask {
+    /// The calling thread's mask now.
+    pub fn of_this_thread() -> CallerSignalMask {
+        CallerSignalMask(crate::sys::raw::signal_mask())
+    }
+}
+
+impl Command {
+    /// Whether the child is to start with the spawning thread's signal
+    /// mask ([`inherit_signal_mask`](Command::inherit_signal_mask)). Not a
+    /// stable API.
+    #[doc(hidden)]
+    pub fn inherits_signal_mask(&self) -> bool {
+        self.inherit_signal_mask
+    }
+
+    /// [`spawn`](Command::spawn) made for another thread: inheriting
+    /// `env` if given (see [`spawn_with_env`](Command::spawn_with_env)),
+    /// and handing on `mask` if given instead of the spawning thread's
+    /// mask. Not a stable API.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Command::spawn).
+    #[doc(hidden)]
+    pub fn spawn_for(
+        &self,
+        env: Option<&EnvSnapshot>,
+        mask: Option<CallerSignalMask>,
+    ) -> Result<Child, SpawnError> {
+        super::plan::spawn(self, env, mask)
     }
 }

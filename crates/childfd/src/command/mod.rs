@@ -11,7 +11,7 @@ mod std_compat;
 mod stdio;
 
 pub use child_setup::Resource;
-pub use env_snapshot::EnvSnapshot;
+pub use env_snapshot::{CallerSignalMask, EnvSnapshot};
 pub use stdio::{Stdio, StdioKind};
 
 use std::collections::BTreeMap;
@@ -399,7 +399,7 @@ impl Command {
     ///   failing with `ETXTBSY` (another thread's child still holding the
     ///   script's write fd for a moment) is retried for up to 127 ms.
     pub fn spawn(&self) -> Result<Child, SpawnError> {
-        plan::spawn(self, None)
+        plan::spawn(self, None, None)
     }
 
     /// Spawns and waits for the child to end; stdio is as configured

@@ -248,6 +248,9 @@ pub(crate) struct ChildPlan<'a> {
     /// The mask the child execs with (bit `n - 1` for signal `n`); filled
     /// in by [`super::clone::spawn`].
     pub signal_mask: u64,
+    /// The mask to hand on instead of the spawning thread's: the mask of
+    /// the thread the spawn is made for (childfd-tokio's spawner).
+    pub caller_signal_mask: Option<u64>,
     /// `PR_SET_PDEATHSIG` signal, 0 for none, and the pid the parent must be.
     pub pdeathsig: i32,
     pub expected_ppid: i32,

@@ -420,7 +420,7 @@ pub(crate) fn spawn(plan: &mut ChildPlan<'_>, opts: &CloneOptions<'_>) -> Result
         };
         let mask = super::signals::BlockAll::new(except);
         plan.signal_mask = if plan.inherit_signal_mask {
-            mask.previous()
+            plan.caller_signal_mask.unwrap_or(mask.previous())
         } else {
             0
         };

@@ -139,3 +139,24 @@ fn change_signal_mask(how: libc::c_int, new: u64) -> Result<u64, isize> {
     };
     if r < 0 { Err(r) } else { Ok(old) }
 }
+
+/// The calling thread's signal mask ([`rt_sigprocmask(2)`] with no new
+/// set), as the kernel's 64-bit set (bit `n - 1` for signal `n`).
+///
+/// [`rt_sigprocmask(2)`]: https://man7.org/linux/man-pages/man2/rt_sigprocmask.2.html
+pub(crate) fn signal_mask() -> u64 {
+    let mut old: u64 = 0;
+    // SAFETY: no new set (a null pointer: nothing is changed); writes
+    // `old`, an 8-byte kernel sigset that lives for the whole call.
+    let r = unsafe {
+        sc!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            std::ptr::null::<u64>(),
+            &mut old as *mut u64,
+            KERNEL_SIGSET_SIZE
+        )
+    };
+    // It fails only for a bad size or pointer, neither possible here.
+    if r < 0 { 0 } else { old }
+}

@@ -18,7 +18,7 @@ use std::ptr;
 use std::sync::PoisonError;
 
 use super::Command;
-use super::EnvSnapshot;
+use super::{CallerSignalMask, EnvSnapshot};
 use crate::child::{Child, ChildStderr, ChildStdin, ChildStdout};
 use crate::containment::cgroup::{self, Leaf};
 use crate::containment::{Containment, Tree};
@@ -52,8 +52,14 @@ fn hooks_ptr(hooks: &mut PreExecHooks) -> *mut PreExecHooks {
     }
 }
 
-/// `env`: the environment to inherit, else a copy taken now.
-pub(super) fn spawn(cmd: &Command, env: Option<&EnvSnapshot>) -> Result<Child, SpawnError> {
+/// `env`: the environment to inherit, else a copy taken now; `mask`: the
+/// signal mask to hand on (with `inherit_signal_mask`), else this
+/// thread's.
+pub(super) fn spawn(
+    cmd: &Command,
+    env: Option<&EnvSnapshot>,
+    mask: Option<CallerSignalMask>,
+) -> Result<Child, SpawnError> {
     check_valid(cmd)?;
     // Held until the child has exec'd: the child runs its own copy.
     let mut hooks = cmd.pre_exec.lock().unwrap_or_else(PoisonError::into_inner);
@@ -69,6 +75,7 @@ pub(super) fn spawn(cmd: &Command, env: Option<&EnvSnapshot>) -> Result<Child, S
     let mut fds = fds::FdPlan::new(cmd, share_files)?;
     let contained = contain(cmd)?;
     let mut plan = child_plan(cmd, &exec, &mut fds, use_close_range, share_files);
+    plan.caller_signal_mask = mask.map(|m| m.0);
     plan.group = contained.group;
     // Still in a group others signal until execve: no signal may stop or
     // kill the child before it (see `child_exec`).
@@ -195,6 +202,7 @@ fn child_plan<'a>(
         default_signals: cmd.default_signals,
         inherit_signal_mask: cmd.inherit_signal_mask,
         signal_mask: 0,
+        caller_signal_mask: None,
         pdeathsig: cmd.pdeathsig.map_or(0, |s| s.as_raw()),
         expected_ppid: if cmd.pdeathsig.is_some() {
             env::getpid()
