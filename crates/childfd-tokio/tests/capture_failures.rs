@@ -21,12 +21,24 @@ fn a_capture_that_fails_midway_kills_the_abandoned_tree() {
         let h = Hygiene::start();
         let tag = new_tag("abandoned");
         let mut cmd = sh("echo started; sleep 1000 & sleep 1000", &tag);
-        let mut job = Box::pin(async move { cmd.output_async(Options::new()).await });
+        let (opts, mut lines) = Options::new().lines();
+        let mut job = Box::pin(async move { cmd.output_async(opts).await });
         let first = runtime(flavor);
         first.block_on(async {
+            // The tree being up is not enough: the capture's task may not
+            // have had its spawn's reply yet, and would then register its
+            // pipes with the second runtime and never fail. A line read
+            // means its stdout is on this runtime's reactor (read until
+            // empty, then registered, before the line is seen).
+            let up = async {
+                let line = tokio::time::timeout(SLACK, lines.next()).await;
+                let line = line.expect("the capture read no line").map(|l| l.line);
+                assert_eq!(line.as_deref(), Some(&b"started"[..]));
+                wait_tagged(&tag, 2).await
+            };
             tokio::select! {
                 r = &mut job => panic!("{flavor:?}: the capture ended early: {r:?}"),
-                running = wait_tagged(&tag, 2) => assert!(running.len() >= 2),
+                running = up => assert!(running.len() >= 2),
             }
         });
         drop(first); // its reactor goes, with the capture's pipes on it
