@@ -98,6 +98,13 @@ pub mod test_hooks {
     pub fn on_cgroup_members_listed(hook: fn(&[i32])) {
         crate::containment::cgroup::subtree::set_listed_hook(hook);
     }
+
+    /// Holds the table of cgroup2 mounts as a thread updating it does,
+    /// until the guard is dropped: for tests that `fork()` while another
+    /// thread has it.
+    pub fn hold_cgroup_mounts() -> impl Drop {
+        crate::containment::cgroup::mount::hold_table()
+    }
 }
 
 /// Switches that force the fallbacks for older kernels, so that tests can

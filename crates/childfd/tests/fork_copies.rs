@@ -16,7 +16,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use childfd::Command;
+use childfd::{Command, Containment};
 use childfd_testbin::{EXIT0, Fork, PAUSE};
 
 fn main() {
@@ -24,6 +24,7 @@ fn main() {
     println!("ok: fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn");
     a_forked_copy_dropping_an_inherited_handle_kills_the_parents_child();
     println!("ok: a_forked_copy_dropping_an_inherited_handle_kills_the_parents_child");
+    fork_while_the_cgroup_mounts_are_held_leaves_the_copy_able_to_spawn_in_a_cgroup();
 }
 
 /// A copy made by `fork()` holds a copy of every `Child` handle. When the
@@ -104,4 +105,88 @@ fn fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn() {
         childfd_testbin::children().is_empty()
     }));
     assert_eq!(childfd_testbin::leaked_fds_since(&fds), Vec::<i32>::new());
+}
+
+/// The table of cgroup2 mounts was a lock that a thread updating it held
+/// while it read `/proc/self/mountinfo` (on the first cgroup spawn, after
+/// every failed parent resolution, on a stale leaf path). A `fork()` in
+/// that window left the copy's lock held by a thread it does not have:
+/// every cgroup spawn in the copy waited for ever. The hook holds the
+/// table from another thread across the fork, as such a thread would.
+fn fork_while_the_cgroup_mounts_are_held_leaves_the_copy_able_to_spawn_in_a_cgroup() {
+    let Some(own) = childfd_testbin::own_cgroup_dir().filter(|d| d.exists()) else {
+        println!("SKIPPED (loudly): no cgroup2 hierarchy here");
+        return;
+    };
+    let name = "fork_while_the_cgroup_mounts_are_held_leaves_the_copy_able_to_spawn_in_a_cgroup";
+    let cgroup = || {
+        Command::new(EXIT0)
+            .containment(Containment::cgroup())
+            .status()
+    };
+    match cgroup() {
+        Ok(s) => assert!(s.success(), "cgroup spawn in the parent: {s}"),
+        Err(e) => {
+            println!("SKIPPED (loudly): cgroup spawns fail here: {e}");
+            return;
+        }
+    }
+    let fds = childfd_testbin::open_fds();
+    let (held_tx, held_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let table = childfd::test_hooks::hold_cgroup_mounts();
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        drop(table);
+    });
+    held_rx.recv().unwrap();
+
+    // SAFETY: as in the orphan-pass scenario: ordinary Rust code in the
+    // copy, bounded by its alarm.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: alarm(2) has no memory effects; SIGALRM's default
+        // action ends the copy if the spawn below hangs.
+        unsafe { libc::alarm(20) };
+        let code = match cgroup() {
+            Ok(s) if s.success() => 0,
+            Ok(s) => {
+                println!("copy: cgroup spawn ran but the child exited with {s}");
+                1
+            }
+            Err(e) => {
+                println!("copy: cgroup spawn failed: {e}");
+                2
+            }
+        };
+        // SAFETY: ends the copy without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let status = childfd_testbin::waitpid(pid);
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(
+        !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM),
+        "the forked copy's cgroup spawn hung on the mounts table held when it forked"
+    );
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked copy could not spawn in a cgroup (status {status:#x}), see its output"
+    );
+    assert!(cgroup().unwrap().success());
+    assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
+        childfd_testbin::children().is_empty()
+    }));
+    assert_eq!(childfd_testbin::leaked_fds_since(&fds), Vec::<i32>::new());
+    assert_eq!(
+        childfd_testbin::cgroup_leaves_of(&own, pid as u32),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(
+        childfd_testbin::our_cgroup_leaves(&own),
+        Vec::<std::path::PathBuf>::new()
+    );
+    println!("ok: {name}");
 }

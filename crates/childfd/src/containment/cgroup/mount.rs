@@ -25,7 +25,9 @@
 //! and [cgroups(7)](https://man7.org/linux/man-pages/man7/cgroups.7.html).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::sys::fork::PerProcess;
 
 /// One cgroup2 mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,24 +45,42 @@ pub(crate) struct Mount {
 /// Every visible cgroup2 mount of this process, from
 /// `/proc/self/mountinfo`, as last read.
 pub(crate) fn mounts() -> Arc<Vec<Mount>> {
-    if let Some(m) = MOUNTS.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+    if let Some(m) = table().as_ref() {
         return m.clone();
     }
-    let mut slot = MOUNTS.write().unwrap_or_else(|e| e.into_inner());
-    slot.get_or_insert_with(|| Arc::new(read_mounts())).clone()
+    let fresh = Arc::new(read_mounts());
+    table().get_or_insert(fresh).clone()
 }
 
 /// Reads `/proc/self/mountinfo` again; true if the visible cgroup2 mounts
 /// changed since the last read.
 pub(crate) fn reload() -> bool {
     let fresh = read_mounts();
-    let mut slot = MOUNTS.write().unwrap_or_else(|e| e.into_inner());
+    let mut slot = table();
     let changed = slot.as_deref().is_none_or(|old| *old != fresh);
     *slot = Some(Arc::new(fresh));
     changed
 }
 
-static MOUNTS: RwLock<Option<Arc<Vec<Mount>>>> = RwLock::new(None);
+/// The mounts as last read, one table per process ([`PerProcess`]): a
+/// `fork()`ed copy starts with an empty one of its own, so it never waits
+/// on a lock that a thread of the parent held when it forked (that thread
+/// does not exist in the copy). The lock is held only to copy or replace
+/// the `Arc`, never while mountinfo is read.
+static MOUNTS: PerProcess<Mutex<Option<Arc<Vec<Mount>>>>> = PerProcess::new();
+
+fn table() -> MutexGuard<'static, Option<Arc<Vec<Mount>>>> {
+    MOUNTS
+        .get(|| Mutex::new(None), |_| {})
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Holds this process's mounts table as an update does, until the guard
+/// is dropped (see [`crate::test_hooks::hold_cgroup_mounts`]).
+pub(crate) fn hold_table() -> impl Drop {
+    table()
+}
 
 fn read_mounts() -> Vec<Mount> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
