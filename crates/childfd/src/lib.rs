@@ -105,6 +105,20 @@ pub mod test_hooks {
     pub fn hold_cgroup_mounts() -> impl Drop {
         crate::containment::cgroup::mount::hold_table()
     }
+
+    /// Makes every later `pidfd_open` probe copy (see
+    /// [`pidfd_open_allowed`]) die of `SIGKILL` before it tries the call,
+    /// as if the OOM killer had picked it; `false` stops that.
+    pub fn kill_pidfd_probe_copies(on: bool) {
+        crate::sys::pidfd::kill_probe_copies(on);
+    }
+
+    /// Whether the calling thread may call `pidfd_open`, as cgroup tree
+    /// signalling decides it (probed in a copy of the thread if it has
+    /// seccomp filters, and remembered until they change).
+    pub fn pidfd_open_allowed() -> bool {
+        crate::sys::pidfd::open_allowed()
+    }
 }
 
 /// Switches that force the fallbacks for older kernels, so that tests can

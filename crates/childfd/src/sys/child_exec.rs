@@ -1028,6 +1028,11 @@ pub(crate) fn probe_pidfd_open() -> ! {
     };
     // SAFETY: no arguments.
     let pid = unsafe { sc!(libc::SYS_getpid) };
+    if super::pidfd::KILL_PROBE_COPIES.load(core::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: signals this copy only (a test's stand-in for the OOM
+        // killer).
+        let _ = unsafe { sc!(libc::SYS_kill, pid, libc::SIGKILL) };
+    }
     // SAFETY: integer arguments; the fd it may return is this copy's and
     // goes with it.
     let r = unsafe { sc!(libc::SYS_pidfd_open, pid, 0) };

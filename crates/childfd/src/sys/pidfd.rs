@@ -5,8 +5,8 @@
 //! [pidfd_send_signal(2)](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 /// Whether [`wait`] may block.
@@ -386,7 +386,7 @@ pub(crate) fn open_allowed() -> bool {
     }
     let allowed = match probe_open_in_a_copy() {
         Some(result) => result,
-        None => return false, // no copy: try again next time
+        None => return false, // unknown: probe again next time
     };
     if let Some(key) = key {
         PROBED.set(Some((key, allowed)));
@@ -423,57 +423,115 @@ pub(crate) fn open_refused(e: &io::Error) -> bool {
 /// Tries `pidfd_open` in a fork-style copy of the calling thread, which
 /// has the thread's seccomp filters (see
 /// [`child_exec::probe_pidfd_open`](super::child_exec::probe_pidfd_open)).
-/// `Some(true)`: it was not refused; `Some(false)`: refused, or the copy
-/// died of a signal (a filter that kills); `None`: no copy could be made
-/// or waited for.
+/// `Some(true)`: it was not refused; `Some(false)`: refused, by an errno
+/// or by a filter that kills (the copy died of `SIGSYS`); `None`: unknown,
+/// not to be remembered (no copy could be made, a foreign reaper took it,
+/// or it died of another signal, such as the OOM killer's `SIGKILL`).
 ///
-/// The copy is made with `clone(2)` flags 0: exit signal 0, so no SIGCHLD
-/// reaches the host and only a `__WALL` wait sees it; it is registered
-/// with the orphan reaper (under its spawn gate) until reaped, so an
-/// orphan pass never takes it. Every signal is blocked in the thread
-/// around the clone, so the copy starts with all of them blocked.
+/// The copy is made with `clone(2)` `CLONE_PIDFD` and exit signal 0 (no
+/// SIGCHLD reaches the host, only a `__WALL` wait sees it) and waited for
+/// through its pidfd (`P_PIDFD`), which never reaches another process
+/// however soon its pid is reused. It is registered with the orphan
+/// reaper (under its spawn gate) until it has been seen to exit, so an
+/// orphan pass does not take its status. Every signal is blocked in the
+/// thread around the clone, so the copy starts with all of them blocked.
+///
+/// # Caveats
+///
+/// Where `CLONE_PIDFD` is refused (a seccomp profile, valgrind) or
+/// unknown (before 5.2), the copy is made without it and waited for by
+/// pid; its final reap is then `WNOHANG`, so it never waits for a process
+/// that got the pid after a foreign `waitpid(-1)` reaper took the copy.
 fn probe_open_in_a_copy() -> Option<bool> {
-    let pid = {
-        let _gate = crate::reaper::spawn_gate();
-        let _mask = super::signals::BlockAll::new(0);
-        // SAFETY: a fork-style clone (no CLONE_VM, CLONE_FILES or
-        // CLONE_SIGHAND): the copy has its own memory, fd table and
-        // handlers, starts with every signal blocked, and runs only
-        // `probe_pidfd_open`, which never returns.
-        let r = unsafe { super::raw::syscall6(libc::SYS_clone, [0; 6]) };
-        if r == 0 {
-            super::child_exec::probe_pidfd_open();
-        }
-        if r < 0 {
-            return None;
-        }
-        crate::reaper::register(r as u32);
-        r as i32
+    let (pid, pidfd) = clone_probe_copy()?;
+    let wait = |flags: i32| match &pidfd {
+        Some(fd) => match waitid_reap(libc::P_PIDFD, fd.as_raw_fd() as libc::id_t, flags) {
+            // `P_PIDFD` is 5.4, `CLONE_PIDFD` 5.2: wait by pid on 5.2-5.3.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                waitid_reap(libc::P_PID, pid as libc::id_t, flags)
+            }
+            r => r,
+        },
+        None => waitid_reap(libc::P_PID, pid as libc::id_t, flags),
     };
-    // Wait without reaping, unregister (the pid is still ours), then reap.
-    let ended = loop {
-        // SAFETY: all-zero siginfo_t is valid.
-        let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
-        let flags = libc::WEXITED | libc::WNOWAIT | libc::__WALL;
-        // SAFETY: valid out-pointer; `pid` is our unreaped child.
-        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
-        if r == 0 {
-            break true;
-        }
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            break false;
-        }
-    };
+    // Wait without reaping, unregister (the copy is still ours), then reap
+    // it unless someone else has. `ECHILD`: a foreign reaper took it.
+    let seen = wait(libc::WEXITED | libc::WNOWAIT | libc::__WALL);
     crate::reaper::unregister(pid as u32);
-    let raw = if ended {
-        waitid_reap(libc::P_PID, pid as libc::id_t, libc::WEXITED | libc::__WALL).ok()?
+    let raw = seen.ok()??;
+    let _ = wait(libc::WEXITED | libc::WNOHANG | libc::__WALL);
+    probe_verdict(raw)
+}
+
+/// Makes the probe copy (which runs `probe_pidfd_open` and never returns
+/// here): its pid, registered with the orphan reaper, and its pidfd if
+/// the kernel gave one.
+fn clone_probe_copy() -> Option<(i32, Option<OwnedFd>)> {
+    let _gate = crate::reaper::spawn_gate();
+    let _mask = super::signals::BlockAll::new(0);
+    let mut pidfd: i32 = -1;
+    let mut r = clone_copy(libc::CLONE_PIDFD as usize, &mut pidfd);
+    if matches!(
+        -r as i32,
+        libc::EINVAL | libc::EPERM | libc::ENOSYS | libc::EACCES
+    ) {
+        r = clone_copy(0, &mut pidfd);
+    }
+    if r < 0 {
+        return None;
+    }
+    crate::reaper::register(r as u32);
+    // SAFETY: with CLONE_PIDFD the kernel wrote a new fd that nothing else
+    // owns; -1 (the flag unknown, before 5.2) means no fd.
+    let fd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    Some((r as i32, fd))
+}
+
+/// `clone(flags)`, fork-style, exit signal 0; in the copy, runs
+/// `probe_pidfd_open`. The pid, or `-errno`.
+fn clone_copy(flags: usize, pidfd: &mut i32) -> isize {
+    let pidfd = pidfd as *mut i32 as usize;
+    // Where the pidfd goes: `parent_tid`, the third argument, except on
+    // s390x (CLONE_BACKWARDS2), whose first two arguments are swapped.
+    #[cfg(not(target_arch = "s390x"))]
+    let args = [flags, 0, pidfd, 0, 0, 0];
+    #[cfg(target_arch = "s390x")]
+    let args = [0, flags, pidfd, 0, 0, 0];
+    // SAFETY: a fork-style clone (no CLONE_VM, CLONE_FILES or
+    // CLONE_SIGHAND): the copy has its own memory, fd table and handlers,
+    // starts with every signal blocked, and runs only `probe_pidfd_open`,
+    // which never returns. `pidfd` points to a live i32 the kernel may fill.
+    let r = unsafe { super::raw::syscall6(libc::SYS_clone, args) };
+    if r == 0 {
+        super::child_exec::probe_pidfd_open();
+    }
+    r
+}
+
+/// What the probe copy's raw wait status says about `pidfd_open`: it
+/// exited with 0 or an errno that is not a refusal (`Some(true)`), with a
+/// refusal's errno or of `SIGSYS`, a seccomp kill or trap (`Some(false)`),
+/// or it died of another signal, which says nothing of the filters
+/// (`None`).
+fn probe_verdict(raw: i32) -> Option<bool> {
+    if libc::WIFEXITED(raw) {
+        let errno = libc::WEXITSTATUS(raw);
+        Some(errno == 0 || !open_refused(&io::Error::from_raw_os_error(errno)))
+    } else if libc::WIFSIGNALED(raw) && libc::WTERMSIG(raw) == libc::SIGSYS {
+        Some(false)
     } else {
         None
-    }?;
-    // Exit code: 0, or the errno of the copy's pidfd_open.
-    let refused = open_refused(&io::Error::from_raw_os_error(libc::WEXITSTATUS(raw)));
-    Some(libc::WIFEXITED(raw) && !refused)
+    }
 }
+
+/// Makes every later probe copy die of `SIGKILL` before it tries
+/// `pidfd_open` (as if the OOM killer had picked it), or stops that.
+pub(crate) fn kill_probe_copies(on: bool) {
+    KILL_PROBE_COPIES.store(on, Ordering::Relaxed);
+}
+
+/// See [`kill_probe_copies`]; read by the copy, in its own memory.
+pub(crate) static KILL_PROBE_COPIES: AtomicBool = AtomicBool::new(false);
 
 /// Waits for `POLLPRI` (a kernfs file such as `cgroup.events` changed) or
 /// the timeout.
