@@ -106,6 +106,10 @@ const SCENARIOS: &[(&str, Wrap)] = &[
         Wrap::Plain,
     ),
     (
+        "one_free_fd_too_few_gives_up_signalling_the_whole_tree",
+        Wrap::Plain,
+    ),
+    (
         "cgroupfs_remounted_elsewhere_after_the_mounts_were_read_fails_cgroup_containment",
         Wrap::MountNs,
     ),
@@ -234,6 +238,9 @@ fn scenario(name: &str) {
         }
         "pinning_a_tree_bigger_than_the_fd_limit_leaves_members_unsignalled" => {
             fd_pressure::pinning_a_tree_bigger_than_the_fd_limit_leaves_members_unsignalled()
+        }
+        "one_free_fd_too_few_gives_up_signalling_the_whole_tree" => {
+            fd_pressure::one_free_fd_too_few_gives_up_signalling_the_whole_tree()
         }
         "cgroupfs_remounted_elsewhere_after_the_mounts_were_read_fails_cgroup_containment" => {
             remount::cgroupfs_remounted_elsewhere_after_the_mounts_were_read_fails_cgroup_containment()

@@ -234,9 +234,11 @@ const PIN_BATCH: usize = 64;
 /// (`EMFILE`/`ENFILE`) ends early and the next one starts with them free.
 ///
 /// A member whose pidfd cannot be opened at all (`pidfd_open` refused,
-/// here or by the thread's seccomp filters, or no fd free even for one)
-/// is reached by number if `numbers_ok` (the subtree is frozen), else
-/// returned as skipped.
+/// here or by the thread's seccomp filters, or no fd free even for one,
+/// or none left to read the subtree again once it is open) is reached by
+/// number if `numbers_ok` (the subtree is frozen), else returned as
+/// skipped. Where not even the read is possible, the batch's members are
+/// returned as skipped (some may have left the subtree meanwhile).
 pub(crate) fn pin_each(
     dir: &Path,
     listed: &[i32],
@@ -253,7 +255,7 @@ pub(crate) fn pin_each(
         let (mut members, mut unpinned, mut taken) = pin_batch(rest, may_open, numbers_ok);
         let still = loop {
             match pids(dir) {
-                Ok(p) => break p.into_iter().collect::<HashSet<i32>>(),
+                Ok(p) => break Some(p.into_iter().collect::<HashSet<i32>>()),
                 // The batch took the fds the read needs: give half back
                 // (those members come again in the next batch).
                 Err(e) if is_out_of_fds(&e) && members.len() > 1 => {
@@ -262,10 +264,21 @@ pub(crate) fn pin_each(
                     unpinned.retain(|(i, _)| *i < cut);
                     taken = cut;
                 }
+                // Even one pidfd leaves no fd for the read: close it.
+                Err(e) if is_out_of_fds(&e) && members.iter().any(|(_, m)| m.fd.is_some()) => {
+                    unpin(&mut members, &mut unpinned, numbers_ok);
+                }
+                // No fd at all: the batch cannot be checked, nor reached.
+                Err(e) if is_out_of_fds(&e) => break None,
                 Err(e) => return Err(e),
             }
         };
         rest = &rest[taken..];
+        let Some(still) = still else {
+            skipped.extend(members.iter().map(|(_, m)| m.pid));
+            skipped.extend(unpinned.iter().map(|(_, p)| *p));
+            continue;
+        };
         for (_, m) in members.iter().filter(|(_, m)| still.contains(&m.pid)) {
             each(m);
         }
@@ -277,6 +290,24 @@ pub(crate) fn pin_each(
         );
     }
     Ok(skipped)
+}
+
+/// Closes the batch's pidfds (the read of the subtree needs an fd): each
+/// member is then reached by number if `numbers_ok`, else left unpinned.
+fn unpin(members: &mut Vec<(usize, Member)>, unpinned: &mut Vec<(usize, i32)>, numbers_ok: bool) {
+    for (i, m) in std::mem::take(members) {
+        if numbers_ok {
+            members.push((
+                i,
+                Member {
+                    pid: m.pid,
+                    fd: None,
+                },
+            ));
+        } else {
+            unpinned.push((i, m.pid));
+        }
+    }
 }
 
 fn is_out_of_fds(e: &io::Error) -> bool {
