@@ -119,6 +119,18 @@ pub mod test_hooks {
     pub fn pidfd_open_allowed() -> bool {
         crate::sys::pidfd::open_allowed()
     }
+
+    /// `true`: the next probe of this process's spawn method (made by its
+    /// first spawn) waits inside the probe until `false` is set; for tests
+    /// that `fork()` while another thread is in it.
+    pub fn hold_spawn_method_probe(on: bool) {
+        crate::sys::clone::hold_probe(on);
+    }
+
+    /// Whether a probe is waiting in [`hold_spawn_method_probe`]'s hold.
+    pub fn spawn_method_probe_held() -> bool {
+        crate::sys::clone::probe_holding()
+    }
 }
 
 /// Switches that force the fallbacks for older kernels, so that tests can

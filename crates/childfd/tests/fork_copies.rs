@@ -20,6 +20,10 @@ use childfd::{Command, Containment};
 use childfd_testbin::{EXIT0, Fork, PAUSE};
 
 fn main() {
+    // First: it needs the process's first spawn (the one that probes the
+    // spawn method).
+    fork_during_the_first_spawns_method_probe_leaves_the_copy_able_to_spawn();
+    println!("ok: fork_during_the_first_spawns_method_probe_leaves_the_copy_able_to_spawn");
     fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn();
     println!("ok: fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn");
     a_forked_copy_dropping_an_inherited_handle_kills_the_parents_child();
@@ -189,4 +193,52 @@ fn fork_while_the_cgroup_mounts_are_held_leaves_the_copy_able_to_spawn_in_a_cgro
         Vec::<std::path::PathBuf>::new()
     );
     println!("ok: {name}");
+}
+
+/// The spawn method was probed once per process inside a `OnceLock`'s
+/// initialisation. A `fork()` by another thread while the first spawn was
+/// in that probe left the copy's `OnceLock` in its running state, with no
+/// thread to finish it: every spawn in the copy waited for ever. The hook
+/// holds the first spawn inside the probe across the fork.
+fn fork_during_the_first_spawns_method_probe_leaves_the_copy_able_to_spawn() {
+    let fds = childfd_testbin::open_fds();
+    childfd::test_hooks::hold_spawn_method_probe(true);
+    let first = std::thread::spawn(|| Command::new(EXIT0).status());
+    assert!(
+        childfd_testbin::eventually(Duration::from_secs(20), || {
+            childfd::test_hooks::spawn_method_probe_held()
+        }),
+        "premise: the first spawn should be held in the method probe"
+    );
+    // SAFETY: the copy runs ordinary Rust code, as a library forking a
+    // threaded process would, bounded by its alarm.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: alarm(2) has no memory effects; SIGALRM's default
+        // action ends the copy if the spawn below hangs.
+        unsafe { libc::alarm(20) };
+        // The holding thread does not exist here: the copy's probe runs.
+        childfd::test_hooks::hold_spawn_method_probe(false);
+        let code = match Command::new(EXIT0).status() {
+            Ok(s) if s.success() => 0,
+            _ => 1,
+        };
+        // SAFETY: ends the copy without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let status = childfd_testbin::waitpid(pid);
+    childfd::test_hooks::hold_spawn_method_probe(false);
+    let first = first.join().unwrap();
+    assert!(
+        !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM),
+        "the forked copy's spawn hung on the spawn-method probe another thread was in when it forked"
+    );
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked copy could not spawn (status {status:#x})"
+    );
+    assert!(first.unwrap().success(), "the held first spawn failed");
+    assert!(childfd_testbin::children().is_empty());
+    assert_eq!(childfd_testbin::leaked_fds_since(&fds), Vec::<i32>::new());
 }

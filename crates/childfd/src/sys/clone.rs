@@ -62,7 +62,6 @@ use core::ffi::c_long;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Mutex;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::child_exec::{ChildPlan, SpawnBlock, Stage, child_main};
@@ -86,7 +85,13 @@ impl Method {
     }
 }
 
-static METHOD: OnceLock<AtomicU8> = OnceLock::new();
+/// The method's code (see `encode`), or `UNKNOWN` until first probed.
+/// Plain atomics, not a `OnceLock`: a `fork()` by another thread while one
+/// was being initialised would leave the copy's in its running state, and
+/// every spawn in the copy would wait for it for ever. Racing first uses
+/// each probe (cheap and idempotent) and the first store wins.
+static METHOD: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = u8::MAX;
 /// Set once a `clone3` spawn has succeeded: from then on an `EINVAL` is
 /// about the arguments, not about flags this kernel lacks.
 static CLONE3_WORKED: AtomicBool = AtomicBool::new(false);
@@ -101,10 +106,16 @@ fn encode(m: Method) -> u8 {
 
 /// The spawn method of this process: probed at first use, then cached.
 pub fn method() -> Method {
-    match METHOD
-        .get_or_init(|| AtomicU8::new(encode(probe())))
-        .load(Ordering::Relaxed)
-    {
+    let mut code = METHOD.load(Ordering::Relaxed);
+    if code == UNKNOWN {
+        let probed = encode(probe());
+        code = match METHOD.compare_exchange(UNKNOWN, probed, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => probed,
+            Err(stored) => stored,
+        };
+    }
+    match code {
         0 => Method::Clone3Vm,
         1 => Method::CloneVm,
         _ => Method::Clone3Fork,
@@ -118,29 +129,49 @@ pub(crate) fn downgrade_after_einval() -> bool {
     if method() != Method::Clone3Vm || CLONE3_WORKED.load(Ordering::Relaxed) {
         return false;
     }
-    METHOD
-        .get_or_init(|| AtomicU8::new(0))
-        .store(encode(Method::CloneVm), Ordering::Relaxed);
+    METHOD.store(encode(Method::CloneVm), Ordering::Relaxed);
     true
 }
 
 /// Cleared when `CLONE_FILES` must not be used: a method is forced by
 /// `CHILDFD_SPAWN_METHOD` (tools such as valgrind accept only the classic
 /// flag sets), or a clone with it failed with `EINVAL` (an emulator).
-static FILES: OnceLock<AtomicBool> = OnceLock::new();
-
-fn files() -> &'static AtomicBool {
-    FILES.get_or_init(|| AtomicBool::new(std::env::var_os("CHILDFD_SPAWN_METHOD").is_none()))
-}
+/// `FILES_*` (an atomic, not a `OnceLock`, for the reason given at
+/// `METHOD`).
+static FILES: AtomicU8 = AtomicU8::new(FILES_UNKNOWN);
+const FILES_UNKNOWN: u8 = 0;
+const FILES_ALLOWED: u8 = 1;
+const FILES_DISABLED: u8 = 2;
 
 /// Whether spawns may clone with `CLONE_FILES` (see the module docs).
 pub(crate) fn files_allowed() -> bool {
-    method() != Method::CloneVm && files().load(Ordering::Relaxed)
+    if method() == Method::CloneVm {
+        return false;
+    }
+    let mut state = FILES.load(Ordering::Relaxed);
+    if state == FILES_UNKNOWN {
+        let first = if std::env::var_os("CHILDFD_SPAWN_METHOD").is_none() {
+            FILES_ALLOWED
+        } else {
+            FILES_DISABLED
+        };
+        // A `disable_files` in between wins over this first look.
+        state = match FILES.compare_exchange(
+            FILES_UNKNOWN,
+            first,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => first,
+            Err(stored) => stored,
+        };
+    }
+    state == FILES_ALLOWED
 }
 
 /// Stops using `CLONE_FILES` in this process.
 pub(crate) fn disable_files() {
-    files().store(false, Ordering::Relaxed);
+    FILES.store(FILES_DISABLED, Ordering::Relaxed);
 }
 
 /// Set when the legacy `clone` refused `CLONE_PIDFD` as well (a seccomp
@@ -183,6 +214,7 @@ pub(crate) fn disable_into_cgroup() {
 }
 
 fn probe() -> Method {
+    hold_probe_if_asked();
     let forced = std::env::var("CHILDFD_SPAWN_METHOD").ok();
     match forced.as_deref() {
         Some("clone3-vm") => return Method::Clone3Vm,
@@ -709,6 +741,31 @@ unsafe fn clone_trampoline(nr: c_long, args: [usize; 5], plan: &ChildPlan<'_>) -
         unsafe { child_main(plan) }
     }
     r
+}
+
+/// `test_hooks::hold_spawn_method_probe`: 0 off, 1 armed (the next probe
+/// holds), 2 a probe is holding.
+static HOLD_PROBE: AtomicU8 = AtomicU8::new(0);
+
+/// Arms (`true`) or releases (`false`) the probe hold.
+pub(crate) fn hold_probe(on: bool) {
+    HOLD_PROBE.store(u8::from(on), Ordering::SeqCst);
+}
+
+/// Whether a probe is holding now.
+pub(crate) fn probe_holding() -> bool {
+    HOLD_PROBE.load(Ordering::SeqCst) == 2
+}
+
+fn hold_probe_if_asked() {
+    if HOLD_PROBE
+        .compare_exchange(1, 2, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+    {
+        while HOLD_PROBE.load(Ordering::SeqCst) == 2 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
 }
 
 #[cfg(test)]
