@@ -68,36 +68,10 @@ fn fork_during_an_orphan_pass_leaves_the_copy_able_to_spawn() {
     });
     held_rx.recv().unwrap();
 
-    // SAFETY: the copy runs ordinary Rust code, as a library forking a
-    // threaded program would; glibc's fork keeps malloc usable in it.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        // SAFETY: alarm(2) has no memory effects; SIGALRM's default
-        // action ends the copy if a spawn below hangs.
-        unsafe { libc::alarm(20) };
-        let code = match Command::new(EXIT0).status() {
-            Ok(s) if s.success() => 0,
-            Ok(s) => {
-                println!("copy: spawn ran but the child exited with {s}");
-                1
-            }
-            Err(e) => {
-                println!("copy: spawn failed: {e}");
-                2
-            }
-        };
-        // SAFETY: ends the copy without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    // The copy is bounded by its alarm, so this wait is too.
-    let status = childfd_testbin::waitpid(pid);
+    let (_, status) = spawn_in_a_forked_copy(|| Command::new(EXIT0).status());
     release_tx.send(()).unwrap();
     holder.join().unwrap();
-    assert!(
-        !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM),
-        "the forked copy's spawn hung on the orphan pass lock held when it forked"
-    );
+    assert_the_copy_spawned(status, "the orphan pass lock held when it forked");
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "the forked copy could not spawn (status {status:#x}), see its output"
@@ -146,39 +120,10 @@ fn fork_while_the_cgroup_mounts_are_held_leaves_the_copy_able_to_spawn_in_a_cgro
     });
     held_rx.recv().unwrap();
 
-    // SAFETY: as in the orphan-pass scenario: ordinary Rust code in the
-    // copy, bounded by its alarm.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        // SAFETY: alarm(2) has no memory effects; SIGALRM's default
-        // action ends the copy if the spawn below hangs.
-        unsafe { libc::alarm(20) };
-        let code = match cgroup() {
-            Ok(s) if s.success() => 0,
-            Ok(s) => {
-                println!("copy: cgroup spawn ran but the child exited with {s}");
-                1
-            }
-            Err(e) => {
-                println!("copy: cgroup spawn failed: {e}");
-                2
-            }
-        };
-        // SAFETY: ends the copy without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    let status = childfd_testbin::waitpid(pid);
+    let (pid, status) = spawn_in_a_forked_copy(cgroup);
     release_tx.send(()).unwrap();
     holder.join().unwrap();
-    assert!(
-        !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM),
-        "the forked copy's cgroup spawn hung on the mounts table held when it forked"
-    );
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the forked copy could not spawn in a cgroup (status {status:#x}), see its output"
-    );
+    assert_the_copy_spawned(status, "the cgroup mounts table held when it forked");
     assert!(cgroup().unwrap().success());
     assert!(childfd_testbin::eventually(Duration::from_secs(10), || {
         childfd_testbin::children().is_empty()
@@ -210,35 +155,65 @@ fn fork_during_the_first_spawns_method_probe_leaves_the_copy_able_to_spawn() {
         }),
         "premise: the first spawn should be held in the method probe"
     );
-    // SAFETY: the copy runs ordinary Rust code, as a library forking a
-    // threaded process would, bounded by its alarm.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        // SAFETY: alarm(2) has no memory effects; SIGALRM's default
-        // action ends the copy if the spawn below hangs.
-        unsafe { libc::alarm(20) };
+    let (_, status) = spawn_in_a_forked_copy(|| {
         // The holding thread does not exist here: the copy's probe runs.
         childfd::test_hooks::hold_spawn_method_probe(false);
-        let code = match Command::new(EXIT0).status() {
-            Ok(s) if s.success() => 0,
-            _ => 1,
-        };
-        // SAFETY: ends the copy without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    let status = childfd_testbin::waitpid(pid);
+        Command::new(EXIT0).status()
+    });
     childfd::test_hooks::hold_spawn_method_probe(false);
     let first = first.join().unwrap();
-    assert!(
-        !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM),
-        "the forked copy's spawn hung on the spawn-method probe another thread was in when it forked"
-    );
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the forked copy could not spawn (status {status:#x})"
+    assert_the_copy_spawned(
+        status,
+        "the spawn-method probe another thread was in when it forked",
     );
     assert!(first.unwrap().success(), "the held first spawn failed");
     assert!(childfd_testbin::children().is_empty());
     assert_eq!(childfd_testbin::leaked_fds_since(&fds), Vec::<i32>::new());
+}
+
+/// Forks a copy of this process that arms `alarm(20)` (a hang ends it with
+/// SIGALRM instead of hanging the test), runs `spawn` and exits 0 if the
+/// child it ran succeeded (else 1 or 2, saying why); returns the copy's pid
+/// and wait status.
+fn spawn_in_a_forked_copy(
+    spawn: impl FnOnce() -> std::io::Result<childfd::ExitStatus>,
+) -> (i32, i32) {
+    // SAFETY: the copy runs ordinary Rust code, as a library forking a
+    // threaded program would (glibc's fork keeps malloc usable in it),
+    // bounded by its alarm.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: alarm(2) has no memory effects; SIGALRM's default
+        // action ends the copy if the spawn hangs.
+        unsafe { libc::alarm(20) };
+        let code = match spawn() {
+            Ok(s) if s.success() => 0,
+            Ok(s) => {
+                println!("copy: spawn ran but the child exited with {s}");
+                1
+            }
+            Err(e) => {
+                println!("copy: spawn failed: {e}");
+                2
+            }
+        };
+        // SAFETY: ends the copy without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    // The copy is bounded by its alarm, so this wait is too.
+    (pid, childfd_testbin::waitpid(pid))
+}
+
+/// The copy of [`spawn_in_a_forked_copy`] neither hung on `held` (what
+/// another thread held when it forked) nor failed to spawn.
+fn assert_the_copy_spawned(status: i32, held: &str) {
+    assert!(
+        !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM),
+        "the forked copy's spawn hung on {held}"
+    );
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked copy could not spawn (status {status:#x}), see its output"
+    );
 }
